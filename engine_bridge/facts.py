@@ -128,6 +128,7 @@ class Ledger:
     started: bool = False  # the transaction exists at the centre (a first todo was created)
     ended: bool = False  # ``end`` or terminate was sent: no further call may name it
     last_todo_id: str | None = None  # most recently created todo, for ``previousTaskId`` links
+    transaction_id: str | None = None  # the centre names a flow transaction by its first taskId
 
     def get(self, todo_id: str) -> LedgerTodo | None:
         return next((t for t in self.open if t.todo_id == todo_id), None)
