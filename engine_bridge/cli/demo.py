@@ -1,0 +1,98 @@
+"""``engine-bridge demo``: every sample scenario against the fake centre over a real loopback
+socket, told as a timeline: who did what, which call went out with which status, what is open."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from engine_bridge.clock import FakeClock
+from engine_bridge.errors import EngineBridgeError
+from engine_bridge.facts import CenterCall, Endpoint
+from engine_bridge.testing.scenario import StepRecord, load_scenario, run_scenario
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="run the sample processes against the fake centre and print a timeline",
+    )
+    p.add_argument(
+        "--workflows", default="workflows", help="folder with BPMN files and scenarios/"
+    )
+    p.add_argument("--only", help="run only scenarios whose file name contains this text")
+    p.set_defaults(func=_demo)
+
+
+def describe_call(call: CenterCall) -> str:
+    item = call.item
+    if call.endpoint is Endpoint.TASK_HANDLE:
+        nxt = item.get("next") or []
+        made = ", ".join(f"{n.get('nodeId')}→{n.get('handlers') or n.get('handlingGroup')}" for n in nxt)
+        return (
+            f"taskHandle status={item.get('status')} by {item.get('handler')}"
+            + (f" next[{made}]" if made else "")
+        )
+    if call.endpoint is Endpoint.ADD_TRANSACTION:
+        link = f" after {item['previousTaskId']}" if item.get("previousTaskId") else " (first todo)"
+        who = item.get("handlers") or item.get("handlingGroup")
+        return f"addTransaction {item.get('nodeId')}→{who}{link}"
+    if call.endpoint is Endpoint.TASK_WITHDRAW:
+        nxt = item.get("next") or []
+        made = ", ".join(str(n.get("nodeId")) for n in nxt)
+        return f"taskWithdraw status={item.get('status')} by {item.get('creator')}" + (
+            f" next[{made}]" if made else ""
+        )
+    if call.endpoint is Endpoint.TASK_TERMINATE:
+        return f"taskTerminate by {item.get('creator')}"
+    return f"{call.endpoint.value} {dict(item)}"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from engine_bridge.bridge import Bridge
+    from engine_bridge.testing.fake_center import FakeCenter
+
+    folder = Path(args.workflows)
+    scenarios = sorted((folder / "scenarios").glob("*.json")) if folder.is_dir() else []
+    if args.only:
+        scenarios = [s for s in scenarios if args.only in s.name]
+    if not scenarios:
+        print(f"no scenarios found in {folder / 'scenarios'}", file=sys.stderr)
+        return 1
+    clock = FakeClock()
+    fake = FakeCenter(clock=clock)
+    failures = 0
+    with fake.serve() as server, tempfile.TemporaryDirectory(prefix="engine-bridge-demo-") as tmp:
+        print(f"fake to-do centre listening on {server.url}\n")
+        bridge = Bridge.open(
+            folder, database=f"sqlite:///{Path(tmp) / 'demo.db'}", center=server.url,
+            client_id="test-client", client_secret="test-secret", clock=clock,
+        )
+        try:
+            for path in scenarios:
+                scenario = load_scenario(path)
+                print(f"== {path.stem}: {scenario.description or scenario.process}")
+
+                def show(rec: StepRecord) -> None:
+                    if rec.kind == "expect":
+                        return
+                    print(f"  [{clock.now():%m-%d %H:%M}] {rec.description}")
+                    for call in rec.calls:
+                        print(f"      → {describe_call(call)}")
+
+                try:
+                    run = run_scenario(bridge, scenario, advance=clock.advance, on_step=show)
+                except EngineBridgeError as exc:
+                    failures += 1
+                    print(f"  FAILED: {exc}")
+                    continue
+                todos = bridge.todos(run.instance_id)
+                now_open = ", ".join(f"{t.node_id}({','.join(t.handlers)})" for t in todos)
+                state = "finished" if run.finished else "running"
+                print(f"  instance {state}; open at the centre: {now_open or 'nothing'}\n")
+        finally:
+            bridge.close()
+    return 1 if failures else 0

@@ -1,0 +1,72 @@
+"""``engine-bridge run``: run a scenario against the fake centre (or a real one) and write a
+transcript of every centre call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from engine_bridge.clock import FakeClock
+from engine_bridge.errors import ScenarioError
+from engine_bridge.testing.scenario import load_scenario, run_scenario
+from engine_bridge.testing.transcript import TranscriptRecorder
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run a scenario against the fake centre (or --center URL), write a transcript",
+        description=(
+            "Run the scenario's process from the given BPMN files and directories. Without "
+            "--center the built-in fake to-do centre is used (no network). Exits 1 with the "
+            "step and reason when an expect step does not hold."
+        ),
+    )
+    p.add_argument("files", nargs="+", help="BPMN files or directories holding them")
+    p.add_argument("--scenario", required=True, help="scenario file (JSON or YAML)")
+    p.add_argument("--transcript", help="write one JSON line per centre call to this file")
+    p.add_argument("--center", help="base URL of a real (or fake) to-do centre")
+    p.add_argument("--client-id", help="POA client id (or ENGINE_BRIDGE_CLIENT_ID)")
+    p.add_argument("--client-secret", help="POA client secret (or ENGINE_BRIDGE_CLIENT_SECRET)")
+    p.add_argument("--app-id", help="TTC app id (or ENGINE_BRIDGE_APP_ID)")
+    p.add_argument("--database", help="database URL (default: a temporary SQLite file)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from engine_bridge.bridge import Bridge
+    from engine_bridge.testing.fake_center import FakeCenter
+
+    scenario = load_scenario(args.scenario)
+    recorder = TranscriptRecorder(args.transcript)
+    clock = FakeClock()
+    fake = None if args.center else FakeCenter(clock=clock)
+    with tempfile.TemporaryDirectory(prefix="engine-bridge-run-") as tmp:
+        database = args.database or f"sqlite:///{Path(tmp) / 'run.db'}"
+        bridge = Bridge.open(
+            [Path(f) for f in args.files],
+            database=database,
+            center=args.center or (fake.transport() if fake else None),
+            app_id=args.app_id,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            clock=clock,
+            exchange_hook=recorder,
+        )
+        try:
+            result = run_scenario(bridge, scenario, advance=clock.advance)
+        except ScenarioError as exc:
+            print(f"{args.scenario}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            bridge.close()
+            recorder.close()
+    state = "finished" if result.finished else "still running"
+    print(
+        f"{args.scenario}: {len(scenario.steps)} steps passed; instance {result.instance_id} "
+        f"{state}; {len(recorder.entries)} centre calls"
+    )
+    return 0

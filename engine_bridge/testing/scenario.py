@@ -1,0 +1,256 @@
+"""Scenario files: a process path written as data, run against a bridge, checked as it goes.
+
+A scenario names the process, how it starts and a list of steps (``complete``, ``expect``,
+``tick``, ``cancel``). Steps name nodes, not task ids, so the same file works for every run.
+JSON and YAML are accepted. A failed ``expect`` raises ``ScenarioError`` naming the step and
+saying what was expected and what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine_bridge.errors import ScenarioError
+from engine_bridge.facts import CenterCall
+from engine_bridge.results import Outcome
+
+__all__ = [
+    "Scenario",
+    "ScenarioRun",
+    "StepRecord",
+    "load_scenario",
+    "parse_duration",
+    "run_scenario",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartSpec(_Strict):
+    initiator: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = None
+    initiator_name: str = ""
+
+
+class CompleteSpec(_Strict):
+    node: str
+    handler: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    opinion: str = ""
+
+
+class OpenSpec(_Strict):
+    node: str
+    handlers: list[str] | None = None
+
+
+class ExpectSpec(_Strict):
+    status: Literal["next", "none", "end"] | None = None
+    next_nodes: list[str] | None = None
+    open: list[OpenSpec] | None = None
+    finished: bool | None = None
+
+
+class TickSpec(_Strict):
+    advance: str = "PT0S"
+
+
+class CancelSpec(_Strict):
+    by: str
+    opinion: str = ""
+
+
+class Step(_Strict):
+    complete: CompleteSpec | None = None
+    expect: ExpectSpec | None = None
+    tick: TickSpec | None = None
+    cancel: CancelSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        given = [k for k in ("complete", "expect", "tick", "cancel") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "each step must have exactly one of complete, expect, tick, cancel; "
+                f"got {given or 'none'}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("complete", "expect", "tick", "cancel") if getattr(self, k))
+
+
+class Scenario(_Strict):
+    process: str
+    start: StartSpec
+    steps: list[Step] = Field(default_factory=list)
+    description: str = ""
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario file (JSON, or YAML by extension), with errors naming the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read scenario: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text) if p.suffix in {".yaml", ".yml"} else json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{p}: not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ScenarioError(f"{p}: malformed scenario: {problems}") from exc
+
+
+_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """ISO 8601 durations with days, hours, minutes, seconds (``PT48H``, ``P2DT3H``)."""
+    m = _DURATION.match(text.strip())
+    if not m or text.strip() in {"P", "PT"}:
+        raise ScenarioError(f"not an ISO 8601 duration: {text!r} (write e.g. PT48H or P2D)")
+    parts = {k: float(v) for k, v in m.groupdict().items() if v}
+    return timedelta(
+        days=parts.get("d", 0),
+        hours=parts.get("h", 0),
+        minutes=parts.get("m", 0),
+        seconds=parts.get("s", 0),
+    )
+
+
+@dataclass
+class StepRecord:
+    """What one scenario step did (for timelines and reports)."""
+
+    index: int
+    kind: str
+    description: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    calls: list[CenterCall] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.calls:
+            self.calls = [c for o in self.outcomes for c in o.calls]
+
+
+@dataclass
+class ScenarioRun:
+    instance_id: str
+    steps: list[StepRecord]
+    finished: bool
+
+
+def run_scenario(
+    bridge: Any,
+    scenario: Scenario,
+    *,
+    advance: Callable[[timedelta], object] | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> ScenarioRun:
+    """Run ``scenario`` on ``bridge`` (a ``Bridge``). ``advance`` moves the bridge's clock for
+    ``tick`` steps (``FakeClock.advance``); without it a tick fires what is already due."""
+    inst = bridge.start(
+        scenario.process,
+        initiator=scenario.start.initiator,
+        data=scenario.start.data,
+        key=scenario.start.key,
+        initiator_name=scenario.start.initiator_name,
+    )
+    records: list[StepRecord] = []
+    first = StepRecord(0, "start", f"{scenario.start.initiator} starts {scenario.process}")
+    first.calls = list(inst.calls)
+    records.append(first)
+    if on_step:
+        on_step(first)
+    last: list[Outcome] = []
+    for i, step in enumerate(scenario.steps, start=1):
+        if step.complete is not None:
+            c = step.complete
+            task_id = _find_task(bridge, inst.id, c.node, c.handler, i)
+            outcome = bridge.complete(task_id, handler=c.handler, data=c.data, opinion=c.opinion)
+            last = [outcome]
+            rec = StepRecord(i, "complete", f"{c.handler} completes {c.node}", last)
+        elif step.tick is not None:
+            delta = parse_duration(step.tick.advance)
+            if advance is not None:
+                advance(delta)
+            last = bridge.tick()
+            rec = StepRecord(i, "tick", f"time passes ({step.tick.advance})", last)
+        elif step.cancel is not None:
+            outcome = bridge.cancel(inst.id, by=step.cancel.by, opinion=step.cancel.opinion)
+            last = [outcome]
+            rec = StepRecord(i, "cancel", f"{step.cancel.by} cancels the instance", last)
+        else:
+            assert step.expect is not None
+            _check(bridge, inst.id, step.expect, last, i)
+            rec = StepRecord(i, "expect", "expectations hold", [])
+        records.append(rec)
+        if on_step:
+            on_step(rec)
+    finished = bridge.instance(inst.id).status != "running"
+    return ScenarioRun(instance_id=inst.id, steps=records, finished=finished)
+
+
+def _find_task(bridge: Any, instance_id: str, node: str, handler: str, index: int) -> str:
+    todos = [t for t in bridge.todos(instance_id) if t.node_id == node]
+    if not todos:
+        open_nodes = sorted({t.node_id for t in bridge.todos(instance_id)}) or ["nothing"]
+        raise ScenarioError(
+            f"step {index}: no open todo at node {node!r}; open: {', '.join(open_nodes)}"
+        )
+    for t in todos:
+        if handler in t.handlers or not t.handlers:
+            return str(t.task_id)
+    return str(todos[0].task_id)  # the bridge reports the handler mismatch itself
+
+
+def _check(bridge: Any, instance_id: str, exp: ExpectSpec, last: list[Outcome], i: int) -> None:
+    def fail(what: str) -> None:
+        raise ScenarioError(f"step {i} (expect): {what}")
+
+    if exp.status is not None:
+        got = last[-1].status if last else None
+        if got != exp.status:
+            fail(f"status: expected {exp.status!r}, got {got!r}")
+    if exp.next_nodes is not None:
+        got_nodes = sorted(n for o in last for n in o.next_nodes)
+        if got_nodes != sorted(exp.next_nodes):
+            fail(f"next_nodes: expected {sorted(exp.next_nodes)}, got {got_nodes}")
+    if exp.open is not None:
+        todos = bridge.todos(instance_id)
+        got_open = sorted((t.node_id, sorted(t.handlers)) for t in todos)
+        want_nodes = sorted(o.node for o in exp.open)
+        if sorted(n for n, _ in got_open) != want_nodes:
+            fail(f"open: expected nodes {want_nodes}, got {[n for n, _ in got_open]}")
+        for o in exp.open:
+            if o.handlers is None:
+                continue
+            match = [h for n, h in got_open if n == o.node]
+            if sorted(o.handlers) not in match:
+                fail(f"open: {o.node} handlers expected {sorted(o.handlers)}, got {match}")
+    if exp.finished is not None:
+        finished = bridge.instance(instance_id).status != "running"
+        if finished != exp.finished:
+            fail(f"finished: expected {exp.finished}, got {finished}")
