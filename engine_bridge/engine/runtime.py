@@ -1,0 +1,417 @@
+"""The engine: SpiffWorkflow behind start / complete / cancel / tick, each answering StepFacts.
+
+Every action leaves the workflow at rest (only user tasks and waiting events left) and
+describes the result as :class:`~engine_bridge.facts.StepFacts`: the complete set of open
+todos AFTER the step, whether the process finished, and the transaction fields. The planner
+diffs that against its ledger, so the engine never has to say what changed.
+
+Failure contract: if anything goes wrong while SpiffWorkflow runs a step, the in-memory
+workflow is left half-advanced (SpiffWorkflow has no rollback). The engine raises and the
+caller must discard that object; the stored state is the rollback point. Errors:
+
+* ``TaskNotOpenError`` / ``NotAHandlerError`` / ``InvalidDataError`` — checked before anything
+  runs, the workflow is untouched;
+* ``ScriptSecurityError`` — a BPMN script or condition tried to leave its sandbox; raised as is;
+* ``EngineError`` — any other failure inside SpiffWorkflow, naming the BPMN element.
+
+Instance bookkeeping (initiator, rendered transaction fields) lives in the root task's
+``internal_data``, which SpiffWorkflow serializes with the workflow; task data stays the
+process's own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import ParallelMultiInstanceTask
+from SpiffWorkflow.util.task import TaskState
+
+from engine_bridge.clock import Clock
+from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
+from engine_bridge.engine.script_engine import RestrictedScriptEngine, render_template
+from engine_bridge.engine.state import definition_json, restore_specs
+from engine_bridge.engine.timers import due_time
+from engine_bridge.engine.todos import (
+    MAX_SUMMARY_ITEMS,
+    TodoContext,
+    assignment,
+    collect_todos,
+    find_task,
+    is_todo_task,
+    run_pass_through,
+)
+from engine_bridge.errors import (
+    EngineBridgeError,
+    EngineError,
+    InputError,
+    InvalidDataError,
+    NotAHandlerError,
+    ScriptSecurityError,
+    TaskNotOpenError,
+)
+from engine_bridge.facts import Action, StepFacts, Todo, TransactionInfo
+from engine_bridge.loader.model import LoadedProcess
+
+__all__ = ["MAX_ENGINE_ROUNDS", "Engine", "check_data"]
+
+# Rounds of "run engine tasks, complete pass-through tasks" one action may take before the
+# engine gives up: a BPMN loop that never waits for a person or a timer must not hang a worker.
+MAX_ENGINE_ROUNDS = 1000
+
+_INSTANCE = "eb_instance"
+_COMPLETED_BY = "eb_completed_by"
+
+
+class Engine:
+    """Runs process instances; holds no per-instance state (the workflow object is passed in).
+
+    ``script_engine`` defaults to the restricted engine; whichever is given is wrapped so that
+    countersign conditions get their counters and timers read ``clock``.
+    """
+
+    def __init__(self, *, clock: Clock, script_engine: PythonScriptEngine | None = None) -> None:
+        self._clock = clock
+        inner = script_engine if script_engine is not None else RestrictedScriptEngine()
+        self.script_engine: PythonScriptEngine = BridgeScriptEngine(inner, clock)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        process: LoadedProcess,
+        *,
+        instance_id: str,
+        initiator: str,
+        data: Mapping[str, Any],
+        initiator_name: str = "",
+    ) -> tuple[BpmnWorkflow, StepFacts]:
+        """Create an instance and run it to its first wait."""
+        start_data = check_data(data, f"start data of process {process.process_id!r}")
+        spec, subprocess_specs = restore_specs(definition_json(process))
+        wf = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+        wf.task_tree.internal_data[_INSTANCE] = {
+            "instance_id": instance_id,
+            "initiator": initiator,
+            "initiator_name": initiator_name,
+            "transaction": _render_transaction(
+                process, instance_id, initiator, initiator_name, start_data
+            ),
+        }
+        wf.task_tree.data.update(start_data)
+        with self._running(process, instance_id, None):
+            self._advance(wf)
+        return wf, self._facts(wf, process, instance_id, "start")
+
+    def complete(
+        self,
+        wf: BpmnWorkflow,
+        process: LoadedProcess,
+        *,
+        instance_id: str,
+        todo_id: str,
+        handler: str,
+        data: Mapping[str, Any] | None = None,
+        opinion: str = "",
+    ) -> StepFacts:
+        """``handler`` completes their share of ``todo_id`` with ``data``; run to the next wait."""
+        ctx = self._context(wf, process, instance_id)
+        task = self._open_share(wf, ctx, todo_id, handler)
+        payload = check_data(data or {}, f"completion data of todo {todo_id!r}")
+        with self._running(process, instance_id, task):
+            task.internal_data[_COMPLETED_BY] = {
+                "handler": handler,
+                "opinion": opinion,
+                "at": self._clock.now().isoformat(),
+            }
+            task.data.update(payload)
+            task.run()
+            self._advance(wf)
+        return self._facts(
+            wf,
+            process,
+            instance_id,
+            "complete",
+            completed_todo_id=todo_id,
+            handler=handler,
+            opinion=opinion,
+        )
+
+    def cancel(
+        self, wf: BpmnWorkflow, process: LoadedProcess, *, instance_id: str, by: str
+    ) -> StepFacts:
+        """The business cancels the instance: every open task is cancelled, nothing runs."""
+        self._context(wf, process, instance_id)
+        if wf.is_completed():
+            raise InputError(
+                f"instance {instance_id!r} of process {process.process_id!r} has already "
+                "finished; there is nothing to cancel"
+            )
+        with self._running(process, instance_id, None):
+            wf.cancel()
+        return self._facts(wf, process, instance_id, "cancel", actor=by)
+
+    def tick(
+        self, wf: BpmnWorkflow, process: LoadedProcess, *, instance_id: str
+    ) -> StepFacts | None:
+        """Fire every timer due by the clock and run on; None when no timer was due."""
+        self._context(wf, process, instance_id)
+        now = self._clock.now()
+        if not any(due <= now for due in _timer_due_times(wf)):
+            return None
+        with self._running(process, instance_id, None):
+            wf.refresh_timers()
+            self._advance(wf)
+        return self._facts(wf, process, instance_id, "tick")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def open_todos(
+        self, wf: BpmnWorkflow, process: LoadedProcess, *, instance_id: str
+    ) -> tuple[Todo, ...]:
+        """The todos the instance waits on now (as in the last step's facts)."""
+        ctx = self._context(wf, process, instance_id)
+        return collect_todos(wf, ctx)
+
+    def next_timer_at(self, wf: BpmnWorkflow) -> datetime | None:
+        """When the earliest waiting timer falls due (UTC), or None if none waits."""
+        return min(_timer_due_times(wf), default=None)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _context(self, wf: Any, process: LoadedProcess, instance_id: str) -> TodoContext:
+        """Attach this engine to ``wf`` and check that it is the instance the caller means."""
+        wf.script_engine = self.script_engine
+        record = wf.task_tree.internal_data.get(_INSTANCE)
+        if not isinstance(record, dict):
+            raise EngineError(
+                f"workflow for instance {instance_id!r} was not started by engine_bridge "
+                "(its root task carries no instance record); start instances with Engine.start"
+            )
+        if record.get("instance_id") != instance_id:
+            raise InputError(
+                f"the workflow passed belongs to instance {record.get('instance_id')!r}, "
+                f"not {instance_id!r}; load the state of the instance you mean"
+            )
+        if wf.spec.name != process.process_id:
+            raise InputError(
+                f"instance {instance_id!r} runs process {wf.spec.name!r}, not "
+                f"{process.process_id!r}; pass the process it was started with"
+            )
+        extra = {"initiator": record.get("initiator", ""), "instanceId": instance_id}
+        return TodoContext(instance_id=instance_id, process=process, extra=extra)
+
+    def _open_share(self, wf: Any, ctx: TodoContext, todo_id: str, handler: str) -> Any:
+        """The READY task ``handler`` completes for ``todo_id``; refuse anything else."""
+        anchor = find_task(wf, ctx.instance_id, todo_id)
+        if anchor is None:
+            raise TaskNotOpenError(
+                f"todo {todo_id!r} does not exist in instance {ctx.instance_id!r}; "
+                "list the open todos to find the right id"
+            )
+        spec = anchor.task_spec
+        if isinstance(spec, ParallelMultiInstanceTask) and anchor.state == TaskState.STARTED:
+            shares = [c for c in instances(anchor) if c.state == TaskState.READY]
+            shares = [c for c in shares if is_todo_task(c)]
+            if shares:
+                return self._countersign_share(shares, ctx, todo_id, handler)
+        elif (
+            anchor.state == TaskState.READY
+            and is_todo_task(anchor)
+            and parallel_parent(anchor) is None
+        ):
+            handlers, _groups = assignment(anchor, ctx)
+            if handlers and handler not in handlers:
+                raise NotAHandlerError(
+                    f"{handler!r} is not a handler of todo {todo_id!r} (node {spec.bpmn_id!r}); "
+                    f"its handlers are: {', '.join(handlers)}"
+                )
+            return anchor
+        if parallel_parent(anchor) is not None:
+            raise TaskNotOpenError(
+                f"{todo_id!r} names one signer's share of countersign node {spec.bpmn_id!r}, "
+                "not a todo; complete the countersign todo (the multi-instance task's id)"
+            )
+        state = TaskState.get_name(anchor.state)
+        raise TaskNotOpenError(
+            f"todo {todo_id!r} (node {spec.bpmn_id!r}) is not open: its task is {state}; "
+            "it was already completed or cancelled"
+        )
+
+    def _countersign_share(
+        self, shares: list[Any], ctx: TodoContext, todo_id: str, handler: str
+    ) -> Any:
+        group_only = None
+        allowed: dict[str, None] = {}
+        for share in shares:
+            handlers, _groups = assignment(share, ctx)
+            if handler in handlers:
+                return share
+            if not handlers and group_only is None:
+                group_only = share
+            allowed.update(dict.fromkeys(handlers))
+        if group_only is not None:
+            return group_only
+        node = shares[0].task_spec.bpmn_id
+        raise NotAHandlerError(
+            f"{handler!r} is not an open signer of countersign todo {todo_id!r} (node "
+            f"{node!r}): they are not a signer or have already signed; open signers: "
+            f"{', '.join(allowed)}"
+        )
+
+    def _advance(self, wf: Any) -> None:
+        """Run engine tasks and pass-through tasks until only people and timers are awaited.
+
+        ``do_engine_steps`` ends by refreshing timers, which can leave a fired timer READY;
+        looping runs it now instead of crediting its effects to the next action.
+        """
+        for _ in range(MAX_ENGINE_ROUNDS):
+            wf.do_engine_steps()
+            ran = run_pass_through(wf)
+            if ran == 0 and wf.get_next_task(state=TaskState.READY, manual=False) is None:
+                return
+        raise EngineError(
+            f"the process did not come to rest after {MAX_ENGINE_ROUNDS} rounds of engine "
+            "steps; it probably loops without waiting for a person or a timer"
+        )
+
+    @contextmanager
+    def _running(self, process: LoadedProcess, instance_id: str, task: Any) -> Iterator[None]:
+        """Turn SpiffWorkflow failures into EngineError naming the element."""
+        try:
+            yield
+        except EngineBridgeError:
+            raise
+        except Exception as exc:
+            security = _cause(exc, ScriptSecurityError)
+            if security is not None:
+                raise security from None
+            raise EngineError(_describe(exc, process, instance_id, task)) from exc
+
+    def _facts(
+        self,
+        wf: Any,
+        process: LoadedProcess,
+        instance_id: str,
+        action: Action,
+        *,
+        completed_todo_id: str | None = None,
+        handler: str | None = None,
+        opinion: str = "",
+        actor: str | None = None,
+    ) -> StepFacts:
+        ctx = self._context(wf, process, instance_id)
+        finished = bool(wf.is_completed())
+        todos = () if finished else collect_todos(wf, ctx)
+        record = wf.task_tree.internal_data[_INSTANCE]
+        return StepFacts(
+            action=action,
+            instance_id=instance_id,
+            transaction=_transaction(record),
+            open_todos=todos,
+            finished=finished,
+            at=self._clock.now(),
+            completed_todo_id=completed_todo_id,
+            handler=handler,
+            opinion=opinion,
+            actor=actor,
+        )
+
+
+def check_data(data: Any, what: str) -> dict[str, Any]:
+    """A JSON copy of ``data``: a dict with str keys and JSON-serialisable values."""
+    if not isinstance(data, Mapping):
+        raise InvalidDataError(f"{what} must be a JSON object (a dict), not {type(data).__name__}")
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise InvalidDataError(f"{what}: key {key!r} is not a string")
+        if not key or key.startswith("__"):
+            raise InvalidDataError(
+                f"{what}: key {key!r} is refused: keys must be non-empty and must not start "
+                "with '__' (those names belong to the script sandbox)"
+            )
+        try:
+            clean[key] = json.loads(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise InvalidDataError(
+                f"{what}: the value of {key!r} is not JSON-serialisable ({exc})"
+            ) from None
+    return clean
+
+
+def _render_transaction(
+    process: LoadedProcess,
+    instance_id: str,
+    initiator: str,
+    initiator_name: str,
+    start_data: Mapping[str, Any],
+) -> dict[str, Any]:
+    settings = process.settings
+    data = {
+        **start_data,
+        "process_name": process.name or process.process_id,
+        "initiator": initiator,
+        "initiatorName": initiator_name,
+        "instanceId": instance_id,
+    }
+    name = render_template(settings.transaction_name, data).strip()
+    return {
+        "trans_type_code": settings.trans_type_code,
+        "trans_type_name": settings.trans_type_name,
+        "transaction_name": name or process.name or process.process_id,
+        "summary": [
+            render_template(item, data) for item in settings.transaction_summary[:MAX_SUMMARY_ITEMS]
+        ],
+        "urls": {key: render_template(url, data) for key, url in settings.urls.items()},
+    }
+
+
+def _transaction(record: Mapping[str, Any]) -> TransactionInfo:
+    rendered = record["transaction"]
+    return TransactionInfo(
+        trans_type_code=rendered["trans_type_code"],
+        trans_type_name=rendered["trans_type_name"],
+        transaction_name=rendered["transaction_name"],
+        initiator=record["initiator"],
+        initiator_name=record.get("initiator_name", ""),
+        summary=tuple(rendered["summary"]),
+        urls=dict(rendered["urls"]),
+    )
+
+
+def _timer_due_times(wf: Any) -> list[datetime]:
+    return [d for d in (due_time(e.value) for e in wf.waiting_events()) if d is not None]
+
+
+def _cause(exc: BaseException, kind: type[ScriptSecurityError]) -> ScriptSecurityError | None:
+    """The first ``kind`` among an exception's causes (SpiffWorkflow wraps some errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        inner = getattr(current, "exception", None)
+        nxt = inner if isinstance(inner, BaseException) else None
+        current = nxt or current.__cause__ or current.__context__
+    return None
+
+
+def _describe(exc: Exception, process: LoadedProcess, instance_id: str, task: Any) -> str:
+    failing = getattr(exc, "task", None) or task
+    node = None
+    if failing is not None and getattr(failing, "task_spec", None) is not None:
+        node = getattr(failing.task_spec, "bpmn_id", None) or failing.task_spec.name
+    where = f"node {node!r}" if node else "the engine"
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    detail = f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
+    return (
+        f"process {process.process_id!r}, instance {instance_id!r}: {where} failed: {detail}. "
+        "The stored instance is unchanged; fix the data or the BPMN and try again."
+    )

@@ -1,0 +1,489 @@
+"""The restricted script engine: BPMN scripts and conditions run without reaching the OS.
+
+BPMN files are untrusted input. SpiffWorkflow's own ``PythonScriptEngine`` runs every gateway
+condition and script with plain ``eval``/``exec`` and the real builtins, so a condition such as
+``__import__('os').system(...)`` would run. Here every expression and script is compiled with
+RestrictedPython (which refuses ``_``-prefixed names and attributes, frame/generator
+introspection, ``exec``/``eval``) and runs with a small set of builtins and RestrictedPython's
+guards. Anything refused raises :class:`engine_bridge.errors.ScriptSecurityError` quoting the
+expression; every other failure (a missing variable, a division by zero) keeps SpiffWorkflow's
+own ``WorkflowTaskException`` path so the engine reports it like any other task error.
+
+What this does NOT bound: CPU time and memory (``[0] * 10**9`` still allocates). ``range`` is
+capped, but a determined author can still write a slow expression; deploy workers with
+operating-system limits if authors are not trusted at all.
+
+Besides the Spiff engine, the module offers :func:`evaluate_expression` (handler expressions
+from ``spiffworkflow:properties``) and :func:`render_template` (``{var}`` placeholders in todo
+names, summaries and URLs), which share the same sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import operator
+import textwrap
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import date, datetime
+from functools import lru_cache
+from types import CodeType
+from typing import Any, Literal
+
+from RestrictedPython.compile import compile_restricted_eval, compile_restricted_exec
+from RestrictedPython.Guards import (
+    full_write_guard,
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    safe_builtins,
+)
+from RestrictedPython.PrintCollector import PrintCollector
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.script_engine.python_environment import TaskDataEnvironment
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+
+from engine_bridge.errors import ScriptSecurityError
+
+__all__ = [
+    "RANGE_LIMIT",
+    "RestrictedEnvironment",
+    "RestrictedScriptEngine",
+    "ServiceHandler",
+    "check_expression",
+    "check_script",
+    "evaluate_expression",
+    "render_template",
+]
+
+# A service task's operator: receives the evaluated parameters ({name: value}) and returns a
+# JSON-serialisable result (stored in the task's result variable) or None.
+ServiceHandler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+# Largest ``range()`` a BPMN expression may build: enough for any loop over approvers, small
+# enough that ``sum(range(...))`` cannot occupy a worker for long.
+RANGE_LIMIT = 10_000
+
+# Builtins that would let code leave the sandbox or inspect it. Calling one of these names is
+# refused when compiling; the runtime stand-ins below catch indirect calls (``f = open``).
+_FORBIDDEN_CALLS = frozenset(
+    {
+        "__import__",
+        "breakpoint",
+        "classmethod",
+        "compile",
+        "delattr",
+        "dir",
+        "eval",
+        "exec",
+        "exit",
+        "getattr",
+        "globals",
+        "hasattr",
+        "help",
+        "input",
+        "locals",
+        "memoryview",
+        "object",
+        "open",
+        "property",
+        "quit",
+        "setattr",
+        "staticmethod",
+        "super",
+        "type",
+        "vars",
+    }
+)
+
+_FORMAT_METHODS = frozenset({"format", "format_map"})
+
+
+def _refuser(name: str) -> Callable[..., Any]:
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise ScriptSecurityError(f"{name}() is not available to BPMN expressions and scripts")
+
+    refused.__name__ = name
+    return refused
+
+
+def _bounded_range(*args: int) -> range:
+    """``range`` that refuses to build more than RANGE_LIMIT items."""
+    result = range(*args)
+    if len(result) > RANGE_LIMIT:
+        raise ValueError(f"range() of {len(result)} items exceeds the limit of {RANGE_LIMIT}")
+    return result
+
+
+def _guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
+    """Attribute access for compiled code: no private, dunder or introspection attributes, and
+    no ``str.format`` (its ``{0.__class__}`` fields would walk the object graph)."""
+    if not isinstance(name, str):
+        raise TypeError("attribute name must be a string")
+    if name.startswith("_") or name in INSPECT_ATTRIBUTES:
+        raise ScriptSecurityError(f"access to attribute {name!r} is refused")
+    if name in _FORMAT_METHODS and (
+        isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
+    ):
+        raise ScriptSecurityError(f"str.{name}() is refused (it can reach object internals)")
+    return getattr(obj, name, *default)
+
+
+def _guarded_getitem(obj: Any, key: Any) -> Any:
+    return obj[key]
+
+
+def _guarded_getiter(obj: Iterable[Any]) -> Iterator[Any]:
+    return iter(obj)
+
+
+def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
+
+
+_INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "^=": operator.ixor,
+    "|=": operator.ior,
+}
+
+
+def _inplacevar(op: str, target: Any, value: Any) -> Any:
+    func = _INPLACE_OPS.get(op)
+    if func is None:  # pragma: no cover - RestrictedPython only emits the operators above
+        raise ScriptSecurityError(f"augmented assignment {op!r} is refused")
+    return func(target, value)
+
+
+def _build_builtins() -> dict[str, Any]:
+    allowed = {
+        name: value
+        for name, value in safe_builtins.items()
+        # no classes, no attribute writes, no object identity tricks
+        if name not in {"__build_class__", "setattr", "delattr", "id", "hash"}
+        and not name.startswith("_")
+    }
+    allowed.update(
+        {
+            "all": all,
+            "any": any,
+            "dict": dict,
+            "enumerate": enumerate,
+            "filter": filter,
+            "frozenset": frozenset,
+            "list": list,
+            "map": map,
+            "max": max,
+            "min": min,
+            "range": _bounded_range,
+            "reversed": reversed,
+            "set": set,
+            "sorted": sorted,
+            "sum": sum,
+            "tuple": tuple,
+            "zip": zip,
+        }
+    )
+    for name in _FORBIDDEN_CALLS:
+        allowed[name] = _refuser(name)
+    return allowed
+
+
+_BUILTINS: dict[str, Any] = _build_builtins()
+
+
+def _guards() -> dict[str, Any]:
+    """The names RestrictedPython's compiled code calls into, plus the builtins."""
+    return {
+        "__builtins__": _BUILTINS,
+        "_getattr_": _guarded_getattr,
+        "_getitem_": _guarded_getitem,
+        "_getiter_": _guarded_getiter,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_write_": full_write_guard,
+        "_inplacevar_": _inplacevar,
+        "_apply_": _apply,
+        "_print_": PrintCollector,
+    }
+
+
+class _ForbiddenCallFinder(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name) and node.func.id in _FORBIDDEN_CALLS:
+            self.found.append(node.func.id)
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.found.append("import")
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        self.found.append("import")
+
+
+def _kind(mode: str) -> str:
+    return "expression" if mode == "eval" else "script"
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str, mode: Literal["eval", "exec"]) -> CodeType:
+    """Compile once per distinct source text (compiling is the slow part of evaluating).
+
+    Raises ``SyntaxError`` for text that is not Python (SpiffWorkflow reports it as a task
+    error) and ``ScriptSecurityError`` for valid Python that the sandbox refuses.
+    """
+    tree = ast.parse(source, mode=mode)  # SyntaxError propagates unchanged
+    finder = _ForbiddenCallFinder()
+    finder.visit(tree)
+    if finder.found:
+        what = ", ".join(sorted({f"{n}()" if n != "import" else "import" for n in finder.found}))
+        raise ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: uses {what}")
+    compiled = (compile_restricted_eval if mode == "eval" else compile_restricted_exec)(source)
+    if compiled.errors or compiled.code is None:
+        reasons = "; ".join(compiled.errors) or "not allowed"
+        raise ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: {reasons}")
+    code: CodeType = compiled.code
+    return code
+
+
+def _prepare(source: str, mode: Literal["eval", "exec"]) -> str:
+    # Conditions come from XML text and often carry surrounding whitespace or newlines.
+    return source.strip() if mode == "eval" else textwrap.dedent(source).strip("\n")
+
+
+def check_expression(expression: str) -> None:
+    """Compile an expression as BPMN conditions and handler expressions are compiled.
+
+    Raises ``SyntaxError`` or ``ScriptSecurityError``; returns nothing when it would run.
+    The validator uses this to report ``bad-expression`` before a process ever starts.
+    """
+    _compile(_prepare(expression, "eval"), "eval")
+
+
+def check_script(script: str) -> None:
+    """Like :func:`check_expression`, for scripts (scriptTask, pre- and post-scripts)."""
+    _compile(_prepare(script, "exec"), "exec")
+
+
+def _requote(exc: ScriptSecurityError, source: str, mode: str) -> ScriptSecurityError:
+    """A runtime refusal (a guard fired) quotes the expression it happened in."""
+    if repr(source) in exc.message:
+        return exc
+    return ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: {exc.message}")
+
+
+class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
+    """SpiffWorkflow script environment that runs RestrictedPython code objects.
+
+    SpiffWorkflow calls the environment directly for some conditions (process completion
+    conditions, message correlation), so the sandbox lives here rather than only in the engine.
+    """
+
+    def __init__(self, environment_globals: Mapping[str, Any] | None = None) -> None:
+        extra = dict(environment_globals or {})
+        super().__init__({**extra, **_guards()})
+
+    def evaluate(
+        self,
+        expression: str,
+        context: Mapping[str, Any],
+        external_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        source = _prepare(expression, "eval")
+        code = _compile(source, "eval")
+        scope: dict[str, Any] = dict(external_context or {})
+        scope.update(context)
+        scope.update(self.globals)  # guards last: task data can never replace them
+        try:
+            return eval(code, scope)  # noqa: S307 - RestrictedPython code object, guarded scope
+        except ScriptSecurityError as exc:
+            raise _requote(exc, source, "eval") from None
+
+    def execute(
+        self,
+        script: str,
+        context: dict[str, Any],
+        external_context: Mapping[str, Any] | None = None,
+    ) -> bool:
+        source = _prepare(script, "exec")
+        code = _compile(source, "exec")
+        try:
+            # The parent runs ``exec`` in the task data (so assignments become task data),
+            # puts the guards in last and strips them and every callable out afterwards.
+            result: bool = super().execute(code, context, dict(external_context or {}))
+        except ScriptSecurityError as exc:
+            raise _requote(exc, source, "exec") from None
+        return result
+
+
+class RestrictedScriptEngine(PythonScriptEngine):  # type: ignore[misc]
+    """SpiffWorkflow script engine whose expressions and scripts run in the restricted sandbox.
+
+    ``services`` maps a service task's operator name to its handler; a service task naming an
+    operator that is not registered fails with a task error naming the operator and the known
+    ones. The engine is not serialized with a workflow: attach it again after restoring.
+    """
+
+    def __init__(
+        self,
+        environment: RestrictedEnvironment | None = None,
+        *,
+        services: Mapping[str, ServiceHandler] | None = None,
+    ) -> None:
+        super().__init__(environment=environment or RestrictedEnvironment())
+        self._services: dict[str, ServiceHandler] = dict(services or {})
+
+    @property
+    def services(self) -> Mapping[str, ServiceHandler]:
+        return dict(self._services)
+
+    def register_service(self, name: str, handler: ServiceHandler) -> None:
+        """Make ``handler`` answer service tasks whose operator is ``name``."""
+        self._services[name] = handler
+
+    def validate(self, expression: str) -> None:
+        check_expression(expression)
+
+    def evaluate(
+        self, task: Any, expression: str, external_context: Mapping[str, Any] | None = None
+    ) -> Any:
+        try:
+            return self.environment.evaluate(expression, task.data, external_context)
+        except ScriptSecurityError:
+            raise
+        except SpiffWorkflowException as exc:
+            exc.add_note(f"Error evaluating expression '{expression}'")
+            raise
+        except Exception as exc:
+            raise WorkflowTaskException(
+                f"Error evaluating expression '{expression}'", task=task, exception=exc
+            ) from exc
+
+    def execute(
+        self, task: Any, script: str, external_context: Mapping[str, Any] | None = None
+    ) -> Any:
+        try:
+            return self.environment.execute(script, task.data, external_context or {})
+        except ScriptSecurityError:
+            raise
+        except Exception as exc:
+            raise self.create_task_exec_exception(task, script, exc) from exc
+
+    def call_service(self, task: Any, **kwargs: Any) -> str:
+        """Run a registered service handler; SpiffWorkflow expects its result as JSON text."""
+        name = str(kwargs.get("operation_name") or "")
+        handler = self._services.get(name)
+        node = getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name
+        if handler is None:
+            known = ", ".join(sorted(self._services)) or "none registered"
+            raise WorkflowTaskException(
+                f"service task {node!r}: no handler for operator {name!r} (known: {known}); "
+                "register one with RestrictedScriptEngine(services={...})",
+                task=task,
+            )
+        raw = kwargs.get("operation_params") or {}
+        params = {
+            key: (value["value"] if isinstance(value, Mapping) and "value" in value else value)
+            for key, value in raw.items()
+        }
+        try:
+            result = handler(params)
+        except SpiffWorkflowException:
+            raise
+        except Exception as exc:
+            raise WorkflowTaskException(
+                f"service task {node!r}: operator {name!r} failed: {exc}", task=task, exception=exc
+            ) from exc
+        return json.dumps(result)
+
+
+_MODULE_ENVIRONMENT = RestrictedEnvironment()
+
+
+def evaluate_expression(
+    expression: str, data: Mapping[str, Any], *, extra: Mapping[str, Any] | None = None
+) -> Any:
+    """Evaluate a handler / handling-group / condition expression over task data.
+
+    ``extra`` adds names (for example ``initiator``) that task data may override. Raises
+    ``ScriptSecurityError`` when refused, ``SyntaxError`` when not Python, and whatever the
+    expression itself raised otherwise (``NameError`` for a missing variable).
+    """
+    return _MODULE_ENVIRONMENT.evaluate(expression, data, extra)
+
+
+def _lookup(data: Mapping[str, Any], path: list[str]) -> Any:
+    value: Any = data
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _valid_field(field: str) -> bool:
+    parts = field.split(".")
+    return bool(parts) and all(p and (p.isidentifier() or p.isdigit()) for p in parts)
+
+
+def render_template(template: str, data: Mapping[str, Any]) -> str:
+    """Fill ``{var}`` and ``{var.key}`` placeholders from task data.
+
+    Deliberately not ``str.format``: only names and dict keys are looked up (no attribute
+    access, indexing or format specs), so a template cannot reach object internals. A missing
+    variable renders as ``""``; ``{{`` and ``}}`` are literal braces; anything else inside
+    braces (``{x!r}``, ``{x:>9}``, ``{0.__class__}``…) is left in the text as written.
+    """
+    out: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        ch = template[i]
+        if ch == "{":
+            if template.startswith("{{", i):
+                out.append("{")
+                i += 2
+                continue
+            end = template.find("}", i + 1)
+            if end == -1:
+                out.append(template[i:])
+                break
+            field = template[i + 1 : end].strip()
+            if _valid_field(field):
+                out.append(_text(_lookup(data, field.split("."))))
+            else:
+                out.append(template[i : end + 1])
+            i = end + 1
+        elif ch == "}" and template.startswith("}}", i):
+            out.append("}")
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)

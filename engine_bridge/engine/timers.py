@@ -1,0 +1,170 @@
+"""BPMN timers that read the engine's clock instead of the host's.
+
+SpiffWorkflow's timer event definitions compute "now" with ``datetime.now(timezone.utc)`` both
+when a timer starts waiting (a duration becomes a due time) and when it checks whether it is
+due. A deployment needs that to be the injected :class:`~engine_bridge.clock.Clock` so a
+``FakeClock`` drives timers in tests and a whole service can be shifted in time in a demo.
+
+Patching ``datetime`` inside SpiffWorkflow would change every workflow in the process, so the
+clock travels with the workflow instead: each definition below asks
+``task.workflow.script_engine.clock`` (the engine attaches a script engine carrying its clock
+before every action; sub-workflows share the top workflow's script engine). Without one the
+host clock is used, exactly like SpiffWorkflow.
+
+The subclasses are registered under SpiffWorkflow's own type names (see
+:func:`register_clocked_timers`), so stored definitions stay plain SpiffWorkflow JSON and load
+back into these classes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from SpiffWorkflow.bpmn.serializer.default.event_definition import (
+    TimerConditionalEventDefinitionConverter,
+)
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimeDateEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.bpmn.util import PendingBpmnEvent
+
+__all__ = [
+    "ClockedCycleTimer",
+    "ClockedDurationTimer",
+    "ClockedTimeDateTimer",
+    "due_time",
+    "register_clocked_timers",
+    "task_now",
+]
+
+
+def task_now(task: Any) -> datetime:
+    """The time as the workflow owning ``task`` sees it (aware, UTC)."""
+    clock = getattr(task.workflow.script_engine, "clock", None)
+    now: datetime = clock.now() if clock is not None else datetime.now(UTC)
+    return now.astimezone(UTC)
+
+
+def due_time(value: Any) -> datetime | None:
+    """The due time of a waiting timer from its ``PendingBpmnEvent.value``.
+
+    Durations are stored as an ISO date-time; a timeDate expression may give any ISO date-time
+    or week date; cycles report their next firing. Anything else (a finished cycle, a message
+    event) has no due time.
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or value.upper().startswith(("P", "R")):
+        return None
+    try:
+        parsed = TimerEventDefinition.parse_time_or_duration(value)
+    except (ValueError, AttributeError):
+        return None
+    return parsed if isinstance(parsed, datetime) else None
+
+
+def _mark_if_due(task: Any, due: datetime | None) -> bool:
+    # Due means "at or before now": a clock advanced by exactly the duration fires the timer.
+    if due is not None and due <= task_now(task):
+        task._set_internal_data(event_fired=True)
+    return bool(task._get_internal_data("event_fired", False))
+
+
+class ClockedTimeDateTimer(TimeDateEventDefinition):  # type: ignore[misc]
+    """``timeDate``: fires once the clock reaches the given date-time."""
+
+    def has_fired(self, my_task: Any) -> bool:
+        value = my_task._get_internal_data("event_value")
+        if value is None:
+            value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            my_task._set_internal_data(event_value=value)
+        return _mark_if_due(my_task, due_time(value))
+
+    def details(self, my_task: Any) -> Any:
+        value = my_task._get_internal_data("event_value")
+        return PendingBpmnEvent(self.name, TimeDateEventDefinition.__name__, value)
+
+
+class ClockedDurationTimer(DurationTimerEventDefinition):  # type: ignore[misc]
+    """``timeDuration``: the due time is fixed (clock now + duration) when the timer starts
+    waiting, and stored in the task so it survives serialization."""
+
+    def has_fired(self, my_task: Any) -> bool:
+        value = my_task._get_internal_data("event_value")
+        if value is None:
+            expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            parsed = TimerEventDefinition.parse_iso_duration(str(expression))
+            start = task_now(my_task)
+            delta = TimerEventDefinition.get_timedelta_from_start(parsed, start)
+            value = (start + delta).isoformat()
+            my_task._set_internal_data(event_value=value)
+        return _mark_if_due(my_task, due_time(value))
+
+    def details(self, my_task: Any) -> Any:
+        value = my_task._get_internal_data("event_value")
+        return PendingBpmnEvent(self.name, DurationTimerEventDefinition.__name__, value)
+
+
+def _cycle_start(expression: str, now: datetime) -> dict[str, Any]:
+    """Parse ``R<n>/<start>/<duration>``-style cycles; a bare ``R<n>/<duration>`` starts from
+    the clock's now (the one case where SpiffWorkflow would read the host clock)."""
+    parts = expression.upper().replace("--", "/").strip("R").split("/")
+    if len(parts) == 2 and parts[1].startswith("P"):
+        cycles = int(parts[0]) if parts[0] else -1
+        parsed = TimerEventDefinition.parse_iso_duration(parts[1])
+        duration = TimerEventDefinition.get_timedelta_from_start(parsed, now)
+        start = now + duration
+    else:
+        cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval(expression)
+    return {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds()}
+
+
+class ClockedCycleTimer(CycleTimerEventDefinition):  # type: ignore[misc]
+    """``timeCycle``: each due repetition lets the boundary event fire once more."""
+
+    def cycle_complete(self, my_task: Any) -> bool:
+        value = my_task._get_internal_data("event_value")
+        if value is None:
+            expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            value = _cycle_start(str(expression), task_now(my_task))
+        if value["cycles"] == 0:
+            # Every repetition has fired: the event itself completes.
+            my_task.internal_data.pop("event_value", None)
+            my_task.internal_data["event_fired"] = True
+            return False
+        fired = False
+        due = datetime.fromisoformat(value["next"])
+        if due <= task_now(my_task):
+            value = dict(value)
+            value["next"] = (due + timedelta(seconds=value["duration"])).isoformat()
+            value["cycles"] -= 1
+            fired = True
+        my_task._set_internal_data(event_value=value)
+        return fired
+
+    def details(self, my_task: Any) -> Any:
+        value = my_task._get_internal_data("event_value")
+        if isinstance(value, dict) and value.get("cycles") != 0:
+            value = value["next"]
+        return PendingBpmnEvent(self.name, CycleTimerEventDefinition.__name__, value)
+
+
+_CLOCKED = {
+    TimeDateEventDefinition: ClockedTimeDateTimer,
+    DurationTimerEventDefinition: ClockedDurationTimer,
+    CycleTimerEventDefinition: ClockedCycleTimer,
+}
+
+
+def register_clocked_timers(registry: Any) -> None:
+    """Make ``registry`` restore timers as the clocked classes, under SpiffWorkflow's names.
+
+    Both the original and the clocked class serialize to the same JSON, so a definition
+    written from freshly parsed specs and one written from restored specs are identical.
+    """
+    for original, clocked in _CLOCKED.items():
+        TimerConditionalEventDefinitionConverter(clocked, registry, typename=original.__name__)

@@ -1,0 +1,269 @@
+"""Which SpiffWorkflow tasks are todos, who handles them, and how they are shown.
+
+A todo is a READY ``userTask`` or ``manualTask`` anywhere in the instance (embedded
+subprocesses and call activities included). A plain ``bpmn:task`` is "manual" to SpiffWorkflow
+but has nobody to do it, so the engine completes it on the spot (see
+:func:`run_pass_through`) and it never reaches the centre.
+
+Handlers and handling groups are evaluated ONCE, when a task is first seen READY, and kept in
+``task.internal_data`` (which is serialized): whatever later happens to the data, the todo's
+handlers never drift, and the centre is never told two different stories about one todo. The
+shown name, summary and URLs are rendered at the same moment for the same reason.
+
+A parallel multi-instance user task (countersign) is one todo anchored on the multi-instance
+task; its handlers are those of the instances still open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.specs.mixins.manual_task import ManualTask
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+from SpiffWorkflow.util.task import TaskState
+
+from engine_bridge.engine.countersign import parallel_parent
+from engine_bridge.engine.script_engine import evaluate_expression, render_template
+from engine_bridge.errors import EngineBridgeError, EngineError
+from engine_bridge.facts import Todo
+from engine_bridge.loader.model import LoadedProcess, NodeSettings
+
+__all__ = [
+    "MAX_SUMMARY_ITEMS",
+    "TodoContext",
+    "assignment",
+    "collect_todos",
+    "find_task",
+    "is_todo_task",
+    "node_settings",
+    "ready_manual_tasks",
+    "run_pass_through",
+    "todo_id_of",
+]
+
+MAX_SUMMARY_ITEMS = 5  # the centre shows at most five ``label|value`` pairs
+
+_HANDLERS = "eb_handlers"
+_GROUPS = "eb_groups"
+_VIEW = "eb_view"
+
+
+@dataclass(frozen=True)
+class TodoContext:
+    """What todo rendering needs besides the task: the instance and its process."""
+
+    instance_id: str
+    process: LoadedProcess
+    extra: Mapping[str, Any] = field(default_factory=dict)  # names for handler expressions
+
+
+def is_todo_task(task: Any) -> bool:
+    """A user task or manual task: something a person completes."""
+    return isinstance(task.task_spec, UserTask | ManualTask)
+
+
+def ready_manual_tasks(wf: Any) -> list[Any]:
+    """Every READY task SpiffWorkflow waits on someone for, subprocesses included."""
+    return list(wf.get_tasks(state=TaskState.READY, manual=True))
+
+
+def run_pass_through(wf: Any) -> int:
+    """Complete READY manual tasks that are not todos (``bpmn:task``); return how many ran."""
+    ran = 0
+    for task in ready_manual_tasks(wf):
+        if not is_todo_task(task):
+            task.run()
+            ran += 1
+    return ran
+
+
+def todo_id_of(instance_id: str, anchor: Any) -> str:
+    return f"{instance_id}:{anchor.id}"
+
+
+def find_task(wf: Any, instance_id: str, todo_id: str) -> Any | None:
+    """The task a todo id names (the multi-instance task for a countersign), or None."""
+    prefix = f"{instance_id}:"
+    if not todo_id.startswith(prefix):
+        return None
+    try:
+        task_id = UUID(todo_id[len(prefix) :])
+    except ValueError:
+        return None
+    try:
+        return wf.get_task_from_id(task_id)
+    except Exception:  # SpiffWorkflow raises TaskNotFoundException for unknown ids
+        return None
+
+
+def node_settings(process: LoadedProcess, task: Any) -> NodeSettings:
+    """The bridge settings of a task's BPMN element; without any, the lane is the group."""
+    spec = task.task_spec
+    node_id = spec.bpmn_id or spec.name
+    found = process.nodes.get(node_id)
+    if found is not None:
+        return found
+    return NodeSettings(
+        node_id=node_id, node_name=spec.bpmn_name or node_id, lane=getattr(spec, "lane", None)
+    )
+
+
+def assignment(task: Any, ctx: TodoContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(handlers, handling groups) of a READY todo task, evaluated on first sight and kept."""
+    stored = task.internal_data.get(_HANDLERS)
+    if stored is not None:
+        return tuple(stored), tuple(task.internal_data.get(_GROUPS, ()))
+    settings = node_settings(ctx.process, task)
+    data = {**ctx.extra, **task.data}
+    handlers = _evaluate_names(settings.handlers, data, settings, "handlers")
+    groups = _evaluate_names(settings.handling_group, data, settings, "handlingGroup")
+    if not groups and settings.handlers is None and settings.handling_group is None:
+        groups = [settings.lane] if settings.lane else []
+    if not handlers and not groups:
+        where = f" ({settings.location.file})" if settings.location else ""
+        raise EngineError(
+            f"process {ctx.process.process_id!r}, user task {settings.node_id!r}{where}: "
+            "nobody can complete it: its handlers and handling group are empty for this data. "
+            "Set the 'handlers' or 'handlingGroup' property (or a lane) so it names someone."
+        )
+    task.internal_data[_HANDLERS] = handlers
+    task.internal_data[_GROUPS] = groups
+    return tuple(handlers), tuple(groups)
+
+
+def _evaluate_names(
+    expression: str | None, data: Mapping[str, Any], settings: NodeSettings, field_name: str
+) -> list[str]:
+    if expression is None or not expression.strip():
+        return []
+    try:
+        value = evaluate_expression(expression, data)
+    except EngineBridgeError:
+        raise  # ScriptSecurityError stays what it is: the BPMN tried to leave the sandbox
+    except Exception as exc:
+        raise EngineError(
+            f"user task {settings.node_id!r}: its {field_name} expression {expression!r} "
+            f"failed: {type(exc).__name__}: {exc}. Check that the variables it uses are in "
+            "the process data when the task starts."
+        ) from exc
+    return _names(value, settings, field_name, expression)
+
+
+def _names(value: Any, settings: NodeSettings, field_name: str, expression: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    elif isinstance(value, set | frozenset):
+        items = sorted(value, key=str)
+    else:
+        items = [value]
+    names: dict[str, None] = {}
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise EngineError(
+                f"user task {settings.node_id!r}: its {field_name} expression {expression!r} "
+                f"gave {type(item).__name__} {item!r}; it must give account strings "
+                "(a comma-separated str or a list of str)"
+            )
+        name = str(item).strip()
+        if name:
+            names[name] = None
+    return list(names)
+
+
+def _view(anchor: Any, settings: NodeSettings, todo_id: str, ctx: TodoContext) -> dict[str, Any]:
+    """Rendered name, summary and URLs, kept on the anchor task after the first rendering.
+
+    A countersign renders from the multi-instance task's data: the node, not one signer.
+    """
+    stored = anchor.internal_data.get(_VIEW)
+    if stored is not None:
+        return dict(stored)
+    data = {
+        **anchor.data,
+        "instanceId": ctx.instance_id,
+        "todoId": todo_id,
+        "nodeId": settings.node_id,
+    }
+    name = render_template(settings.task_name, data) if settings.task_name else ""
+    view = {
+        "node_name": settings.node_name or settings.node_id,
+        "task_name": name.strip() or settings.node_name or settings.node_id,
+        "summary": [
+            render_template(item, data) for item in settings.task_summary[:MAX_SUMMARY_ITEMS]
+        ],
+        "urls": {key: render_template(url, data) for key, url in settings.urls.items()},
+    }
+    anchor.internal_data[_VIEW] = view
+    return view
+
+
+@dataclass
+class _Countersign:
+    """Open signers of one countersign, gathered in instance order (dicts as ordered sets, so
+    a node with N signers costs O(N), not O(N²))."""
+
+    parent: Any
+    first: Any
+    handlers: dict[str, None]
+    groups: dict[str, None]
+
+
+def collect_todos(wf: Any, ctx: TodoContext) -> tuple[Todo, ...]:
+    """Every open todo of the instance, in task-tree order (one per countersign node)."""
+    slots: list[Any] = []  # a READY task, or the _Countersign of its multi-instance
+    countersigns: dict[UUID, _Countersign] = {}
+    for task in ready_manual_tasks(wf):
+        if not is_todo_task(task):
+            continue
+        handlers, groups = assignment(task, ctx)
+        parent = parallel_parent(task)
+        if parent is None:
+            slots.append(task)
+            continue
+        entry = countersigns.get(parent.id)
+        if entry is None:
+            entry = _Countersign(parent, task, {}, {})
+            countersigns[parent.id] = entry
+            slots.append(entry)
+        entry.handlers.update(dict.fromkeys(handlers))
+        entry.groups.update(dict.fromkeys(groups))
+    todos: list[Todo] = []
+    for slot in slots:
+        if isinstance(slot, _Countersign):
+            todos.append(
+                _todo(slot.parent, slot.first, tuple(slot.handlers), tuple(slot.groups), ctx)
+            )
+        else:
+            handlers, groups = assignment(slot, ctx)
+            todos.append(_todo(slot, slot, handlers, groups, ctx))
+    return tuple(todos)
+
+
+def _todo(
+    anchor: Any,
+    instance: Any,
+    handlers: tuple[str, ...],
+    groups: tuple[str, ...],
+    ctx: TodoContext,
+) -> Todo:
+    todo_id = todo_id_of(ctx.instance_id, anchor)
+    settings = node_settings(ctx.process, instance)
+    view = _view(anchor, settings, todo_id, ctx)
+    return Todo(
+        todo_id=todo_id,
+        node_id=settings.node_id,
+        node_name=str(view["node_name"]),
+        handlers=handlers,
+        handling_groups=groups,
+        kind="countersign" if anchor is not instance else "task",
+        task_name=str(view["task_name"]),
+        summary=tuple(view["summary"]),
+        urls=dict(view["urls"]),
+    )

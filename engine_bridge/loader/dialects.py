@@ -1,0 +1,422 @@
+"""Camunda, Flowable and Activiti models rewritten into the one model the bridge reads.
+
+A TreeTransform (see :mod:`engine_bridge.loader.problems`): the loader parses a file safely and
+calls :func:`translate_dialects` on the tree before SpiffBpmnParser sees it. After it runs, the
+rest of the bridge knows only spiffworkflow properties and Python expressions:
+
+* assignment — ``assignee`` / ``candidateUsers`` → property ``handlers``; ``candidateGroups``
+  → ``handlingGroup``; BPMN ``potentialOwner`` / ``humanPerformer`` likewise. Properties
+  already written as ``spiffworkflow:properties`` win.
+* multi-instance — ``collection`` / ``elementVariable`` → ``loopDataInputRef`` /
+  ``inputDataItem``; JUEL completion conditions and cardinalities → Python.
+* conditions, timers — JUEL → Python; a bare ISO 8601 timer literal → a quoted string.
+* start events — ``initiator="x"`` → property ``initiatorVariable`` (the engine stores the
+  initiator under that name, as the vendor engines do).
+* service, send, business-rule and foreign-script tasks → :mod:`engine_bridge.loader.services`.
+
+Whatever cannot be translated is reported as a :class:`Problem` with file, element id and
+line; nothing is guessed. Names and documentation are text and are never touched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from engine_bridge.loader.juel import (
+    JuelError,
+    collect_beans,
+    has_juel,
+    juel_to_python,
+    split_juel_list,
+)
+from engine_bridge.loader.problems import Problem
+from engine_bridge.loader.services import (
+    VENDOR_NS,
+    bpmn,
+    extension_elements,
+    spiff,
+    translate_services,
+    vendor_attr,
+)
+
+__all__ = ["translate_dialects"]
+
+_USER_FORM = re.compile(r"^\s*(user|group)\s*\((.*)\)\s*$", re.DOTALL)
+_ISO_PART = r"(?:P[0-9YMWDTHS.,]+|\d{4}-\d{2}-\d{2}(?:T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)"
+_ISO_TIMER = re.compile(rf"^(?:R\d*/)?{_ISO_PART}(?:/{_ISO_PART})?$")
+_CRON = re.compile(r"^[0-9*?/,\-LW#A-Z]+(?:\s+[0-9*?/,\-LW#A-Z]+){4,6}$")
+_EXPRESSION_LANGUAGES = ("", "juel", "http://www.jcp.org/en/jsr/detail?id=245")
+# spiff MI loop children, in the order the BPMN schema requires.
+_MI_ORDER = (
+    "loopCardinality",
+    "loopDataInputRef",
+    "loopDataOutputRef",
+    "inputDataItem",
+    "outputDataItem",
+    "complexBehaviorDefinition",
+    "completionCondition",
+)
+
+
+class _Context:
+    """One file's translation: where problems go and which ids are taken."""
+
+    def __init__(self, root: Any, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+        self.ids: set[str] = {str(e.get("id")) for e in root.iter() if e.get("id") is not None}
+
+    def problem(self, element: Any, code: str, message: str, *, severity: str = "error") -> None:
+        self.problems.append(
+            Problem(
+                file=self.file,
+                element_id=_owner_id(element),
+                line=element.sourceline,
+                code=code,
+                message=message,
+                severity="warning" if severity == "warning" else "error",
+            )
+        )
+
+    def juel(self, element: Any, what: str, text: str) -> str | None:
+        """Translate ``text``; on failure report it and return None. Bean calls are reported
+        as warnings so validation can require a resolver for each."""
+        try:
+            python = juel_to_python(text)
+            beans = collect_beans(text)
+        except JuelError as exc:
+            self.problem(
+                element,
+                "juel-untranslatable",
+                f"{what} {text!r} cannot be translated: {exc.reason} at position {exc.position}; "
+                "rewrite it with the supported JUEL subset (docs/other-designers.md) or as a "
+                "Python expression without ${…}",
+            )
+            return None
+        for bean in beans:
+            self.problem(
+                element,
+                "bean-needs-resolver",
+                f"{what} calls {bean!r}: register a bean resolver under that name",
+                severity="warning",
+            )
+        return python
+
+
+def _owner_id(element: Any) -> str | None:
+    """The id of the element or of its nearest ancestor that has one."""
+    while element is not None:
+        if element.get("id") is not None:
+            return str(element.get("id"))
+        element = element.getparent()
+    return None
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def _properties(element: Any) -> dict[str, str]:
+    ext = element.find(bpmn("extensionElements"))
+    if ext is None:
+        return {}
+    return {
+        str(p.get("name")): str(p.get("value"))
+        for p in ext.iter(spiff("property"))
+        if p.get("name") is not None and p.get("value") is not None
+    }
+
+
+def _set_property(element: Any, name: str, value: str) -> None:
+    """Add a spiffworkflow property unless one with that name exists (spiff wins)."""
+    if name in _properties(element):
+        return
+    ext = extension_elements(element)
+    holder = ext.find(spiff("properties"))
+    if holder is None:
+        holder = ext.makeelement(spiff("properties"), {})
+        ext.append(holder)
+    holder.append(holder.makeelement(spiff("property"), {"name": name, "value": value}))
+
+
+def _copy_vendor_properties(element: Any) -> None:
+    """``camunda:properties`` (and the Flowable/Activiti twins) become spiff properties."""
+    ext = element.find(bpmn("extensionElements"))
+    if ext is None:
+        return
+    for ns in VENDOR_NS.values():
+        for holder in ext.findall(f"{{{ns}}}properties"):
+            for prop in holder.findall(f"{{{ns}}}property"):
+                name, value = prop.get("name"), prop.get("value")
+                if name and value is not None:
+                    _set_property(element, name, value)
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+def _owners(element: Any, tag: str, default: str) -> tuple[list[str], list[str]]:
+    """Users and groups named by ``bpmn:potentialOwner`` / ``bpmn:humanPerformer``.
+
+    ``user(x)`` and ``group(y)`` say which; a bare name is a group for potential owners and a
+    user for performers, as Activiti and Flowable read them.
+    """
+    users: list[str] = []
+    groups: list[str] = []
+    for owner in element.findall(bpmn(tag)):
+        for formal in owner.iter(bpmn("formalExpression")):
+            for item, _ in split_juel_list(formal.text or ""):
+                match = _USER_FORM.match(item)
+                kind, value = (match.group(1), match.group(2).strip()) if match else (default, item)
+                (users if kind == "user" else groups).append(value)
+    return users, groups
+
+
+def _list_expression(ctx: _Context, element: Any, what: str, items: list[str]) -> str | None:
+    """Python for a list of names/expressions: a single expression stays bare (it may
+    itself give a list or a comma-separated string); anything else is a list literal."""
+    python: list[str] = []
+    for item in items:
+        translated = ctx.juel(element, what, item) if has_juel(item) else repr(item)
+        if translated is None:
+            return None
+        if translated not in python:
+            python.append(translated)
+    if not python:
+        return None
+    if len(python) == 1 and has_juel(items[0]):
+        return python[0]
+    return "[" + ", ".join(python) + "]"
+
+
+def _translate_assignment(ctx: _Context, task: Any) -> None:
+    users: list[str] = []
+    groups: list[str] = []
+    assignee = vendor_attr(task, "assignee")
+    if assignee and assignee.strip():
+        users.append(assignee.strip())
+    for attr, bucket in (("candidateUsers", users), ("candidateGroups", groups)):
+        value = vendor_attr(task, attr)
+        if value:
+            bucket.extend(item for item, _ in split_juel_list(value))
+    for tag, default in (
+        ("humanPerformer", "user"),
+        ("performer", "user"),
+        ("potentialOwner", "group"),
+    ):
+        more_users, more_groups = _owners(task, tag, default)
+        users.extend(more_users)
+        groups.extend(more_groups)
+    existing = _properties(task)
+    if users and "handlers" not in existing:
+        handlers = _list_expression(ctx, task, "assignee/candidate users", users)
+        if handlers is not None:
+            _set_property(task, "handlers", handlers)
+    if groups and "handlingGroup" not in existing:
+        handling = _list_expression(ctx, task, "candidate groups", groups)
+        if handling is not None:
+            _set_property(task, "handlingGroup", handling)
+
+
+# --------------------------------------------------------------------------- multi-instance
+
+
+def _mi_child(loop: Any, local: str) -> Any:
+    return loop.find(bpmn(local))
+
+
+def _put_mi_child(loop: Any, local: str, text: str | None = None, **attrs: str) -> Any:
+    """Insert a loop child where the BPMN schema orders it."""
+    child = loop.makeelement(bpmn(local), attrs)
+    if text is not None:
+        child.text = text
+    rank = _MI_ORDER.index(local)
+    index = 0
+    for index, existing in enumerate(loop):  # noqa: B007 - the index is what we want
+        name = existing.tag.rsplit("}", 1)[-1] if isinstance(existing.tag, str) else ""
+        if name in _MI_ORDER and _MI_ORDER.index(name) > rank:
+            break
+    else:
+        index = len(loop)
+    loop.insert(index, child)
+    return child
+
+
+def _collection_ref(ctx: _Context, loop: Any, text: str) -> str | None:
+    """The variable that holds the collection (``${people}`` or ``people`` → ``people``)."""
+    python = ctx.juel(loop, "multi-instance collection", text) if has_juel(text) else text.strip()
+    if python is None:
+        return None
+    if python.isidentifier() and not python.startswith("_"):
+        return python
+    ctx.problem(
+        loop,
+        "mi-collection-expression",
+        f"multi-instance collection {text!r} is computed, but SpiffWorkflow reads the collection "
+        "from a variable: compute it into a variable before this task (a script task, or a "
+        "service task with a resultVariable) and name that variable as the collection",
+    )
+    return None
+
+
+_CLEANUP = "try:\n    del {var}\nexcept NameError:\n    pass"
+
+
+def _add_instance_cleanup(ctx: _Context, task: Any, loop: Any, var: str) -> None:
+    """Keep the element variable local to its instance.
+
+    Without an output collection, SpiffWorkflow merges each finished instance's data into the
+    process data (as Camunda does with variables set on completion). The element variable would
+    be merged too, and the next instance (sequential) or the next visit (a loop back) then fails
+    with "input item already exists". A post-script on each instance removes it first.
+    """
+    ext = extension_elements(task)
+    post = ext.find(spiff("postScript"))
+    scripts_on_instances = loop.get(spiff("scriptsOnInstances"))
+    if post is not None and scripts_on_instances != "true":
+        ctx.problem(
+            task,
+            "mi-script-conflict",
+            "this multi-instance task has a spiffworkflow:postScript that runs once for the whole "
+            "task; the translation needs a script on each instance: set "
+            'spiffworkflow:scriptsOnInstances="true" on its loop, or add an output collection',
+        )
+        return
+    cleanup = _CLEANUP.format(var=var)
+    if post is None:
+        post = ext.makeelement(spiff("postScript"), {})
+        post.text = cleanup
+        ext.append(post)
+    else:
+        post.text = f"{post.text or ''}\n{cleanup}"
+    loop.set(spiff("scriptsOnInstances"), "true")
+
+
+def _translate_multi_instance(ctx: _Context, loop: Any, claimed: dict[str, Any]) -> None:
+    task = loop.getparent()
+    collection = vendor_attr(loop, "collection")
+    variable = vendor_attr(loop, "elementVariable")
+    has_input = _mi_child(loop, "loopDataInputRef") is not None
+    has_cardinality = _mi_child(loop, "loopCardinality") is not None
+    if collection and not has_input and not has_cardinality:
+        ref = _collection_ref(ctx, loop, collection)
+        if ref is None:
+            return
+        _put_mi_child(loop, "loopDataInputRef", ref)
+        has_input = True
+    if not has_input and not has_cardinality:
+        ctx.problem(
+            loop,
+            "mi-collection-missing",
+            "this multi-instance loop names neither a collection nor a cardinality that can be "
+            "read here (a Java collection handler cannot run): put the items in a variable and "
+            'set collection="${thatVariable}", or use loopCardinality',
+        )
+        return
+    if variable and has_input and _mi_child(loop, "inputDataItem") is None:
+        var = variable.strip()
+        if not var.isidentifier() or var.startswith("_"):
+            ctx.problem(
+                loop,
+                "mi-variable-invalid",
+                f"element variable {var!r} is not a usable name: use letters, digits and '_' "
+                "(not first)",
+            )
+            return
+        if var in ctx.ids or var in claimed:
+            other = claimed.get(var)
+            where = f" (also used by {_owner_id(other)!r})" if other is not None else ""
+            ctx.problem(
+                loop,
+                "mi-variable-clash",
+                f"element variable {var!r} becomes the id of the loop's inputDataItem, and ids "
+                f"must be unique in a file, but {var!r} is already an id here{where}: rename "
+                "the element variable",
+            )
+            return
+        claimed[var] = task
+        _put_mi_child(loop, "inputDataItem", id=var, name=var)
+        if _mi_child(loop, "loopDataOutputRef") is None:
+            _add_instance_cleanup(ctx, task, loop, var)
+    for local, what in (
+        ("completionCondition", "completion condition"),
+        ("loopCardinality", "loop cardinality"),
+    ):
+        child = _mi_child(loop, local)
+        if child is not None and has_juel(child.text):
+            python = ctx.juel(child, what, child.text or "")
+            if python is not None:
+                child.text = python
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+def _translate_condition(ctx: _Context, element: Any) -> None:
+    text = element.text or ""
+    if not has_juel(text):
+        return
+    language = (element.get("language") or "").strip().lower()
+    if language not in _EXPRESSION_LANGUAGES:
+        ctx.problem(
+            element,
+            "untranslatable-script",
+            f"condition in language {language!r} cannot run here: rewrite it as a Python "
+            "expression (or JUEL) and drop the language attribute",
+        )
+        return
+    python = ctx.juel(element, "condition", text)
+    if python is not None:
+        element.text = python
+        element.attrib.pop("language", None)
+
+
+def _translate_timer(ctx: _Context, element: Any) -> None:
+    text = (element.text or "").strip()
+    if has_juel(text):
+        python = ctx.juel(element, "timer", text)
+        if python is not None:
+            element.text = python
+    elif _ISO_TIMER.match(text):
+        element.text = f'"{text}"'
+    elif _CRON.match(text):
+        ctx.problem(
+            element,
+            "timer-cron-unsupported",
+            f"timer {text!r} is a cron expression, which SpiffWorkflow does not run: write an "
+            'ISO 8601 cycle such as "R/PT1H"',
+        )
+
+
+def _translate_initiator(ctx: _Context, start: Any) -> None:
+    name = vendor_attr(start, "initiator")
+    if name and name.strip():
+        if not name.strip().isidentifier() or name.strip().startswith("_"):
+            ctx.problem(
+                start, "initiator-invalid", f"initiator variable {name!r} is not a usable name"
+            )
+            return
+        _set_property(start, "initiatorVariable", name.strip())
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def translate_dialects(root: Any, file: str) -> list[Problem]:
+    """Rewrite vendor constructs of one parsed BPMN document in place (a TreeTransform)."""
+    ctx = _Context(root, file)
+    for task in list(root.iter(bpmn("userTask"))):
+        _copy_vendor_properties(task)
+        _translate_assignment(ctx, task)
+    claimed: dict[str, Any] = {}
+    for loop in list(root.iter(bpmn("multiInstanceLoopCharacteristics"))):
+        _translate_multi_instance(ctx, loop, claimed)
+    for tag in ("conditionExpression", "condition"):
+        for element in list(root.iter(bpmn(tag))):
+            _translate_condition(ctx, element)
+    for tag in ("timeDuration", "timeDate", "timeCycle"):
+        for element in list(root.iter(bpmn(tag))):
+            _translate_timer(ctx, element)
+    for start in list(root.iter(bpmn("startEvent"))):
+        _translate_initiator(ctx, start)
+    return ctx.problems + translate_services(root, file)

@@ -1,0 +1,445 @@
+"""The workflow library: every BPMN file parsed once, validated, and ready to start.
+
+All files go through ONE SpiffWorkflow parser so a call activity in one file finds the process
+defined in another. Each file is parsed safely (``xml_safety``), rewritten by the configured
+transforms (vendor-attribute translators plug in there), checked by the bridge's rules, then
+handed to SpiffWorkflow. The result of a whole set of files is cached by content hash: a worker
+that loads the same directory on every request parses it once, and a changed file is a new
+version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
+
+from engine_bridge.errors import BpmnError, UnknownProcessError
+from engine_bridge.loader.model import LoadedProcess, NodeSettings, ProcessSettings
+from engine_bridge.loader.problems import Problem, TreeTransform
+from engine_bridge.loader.settings import (
+    SETTINGS_FILES,
+    default_process_settings,
+    process_settings_from_mapping,
+    read_node_settings,
+    read_process_settings_file,
+)
+from engine_bridge.loader.validate import check_call_activities, check_document, check_nodes
+from engine_bridge.loader.xml_safety import BPMN_NS, parse_bpmn
+
+__all__ = ["Analysis", "SourceFile", "WorkflowLibrary", "analyse_paths", "clear_cache"]
+
+# Whole-library results kept in memory, newest last. A long-running worker that sees edited
+# files builds new entries; old ones fall out instead of accumulating.
+_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One BPMN file after safe parsing and the transforms (``root`` None if it was refused)."""
+
+    file: str
+    sha256: str
+    root: Any
+    lines: Mapping[str, int]
+    problems: tuple[Problem, ...]
+
+
+@dataclass
+class _Built:
+    """One executable process as SpiffWorkflow parsed it, with the bridge's node settings."""
+
+    process_id: str
+    name: str
+    file: str
+    spec: Any
+    subprocess_specs: dict[str, Any]
+    nodes: dict[str, NodeSettings]
+
+
+@dataclass
+class Analysis:
+    """Everything learned from a set of files: what runs, and every problem found."""
+
+    files: list[SourceFile]
+    processes: dict[str, _Built]
+    non_executable: dict[str, str]  # process id -> file
+    version: str
+    problems: list[Problem] = field(default_factory=list)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+_lock = threading.RLock()
+_file_cache: OrderedDict[tuple[Any, ...], SourceFile] = OrderedDict()
+_analysis_cache: OrderedDict[tuple[Any, ...], Analysis] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget every parsed file and library (tests; a service reloading after a deploy)."""
+    with _lock:
+        _file_cache.clear()
+        _analysis_cache.clear()
+
+
+def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _CACHE_SIZE * 8 if cache is _file_cache else len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(paths, str | Path):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def _collect(paths: Sequence[Path]) -> tuple[list[Path], list[Path], list[Problem]]:
+    """BPMN files and settings files named by ``paths`` (directories expanded, non-recursive)."""
+    bpmn: list[Path] = []
+    settings: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if path.is_dir():
+            found_bpmn = sorted(p for p in path.iterdir() if p.suffix == ".bpmn" and p.is_file())
+            if not found_bpmn:
+                problems.append(
+                    Problem(str(path), "no *.bpmn file in this directory", "no-bpmn-files")
+                )
+            bpmn += found_bpmn
+            found = [path / name for name in SETTINGS_FILES if (path / name).is_file()]
+            settings += found[:1]
+        elif path.is_file():
+            (settings if path.name in SETTINGS_FILES else bpmn).append(path)
+        else:
+            problems.append(
+                Problem(str(path), "no such file or directory", "file-missing", line=None)
+            )
+    return bpmn, settings, problems
+
+
+def _line_index(root: Any) -> dict[str, int]:
+    lines: dict[str, int] = {}
+    for element in root.iter():
+        if isinstance(element.tag, str):
+            element_id = element.get("id")
+            if element_id and element_id not in lines and element.sourceline:
+                lines[element_id] = element.sourceline
+    return lines
+
+
+def _read_source(path: Path, transforms: tuple[TreeTransform, ...]) -> SourceFile:
+    file = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        problem = Problem(file, f"cannot read the file: {exc.strerror or exc}", "file-unreadable")
+        return SourceFile(file, "", None, {}, (problem,))
+    digest = hashlib.sha256(data).hexdigest()
+    key = (file, digest, transforms)
+    with _lock:
+        cached = _file_cache.get(key)
+    if cached is not None:
+        return cached
+    problems: list[Problem] = []
+    try:
+        root = parse_bpmn(data, file)
+    except BpmnError as exc:
+        problems += [p for p in exc.problems if isinstance(p, Problem)]
+        source = SourceFile(file, digest, None, {}, tuple(problems))
+    else:
+        for transform in transforms:
+            try:
+                problems += transform(root, file)
+            except Exception as exc:  # a translator bug must not hide the file's other problems
+                name = getattr(transform, "__name__", type(transform).__name__)
+                problems.append(
+                    Problem(file, f"transform {name} failed: {exc!r}", "transform-failed")
+                )
+        problems += check_document(root, file)
+        source = SourceFile(file, digest, root, _line_index(root), tuple(problems))
+    with _lock:
+        _remember(_file_cache, key, source)
+    return source
+
+
+def _spiff_problem(
+    exc: BaseException, default_file: str, lines: Mapping[str, Mapping[str, int]]
+) -> Problem:
+    """Map SpiffWorkflow's ValidationException (file_name, id, line_number) to a Problem."""
+    if isinstance(exc, ValidationException):
+        file = getattr(exc, "file_name", "") or default_file
+        element_id = getattr(exc, "id", "") or None
+        line = getattr(exc, "line_number", None)
+        if not isinstance(line, int) or line <= 0:
+            line = lines.get(file, {}).get(element_id or "")
+        message = str(exc.args[0]) if exc.args else str(exc)
+        return Problem(file, message.strip(), "bpmn-invalid", element_id=element_id, line=line)
+    return Problem(
+        default_file,
+        f"SpiffWorkflow cannot parse this: {type(exc).__name__}: {exc}",
+        "bpmn-invalid",
+    )
+
+
+def _schema_warning(source: SourceFile) -> Problem | None:
+    """SpiffWorkflow's XSD check. Modelling tools often write DI details the schema rejects
+    while the process runs fine, so schema findings are warnings; what cannot run is reported
+    by the parse itself."""
+    try:
+        VALIDATOR.validate(source.root, source.file)
+    except ValidationException as exc:
+        line = exc.line_number if isinstance(exc.line_number, int) else None
+        message = str(exc.args[0]) if exc.args else str(exc)
+        return Problem(
+            source.file,
+            f"does not follow the BPMN 2.0 schema: {message}",
+            "bpmn-schema",
+            line=line,
+            severity="warning",
+        )
+    return None
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[Any, ...]] = set()
+    errors_at: set[tuple[str, str | None]] = set()
+    result: list[Problem] = []
+    for p in problems:
+        key = (p.file, p.element_id, p.code, p.message)
+        if key in seen:
+            continue
+        # SpiffWorkflow often re-reports (less precisely) what a bridge rule already found.
+        if p.code == "bpmn-invalid" and p.element_id and (p.file, p.element_id) in errors_at:
+            continue
+        seen.add(key)
+        if p.severity == "error" and p.element_id:
+            errors_at.add((p.file, p.element_id))
+        result.append(p)
+    return result
+
+
+def _version(sources: Sequence[SourceFile]) -> str:
+    digest = hashlib.sha256()
+    for sha in sorted(s.sha256 for s in sources):
+        digest.update(sha.encode())
+    return digest.hexdigest()
+
+
+def _analyse_sources(sources: list[SourceFile]) -> Analysis:
+    problems: list[Problem] = [p for s in sources for p in s.problems]
+    lines = {s.file: s.lines for s in sources}
+    parser = SpiffBpmnParser()
+    defined: dict[str, str] = {}  # process id -> file
+    non_executable: dict[str, str] = {}
+    usable = [s for s in sources if s.root is not None]
+    for source in usable:
+        if any(p.code == "duplicate-id" for p in source.problems):
+            continue  # ambiguous: SpiffWorkflow would silently pick one of the twins
+        processes = list(source.root.iter(f"{{{BPMN_NS}}}process"))
+        clashes = [p for p in processes if p.get("id") in defined]
+        if clashes:
+            for proc in clashes:
+                problems.append(
+                    Problem(
+                        source.file,
+                        f"process id {proc.get('id')!r} is also defined in "
+                        f"{defined[proc.get('id')]}; process ids must be unique across files",
+                        "duplicate-id",
+                        element_id=proc.get("id"),
+                        line=proc.sourceline,
+                    )
+                )
+            continue
+        warning = _schema_warning(source)
+        if warning is not None:
+            problems.append(warning)
+        try:
+            parser.add_bpmn_xml(source.root, filename=source.file)
+        except Exception as exc:
+            problems.append(_spiff_problem(exc, source.file, lines))
+            continue
+        for proc in processes:
+            defined[proc.get("id")] = source.file
+            if proc.get("isExecutable", "true") != "true":
+                non_executable[proc.get("id")] = source.file
+        if processes and all(p.get("id") in non_executable for p in processes):
+            problems.append(
+                Problem(
+                    source.file,
+                    'no process in this file is executable (isExecutable="false"); it can '
+                    "only be called from another process",
+                    "no-executable-process",
+                    severity="warning",
+                )
+            )
+    for source in usable:
+        if source.file in defined.values():
+            problems += check_call_activities(source.root, source.file, defined)
+
+    built: dict[str, _Built] = {}
+    for process_id in parser.get_process_ids():
+        file = defined.get(process_id, "")
+        try:
+            spec = parser.get_spec(process_id)
+            subs = parser.get_subprocess_specs(process_id, require_call_activity_specs=False)
+        except Exception as exc:
+            problems.append(_spiff_problem(exc, file, lines))
+            continue
+        nodes, node_problems = read_node_settings([spec, *subs.values()], lines)
+        problems += node_problems
+        problems += check_nodes(nodes)
+        built[process_id] = _Built(
+            process_id=process_id,
+            name=getattr(spec, "description", None) or process_id,
+            file=getattr(spec, "file", None) or file,
+            spec=spec,
+            subprocess_specs={k: v for k, v in subs.items() if v is not None},
+            nodes=nodes,
+        )
+    return Analysis(
+        files=sources,
+        processes=built,
+        non_executable=non_executable,
+        version=_version(sources),
+        problems=_dedupe(problems),
+    )
+
+
+def analyse_paths(
+    paths: str | Path | Sequence[str | Path], *, transforms: Sequence[TreeTransform] = ()
+) -> Analysis:
+    """Read, check and parse the files; never raises for bad files (they become problems)."""
+    bpmn, settings_files, problems = _collect(_as_paths(paths))
+    chain = tuple(transforms)
+    sources = [_read_source(p, chain) for p in bpmn]
+    key = (tuple((s.file, s.sha256) for s in sources), chain)
+    with _lock:
+        analysis = _analysis_cache.get(key)
+        if analysis is None:
+            analysis = _analyse_sources(sources)
+            _remember(_analysis_cache, key, analysis)
+    settings: dict[str, dict[str, Any]] = {}
+    for settings_file in settings_files:
+        entries, settings_problems = read_process_settings_file(settings_file)
+        settings.update(entries)
+        problems += settings_problems
+        known = set(analysis.processes) | set(analysis.non_executable)
+        problems += [
+            Problem(
+                str(settings_file),
+                f"settings given for process {pid!r}, which no loaded file defines",
+                "settings-unknown-process",
+                element_id=pid,
+                severity="warning",
+            )
+            for pid in entries
+            if pid not in known
+        ]
+    return replace(analysis, problems=[*problems, *analysis.problems], settings=settings)
+
+
+class WorkflowLibrary:
+    """The executable processes of a set of BPMN files, each ready to start in the engine."""
+
+    def __init__(
+        self,
+        processes: Mapping[str, LoadedProcess],
+        *,
+        non_executable: Mapping[str, str] | None = None,
+        problems: Sequence[Problem] = (),
+        version: str = "",
+    ) -> None:
+        self._processes = dict(processes)
+        self._non_executable = dict(non_executable or {})
+        self.problems: list[Problem] = list(problems)
+        self.version = version
+
+    @classmethod
+    def load(
+        cls,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        transforms: Sequence[TreeTransform] = (),
+        process_settings: Mapping[str, ProcessSettings] | None = None,
+    ) -> WorkflowLibrary:
+        """Load BPMN files and directories (every ``*.bpmn`` plus ``processes.yaml``/``.json``).
+
+        Raises BpmnError located at the first error (file, element id, line), with every error
+        in ``problems``; warnings stay on the library's ``problems``. ``process_settings``
+        overrides what the settings file says, per process.
+        """
+        analysis = analyse_paths(paths, transforms=transforms)
+        errors = analysis.errors
+        if errors:
+            first = errors[0]
+            more = len(errors) - 1
+            tail = f" (and {more} more; `engine-bridge validate` lists them all)" if more else ""
+            raise BpmnError(
+                f"{first.message} ({first.code}){tail}",
+                file=first.file,
+                element_id=first.element_id,
+                line=first.line,
+                problems=list(errors),
+            )
+        overrides = dict(process_settings or {})
+        processes: dict[str, LoadedProcess] = {}
+        for process_id, built in analysis.processes.items():
+            if process_id in overrides:
+                settings = overrides[process_id]
+            elif process_id in analysis.settings:
+                settings = process_settings_from_mapping(
+                    process_id, built.name, analysis.settings[process_id]
+                )
+            else:
+                settings = default_process_settings(process_id, built.name)
+            processes[process_id] = LoadedProcess(
+                process_id=process_id,
+                name=built.name,
+                file=built.file,
+                version=analysis.version,
+                spec=built.spec,
+                subprocess_specs=dict(built.subprocess_specs),
+                nodes=dict(built.nodes),
+                settings=settings,
+            )
+        return cls(
+            processes,
+            non_executable=analysis.non_executable,
+            problems=analysis.problems,
+            version=analysis.version,
+        )
+
+    def get(self, process_id: str) -> LoadedProcess:
+        """The executable process ``process_id``; UnknownProcessError says what exists."""
+        found = self._processes.get(process_id)
+        if found is not None:
+            return found
+        if process_id in self._non_executable:
+            raise UnknownProcessError(
+                f"process {process_id!r} in {self._non_executable[process_id]} is not "
+                'executable (isExecutable="false"); set isExecutable="true" to start it, or '
+                "start the process that calls it"
+            )
+        known = ", ".join(self.process_ids()) or "none"
+        raise UnknownProcessError(
+            f"no loaded BPMN file defines an executable process {process_id!r} (known: {known})"
+        )
+
+    def process_ids(self) -> list[str]:
+        """Ids of the executable processes, sorted."""
+        return sorted(self._processes)
+
+    def __contains__(self, process_id: object) -> bool:
+        return process_id in self._processes

@@ -1,0 +1,259 @@
+"""The bridge's own rules for BPMN, and ``validate_paths`` which reports every problem at once.
+
+SpiffWorkflow checks that a diagram can run; these rules check that it can run *as todos*: every
+human task resolves to handlers, expressions compile in the restricted engine, multi-instance
+countersigns name their signers, call activities point at processes we have, and summaries fit
+the centre. Every rule returns Problems with file, element id and line, because the person
+fixing the diagram has the modeller open, not a stack trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine_bridge.engine.script_engine import check_expression, check_script
+from engine_bridge.errors import ScriptSecurityError
+from engine_bridge.loader.model import NodeSettings
+from engine_bridge.loader.problems import Problem, TreeTransform
+from engine_bridge.loader.xml_safety import BPMN_NS, BPMNDI_NS, SPIFF_NS
+
+__all__ = [
+    "MAX_SUMMARY_PAIRS",
+    "check_call_activities",
+    "check_document",
+    "check_nodes",
+    "expression_problem",
+    "validate_paths",
+]
+
+# The centre shows at most five label|value pairs per todo (poa-api.md, transSummary/taskSummary).
+MAX_SUMMARY_PAIRS = 5
+
+_HUMAN_TASKS = ("userTask", "manualTask", "task")
+_ID_SPACES = (f"{{{BPMN_NS}}}", f"{{{BPMNDI_NS}}}")
+
+
+def _q(local: str, ns: str = BPMN_NS) -> str:
+    return f"{{{ns}}}{local}"
+
+
+def expression_problem(
+    source: str,
+    *,
+    what: str,
+    file: str,
+    element_id: str | None,
+    line: int | None,
+    script: bool = False,
+) -> Problem | None:
+    """A ``bad-expression`` Problem if ``source`` does not compile or is refused, else None."""
+    try:
+        (check_script if script else check_expression)(source)
+    except SyntaxError as exc:
+        detail = exc.msg or "invalid syntax"
+        message = f"{what} {source.strip()!r} is not valid Python: {detail}"
+    except ScriptSecurityError as exc:
+        message = f"{what}: {exc.message}"
+    else:
+        return None
+    return Problem(file, message, "bad-expression", element_id=element_id, line=line)
+
+
+def _duplicate_ids(root: Any, file: str) -> list[Problem]:
+    """Ids of BPMN model and diagram elements share one XML ID space. Vendor extension
+    elements (``activiti:formProperty id=...``) name form fields, not elements: not checked."""
+    seen: dict[str, int | None] = {}
+    problems: list[Problem] = []
+    for element in root.iter():
+        if not isinstance(element.tag, str) or not element.tag.startswith(_ID_SPACES):
+            continue
+        element_id = element.get("id")
+        if not element_id:
+            continue
+        if element_id in seen:
+            first = seen[element_id]
+            problems.append(
+                Problem(
+                    file,
+                    f"id {element_id!r} is used more than once"
+                    + (f" (first on line {first})" if first else "")
+                    + "; every element needs its own id",
+                    "duplicate-id",
+                    element_id=element_id,
+                    line=element.sourceline,
+                )
+            )
+        else:
+            seen[element_id] = element.sourceline
+    return problems
+
+
+def _multi_instance(root: Any, file: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for kind in _HUMAN_TASKS:
+        for task in root.iter(_q(kind)):
+            loop = task.find(_q("multiInstanceLoopCharacteristics"))
+            if loop is None:
+                continue
+            collection = (loop.findtext(_q("loopDataInputRef")) or "").strip()
+            item = loop.find(_q("inputDataItem"))
+            variable = item is not None and (item.get("id") or item.get("name"))
+            missing = []
+            if not collection:
+                missing.append("an input collection (bpmn:loopDataInputRef: the list of signers)")
+            if not variable:
+                missing.append("an element variable (bpmn:inputDataItem: each one's signer)")
+            if missing:
+                problems.append(
+                    Problem(
+                        file,
+                        f"multi-instance {kind} {task.get('name') or task.get('id')!r} needs "
+                        + " and ".join(missing),
+                        "mi-incomplete",
+                        element_id=task.get("id"),
+                        line=task.sourceline,
+                    )
+                )
+    return problems
+
+
+def _owner_id(element: Any) -> tuple[str | None, int | None]:
+    """The nearest ancestor-or-self with an id: where a person finds the expression."""
+    node = element
+    while node is not None:
+        if node.get("id"):
+            return node.get("id"), node.sourceline
+        node = node.getparent()
+    return None, element.sourceline
+
+
+def _expressions(root: Any, file: str) -> list[Problem]:
+    checks: list[tuple[Any, str, bool]] = []
+    checks += [(e, "condition", False) for e in root.iter(_q("conditionExpression"))]
+    checks += [(e, "completion condition", False) for e in root.iter(_q("completionCondition"))]
+    for script_task in root.iter(_q("scriptTask")):
+        checks += [(e, "script", True) for e in script_task.findall(_q("script"))]
+    checks += [(e, "preScript", True) for e in root.iter(_q("preScript", SPIFF_NS))]
+    checks += [(e, "postScript", True) for e in root.iter(_q("postScript", SPIFF_NS))]
+    problems: list[Problem] = []
+    for element, what, script in checks:
+        source = element.text or ""
+        if not source.strip():
+            continue
+        element_id, _ = _owner_id(element)
+        problem = expression_problem(
+            source,
+            what=what,
+            file=file,
+            element_id=element_id,
+            line=element.sourceline,
+            script=script,
+        )
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def check_document(root: Any, file: str) -> list[Problem]:
+    """Rules that need only one parsed document: unique ids, complete multi-instance
+    countersigns, and conditions/scripts that compile in the restricted engine."""
+    return [*_duplicate_ids(root, file), *_multi_instance(root, file), *_expressions(root, file)]
+
+
+def check_call_activities(root: Any, file: str, known_processes: Iterable[str]) -> list[Problem]:
+    """Every callActivity must call a process defined in one of the loaded files."""
+    known = set(known_processes)
+    problems: list[Problem] = []
+    for call in root.iter(_q("callActivity")):
+        called = (call.get("calledElement") or "").strip()
+        if called in known:
+            continue
+        hint = f"known: {', '.join(sorted(known))}" if known else "no process is loaded"
+        problems.append(
+            Problem(
+                file,
+                f"call activity {call.get('name') or call.get('id')!r} calls process "
+                f"{called or '(none)'!r}, which no loaded file defines ({hint}); load the "
+                "file that defines it too",
+                "unknown-process",
+                element_id=call.get("id"),
+                line=call.sourceline,
+            )
+        )
+    return problems
+
+
+def _at(node: NodeSettings, message: str, code: str, *, warning: bool = False) -> Problem:
+    return Problem(
+        node.location.file if node.location else "",
+        message,
+        code,
+        element_id=node.node_id,
+        line=node.location.line if node.location else None,
+        severity="warning" if warning else "error",
+    )
+
+
+def check_nodes(nodes: Mapping[str, NodeSettings]) -> list[Problem]:
+    """Rules over the per-task settings: handlers resolvable, expressions compile, summary
+    within the centre's limit."""
+    problems: list[Problem] = []
+    for node in nodes.values():
+        file = node.location.file if node.location else ""
+        line = node.location.line if node.location else None
+
+        if node.handlers is None and node.handling_group is None:
+            problems.append(
+                _at(
+                    node,
+                    f"task {node.node_name!r} has no handlers: add the spiffworkflow:property "
+                    "'handlers' (a Python expression giving account ids) or 'handlingGroup', "
+                    "or put the task in a named lane",
+                    "no-handlers",
+                )
+            )
+        for prop, source in (("handlers", node.handlers), ("handlingGroup", node.handling_group)):
+            if source is None:
+                continue
+            problem = expression_problem(
+                source, what=f"property {prop!r}", file=file, element_id=node.node_id, line=line
+            )
+            if problem is not None:
+                problems.append(problem)
+        if len(node.task_summary) > MAX_SUMMARY_PAIRS:
+            problems.append(
+                _at(
+                    node,
+                    f"taskSummary of {node.node_name!r} has {len(node.task_summary)} pairs; "
+                    f"the to-do centre shows at most {MAX_SUMMARY_PAIRS}: drop or merge some",
+                    "summary-too-long",
+                )
+            )
+        malformed = [item for item in node.task_summary if "|" not in item]
+        if malformed:
+            problems.append(
+                _at(
+                    node,
+                    f"taskSummary item(s) {', '.join(map(repr, malformed))} lack the "
+                    "'label|{value}' separator '|'",
+                    "summary-malformed",
+                    warning=True,
+                )
+            )
+    return problems
+
+
+def validate_paths(
+    paths: str | Path | Sequence[str | Path], *, transforms: Sequence[TreeTransform] = ()
+) -> list[Problem]:
+    """Every problem in the given BPMN files and directories; never raises for bad files.
+
+    Directories are read as the library reads them (every ``*.bpmn`` plus ``processes.yaml``),
+    so what passes here loads there.
+    """
+    # Imported here: the library applies these same rules when it loads.
+    from engine_bridge.loader.library import analyse_paths
+
+    return analyse_paths(paths, transforms=transforms).problems

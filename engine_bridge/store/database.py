@@ -1,0 +1,144 @@
+"""Connections and transactions: the only place that knows SQLite from PostgreSQL.
+
+SQLite: WAL journal with ``synchronous=FULL`` (a commit is on disk before ``commit_step``
+returns: the guarantee "no lost call" starts at that moment), foreign keys on, and every
+write transaction opened with ``BEGIN IMMEDIATE`` so two writers queue on the database lock
+up front instead of failing half-way with "database is locked" on their first write.
+
+PostgreSQL: READ COMMITTED; instance writers are serialised by the version column, outbox
+claimers by ``SELECT … FOR UPDATE SKIP LOCKED``, and ``upgrade`` by an advisory lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from engine_bridge.errors import EngineBridgeError
+from engine_bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, schema_version
+
+__all__ = ["Database", "SchemaError"]
+
+_WRITE = "engine_bridge_write"
+_UPGRADE_LOCK_KEY = 0x656E67627264  # any constant shared by every engine_bridge process
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class SchemaError(EngineBridgeError):
+    """The database schema is missing, older, or newer than this engine_bridge expects."""
+
+
+class Database:
+    """An SQLAlchemy engine plus the transaction discipline the store relies on."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise SchemaError(
+                f"cannot read database URL {url!r}: {exc}; use e.g. sqlite:///engine_bridge.db "
+                "or postgresql+psycopg://user@host:5432/dbname"
+            ) from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise SchemaError(
+                f"database {parsed.render_as_string(hide_password=True)} is not supported; "
+                "use sqlite:///FILE or postgresql+psycopg://…"
+            )
+        self.url_for_display = parsed.render_as_string(hide_password=True)
+        if self.dialect == "sqlite":
+            self.engine: Engine = create_engine(
+                parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine, "begin", _sqlite_on_begin)
+        else:
+            self.engine = create_engine(parsed, pool_pre_ping=True)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back on any error."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only snapshot, rolled back when the block ends."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    def current_version(self) -> int:
+        """The schema version recorded in the database (0 when there is none yet)."""
+        with self.read() as conn:
+            return _read_version(conn)
+
+    def upgrade(self) -> int:
+        """Create or migrate the schema to ``SCHEMA_VERSION``; idempotent; returns it."""
+        with self.write() as conn:
+            if self.is_postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _UPGRADE_LOCK_KEY})
+            schema_version.create(conn, checkfirst=True)
+            current = _read_version(conn)
+            if current > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"database {self.url_for_display} is at schema version {current}, newer "
+                    f"than this engine_bridge ({SCHEMA_VERSION}); upgrade engine_bridge"
+                )
+            for step in MIGRATIONS:
+                if step.version > current:
+                    step.apply(conn)
+            if current == 0:
+                conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+            elif current < SCHEMA_VERSION:
+                conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+            return SCHEMA_VERSION
+
+    def require_current(self) -> None:
+        """Refuse to work on a schema this code does not match, naming the fix."""
+        current = self.current_version()
+        if current != SCHEMA_VERSION:
+            raise SchemaError(
+                f"database {self.url_for_display} is at schema version {current}, this "
+                f"engine_bridge needs {SCHEMA_VERSION}; run `engine-bridge db upgrade "
+                f"--database URL`"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _read_version(conn: Connection) -> int:
+    if not conn.dialect.has_table(conn, schema_version.name):
+        return 0
+    value = conn.execute(select(schema_version.c.version)).scalar()
+    return int(value) if value is not None else 0
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # The driver's own transaction handling would start transactions lazily and in DEFERRED
+    # mode; we switch it off and issue BEGIN ourselves (see _sqlite_on_begin).
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")

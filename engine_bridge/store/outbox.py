@@ -1,0 +1,282 @@
+"""The outbox queue: claiming, recording delivery outcomes, and operator actions.
+
+Rows are written by ``Store.commit_step`` (in the step's own transaction) and only read or
+updated here. Order inside an instance is kept by claiming only each instance's HEAD row (the
+lowest ``seq`` not yet delivered or discarded); a dead head therefore blocks its instance until
+an operator retries or discards it, instead of letting later calls overtake it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, RowMapping, and_, exists, func, or_, select, update
+
+from engine_bridge.errors import InputError
+from engine_bridge.facts import Endpoint
+from engine_bridge.store.database import Database
+from engine_bridge.store.records import OUTBOX_STATUSES, OutboxRow
+from engine_bridge.store.schema import outbox
+
+__all__ = ["MAX_ERROR_CHARS", "Outbox"]
+
+MAX_ERROR_CHARS = 2000  # one error message stored per attempt; enough to read, bounded in size
+
+
+class Outbox:
+    """Outbox operations on one database (used through ``Store``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def claim(
+        self, *, worker: str, limit: int, lease_seconds: float, now: datetime
+    ) -> list[OutboxRow]:
+        """Lease up to ``limit`` deliverable head rows to ``worker`` until now+lease.
+
+        A row is deliverable when it is pending, due (``next_attempt_at <= now``), unclaimed or
+        its lease expired, and no row of the same instance with a lower ``seq`` is still pending
+        or dead. Re-claiming a row whose lease expired marks it ``maybe_applied``: the worker
+        that held it may have sent it before dying.
+        """
+        if limit <= 0:
+            return []
+        earlier = outbox.alias("earlier")
+        blocked = exists().where(
+            earlier.c.instance_id == outbox.c.instance_id,
+            earlier.c.seq < outbox.c.seq,
+            earlier.c.status.in_(("pending", "dead")),
+        )
+        query = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.status == "pending",
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.claimed_by.is_(None), outbox.c.claim_expires_at <= now),
+                ~blocked,
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            query = query.with_for_update(skip_locked=False, of=outbox)
+        with self._db.write() as conn:
+            ids = [int(i) for i in conn.execute(query).scalars()]
+            if not ids:
+                return []
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(
+                    maybe_applied=or_(outbox.c.maybe_applied, outbox.c.claimed_by.is_not(None)),
+                    claimed_by=worker,
+                    claim_expires_at=now + timedelta(seconds=lease_seconds),
+                    attempts=outbox.c.attempts + 1,
+                    first_attempt_at=func.coalesce(outbox.c.first_attempt_at, now),
+                )
+            )
+            rows = conn.execute(select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
+            return [_to_row(r) for r in rows]
+
+    def mark_delivered(
+        self, row_ids: Sequence[int], *, worker: str, now: datetime, response: Any = None
+    ) -> None:
+        """Record that the centre accepted these rows.
+
+        Accepted whoever holds the claim now: the centre's acceptance is a fact, and a worker
+        that took over an expired lease will find the row no longer pending.
+        """
+        if not row_ids:
+            return
+        with self._db.write() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(list(row_ids)), outbox.c.status == "pending")
+                .values(
+                    status="delivered",
+                    delivered_at=now,
+                    claimed_by=None,
+                    claim_expires_at=None,
+                    response=response,
+                )
+            )
+
+    def mark_retry(
+        self,
+        row_id: int,
+        *,
+        worker: str,
+        error: str,
+        next_attempt_at: datetime,
+        now: datetime,
+        outcome_unknown: bool = False,
+    ) -> None:
+        """Record a failed attempt and release the row until ``next_attempt_at``.
+
+        ``outcome_unknown`` says the centre may have applied the attempt (transport error, lost
+        answer, outer error). Ignored when ``worker`` no longer holds the claim.
+        """
+        with self._db.write() as conn:
+            current = self._held(conn, row_id, worker)
+            if current is None:
+                return
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row_id)
+                .values(
+                    next_attempt_at=next_attempt_at,
+                    claimed_by=None,
+                    claim_expires_at=None,
+                    last_error=_clip(error),
+                    errors=_append_error(current, error, now, outcome_unknown),
+                    maybe_applied=bool(current["maybe_applied"]) or outcome_unknown,
+                )
+            )
+
+    def mark_dead(
+        self,
+        row_id: int,
+        *,
+        worker: str,
+        error: str,
+        now: datetime,
+        outcome_unknown: bool = False,
+    ) -> None:
+        """Make the row a dead letter: kept with its request and every attempt's error, and
+        blocking its instance until ``retry_dead`` or ``discard``. Ignored when ``worker`` no
+        longer holds the claim."""
+        with self._db.write() as conn:
+            current = self._held(conn, row_id, worker)
+            if current is None:
+                return
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row_id)
+                .values(
+                    status="dead",
+                    claimed_by=None,
+                    claim_expires_at=None,
+                    last_error=_clip(error),
+                    errors=_append_error(current, error, now, outcome_unknown),
+                    maybe_applied=bool(current["maybe_applied"]) or outcome_unknown,
+                )
+            )
+
+    def rows(self, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        query = select(outbox).order_by(outbox.c.id).limit(limit)
+        if status is not None:
+            _check_status(status)
+            query = query.where(outbox.c.status == status)
+        with self._db.read() as conn:
+            return [_to_row(r) for r in conn.execute(query)]
+
+    def get(self, row_id: int) -> OutboxRow:
+        with self._db.read() as conn:
+            row = conn.execute(select(outbox).where(outbox.c.id == row_id)).first()
+        if row is None:
+            raise InputError(f"no outbox row with id {row_id}; `engine-bridge outbox list`")
+        return _to_row(row)
+
+    def retry_dead(self, row_id: int, *, now: datetime) -> None:
+        """Put a dead letter back in the queue, due now, with a fresh attempt budget.
+
+        Its error history and ``maybe_applied`` are kept: an earlier attempt may still have
+        been applied, and the next "already done" answer must be read that way.
+        """
+        self._operator_change(
+            row_id,
+            "retried",
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            first_attempt_at=None,
+            claimed_by=None,
+            claim_expires_at=None,
+        )
+
+    def discard(self, row_id: int) -> None:
+        """Give up on a dead letter so the instance's later calls can go out."""
+        self._operator_change(row_id, "discarded", status="discarded")
+
+    def pending_count(self) -> int:
+        with self._db.read() as conn:
+            count = conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.status == "pending")
+            ).scalar()
+        return int(count or 0)
+
+    def _operator_change(self, row_id: int, verb: str, **values: Any) -> None:
+        with self._db.write() as conn:
+            result = conn.execute(
+                update(outbox)
+                .where(and_(outbox.c.id == row_id, outbox.c.status == "dead"))
+                .values(**values)
+            )
+            if result.rowcount == 1:
+                return
+            status = conn.execute(select(outbox.c.status).where(outbox.c.id == row_id)).scalar()
+        if status is None:
+            raise InputError(f"no outbox row with id {row_id}; `engine-bridge outbox list`")
+        raise InputError(
+            f"outbox row {row_id} is {status}; only a dead row can be {verb}"
+            " (a pending row is still being delivered)"
+        )
+
+    def _held(self, conn: Connection, row_id: int, worker: str) -> RowMapping | None:
+        query = select(outbox.c.errors, outbox.c.attempts, outbox.c.maybe_applied).where(
+            outbox.c.id == row_id, outbox.c.status == "pending", outbox.c.claimed_by == worker
+        )
+        if self._db.is_postgres:
+            query = query.with_for_update()
+        return conn.execute(query).mappings().first()
+
+
+def _clip(error: str) -> str:
+    return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _append_error(
+    current: RowMapping, error: str, now: datetime, outcome_unknown: bool
+) -> list[dict[str, Any]]:
+    errors = list(current["errors"] or [])
+    errors.append(
+        {
+            "at": now.isoformat(),
+            "error": _clip(error),
+            "attempt": int(current["attempts"]),
+            "unknown": outcome_unknown,
+        }
+    )
+    return errors
+
+
+def _check_status(status: str) -> None:
+    if status not in OUTBOX_STATUSES:
+        raise InputError(
+            f"unknown outbox status {status!r}; use one of {', '.join(OUTBOX_STATUSES)}"
+        )
+
+
+def _to_row(r: Row[Any]) -> OutboxRow:
+    m = r._mapping
+    return OutboxRow(
+        id=int(m["id"]),
+        instance_id=m["instance_id"],
+        seq=int(m["seq"]),
+        endpoint=Endpoint(m["endpoint"]),
+        item=dict(m["item"]),
+        status=m["status"],
+        attempts=int(m["attempts"]),
+        next_attempt_at=m["next_attempt_at"],
+        claimed_by=m["claimed_by"],
+        claim_expires_at=m["claim_expires_at"],
+        last_error=m["last_error"],
+        errors=list(m["errors"] or []),
+        created_at=m["created_at"],
+        delivered_at=m["delivered_at"],
+        first_attempt_at=m["first_attempt_at"],
+        maybe_applied=bool(m["maybe_applied"]),
+        response=m["response"],
+    )

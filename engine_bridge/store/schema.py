@@ -1,0 +1,186 @@
+"""Tables and ordered migrations.
+
+The database records its schema version in ``schema_version`` (one row). ``upgrade`` applies
+every step of ``MIGRATIONS`` above that version, in order, each in the caller's transaction.
+Rule for later steps: never edit an applied step; add a new one with explicit DDL
+(``ALTER TABLE …``), because step 1 creates the tables as they are declared below at version 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "UTCDateTime",
+    "definitions",
+    "history",
+    "instances",
+    "metadata",
+    "outbox",
+    "schema_version",
+    "todos",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zones: values are stored as naive UTC text of one fixed format, so
+    ``<=`` comparisons in SQL (due timers, due outbox rows) order correctly. A naive datetime
+    is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store; pass UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+definitions = Table(
+    "definitions",
+    metadata,
+    Column("process_id", String(200), primary_key=True),
+    Column("version", String(200), primary_key=True),
+    Column("definition", Text, nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("process_id", String(200), nullable=False),
+    Column("definition_version", String(200), nullable=False),
+    Column("business_key", String(200), nullable=True),
+    Column("initiator", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("ledger", JSON, nullable=False),
+    Column("next_timer_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Counters that number this instance's outbox and history rows without gaps; bumped by
+    # the same UPDATE that checks ``version``, so concurrent writers cannot share a number.
+    Column("outbox_seq", Integer, nullable=False, default=0),
+    Column("history_seq", Integer, nullable=False, default=0),
+    UniqueConstraint("process_id", "business_key", name="uq_instances_business_key"),
+    Index("ix_instances_due", "status", "next_timer_at"),
+)
+
+todos = Table(
+    "todos",
+    metadata,
+    Column("todo_id", String(400), primary_key=True),
+    Column("instance_id", String(200), ForeignKey("instances.id"), nullable=False),
+    Column("open", Boolean, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("todo", JSON, nullable=False),
+    Index("ix_todos_instance", "instance_id", "open"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("instance_id", String(200), ForeignKey("instances.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("idempotency_key", String(400), nullable=True, unique=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),  # SQLite autoincrements INTEGER only
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("instance_id", String(200), ForeignKey("instances.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("endpoint", String(100), nullable=False),
+    Column("item", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(200), nullable=True),
+    Column("claim_expires_at", UTCDateTime, nullable=True),
+    Column("first_attempt_at", UTCDateTime, nullable=True),
+    Column("maybe_applied", Boolean, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("errors", JSON, nullable=False),
+    Column("response", JSON, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    UniqueConstraint("instance_id", "seq", name="uq_outbox_instance_seq"),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One ordered schema step; ``apply`` runs inside the upgrade transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], Any]
+
+
+def _create_v1(conn: Connection) -> None:
+    metadata.create_all(
+        conn, tables=[definitions, instances, todos, history, outbox], checkfirst=True
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "definitions, instances, todos, history, outbox", _create_v1),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,515 @@
+"""The store: process definitions, instance state, the todo index, history and the outbox.
+
+Every change an engine step causes is written by ONE call, ``commit_step``, in ONE database
+transaction, and nothing in that transaction talks to the network: either the new state, its
+todos, its outbox rows and its history row are all committed, or none of them is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine_bridge.errors import (
+    ConflictError,
+    InputError,
+    InvalidDataError,
+    UnknownInstanceError,
+    UnknownProcessError,
+)
+from engine_bridge.facts import Ledger, LedgerTodo
+from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_from_json, todo_to_json
+from engine_bridge.store.database import Database
+from engine_bridge.store.outbox import Outbox
+from engine_bridge.store.records import (
+    INSTANCE_STATUSES,
+    HistoryEntry,
+    InstanceRecord,
+    OutboxRow,
+    StepRecord,
+)
+from engine_bridge.store.schema import definitions, history, instances, todos
+from engine_bridge.store.schema import outbox as outbox_table
+
+__all__ = ["DEFAULT_DATABASE_URL", "Store"]
+
+DEFAULT_DATABASE_URL = "sqlite:///engine_bridge.db"
+
+
+class Store:
+    """Durable state of the bridge on SQLite (one process) or PostgreSQL (many workers)."""
+
+    def __init__(self, db: Database) -> None:
+        """Use ``Store.open``; this wraps an already configured ``Database``."""
+        self._db = db
+        self._outbox = Outbox(db)
+
+    @classmethod
+    def open(cls, url: str = DEFAULT_DATABASE_URL, *, create: bool = True) -> Store:
+        """Connect to ``url``. With ``create`` the schema is created or migrated first;
+        without it, a database that is not at this code's schema version is refused."""
+        store = cls(Database(url))
+        try:
+            if create:
+                store.upgrade()
+            else:
+                store._db.require_current()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def upgrade(self) -> None:
+        """Create the tables or apply pending migrations; safe to run any number of times,
+        and from several processes at once."""
+        self._db.upgrade()
+
+    def schema_version(self) -> int:
+        return self._db.current_version()
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden."""
+        return self._db.url_for_display
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # -- definitions ------------------------------------------------------------------------
+
+    def put_definition(self, process_id: str, version: str, definition: str) -> None:
+        """Store a process definition once per version; storing the same text again is a
+        no-op, different text under a stored version is refused."""
+        try:
+            with self._db.write() as conn:
+                existing = _definition(conn, process_id, version)
+                if existing is None:
+                    conn.execute(
+                        insert(definitions).values(
+                            process_id=process_id, version=version, definition=definition
+                        )
+                    )
+                    return
+        except IntegrityError:  # a concurrent writer stored it first; compare below
+            with self._db.read() as conn:
+                existing = _definition(conn, process_id, version)
+        if existing != definition:
+            raise ConflictError(
+                f"process {process_id!r} version {version!r} is already stored with a "
+                "different definition; give the changed definition a new version",
+                retryable=False,
+            )
+
+    def get_definition(self, process_id: str, version: str) -> str:
+        with self._db.read() as conn:
+            found = _definition(conn, process_id, version)
+        if found is None:
+            raise UnknownProcessError(
+                f"no stored definition of process {process_id!r} version {version!r}"
+            )
+        return found
+
+    # -- instances --------------------------------------------------------------------------
+
+    def get_instance(self, instance_id: str) -> InstanceRecord:
+        with self._db.read() as conn:
+            row = conn.execute(select(instances).where(instances.c.id == instance_id)).first()
+        if row is None:
+            raise UnknownInstanceError(f"no process instance with id {instance_id!r}")
+        return _to_instance(row)
+
+    def find_by_key(self, process_id: str, key: str) -> InstanceRecord | None:
+        query = select(instances).where(
+            instances.c.process_id == process_id, instances.c.business_key == key
+        )
+        with self._db.read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _to_instance(row)
+
+    def find_by_todo(self, todo_id: str) -> InstanceRecord | None:
+        """The instance a todo belongs to, whether the todo is still open or not."""
+        query = select(instances).join(todos, todos.c.instance_id == instances.c.id)
+        with self._db.read() as conn:
+            row = conn.execute(query.where(todos.c.todo_id == todo_id)).first()
+        return None if row is None else _to_instance(row)
+
+    def list_instances(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[InstanceRecord]:
+        query = select(instances).order_by(instances.c.created_at, instances.c.id).limit(limit)
+        if status is not None:
+            _check_status(status)
+            query = query.where(instances.c.status == status)
+        with self._db.read() as conn:
+            return [_to_instance(r) for r in conn.execute(query)]
+
+    def due_instances(self, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of running instances whose next timer is due at ``now``, earliest first."""
+        query = (
+            select(instances.c.id)
+            .where(instances.c.status == "running", instances.c.next_timer_at <= now)
+            .order_by(instances.c.next_timer_at, instances.c.id)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return [str(i) for i in conn.execute(query).scalars()]
+
+    def open_todos(self, instance_id: str | None = None) -> list[tuple[str, LedgerTodo]]:
+        """Open todos as ``(instance id, todo)``, in each instance's ledger order."""
+        query = (
+            select(todos.c.instance_id, todos.c.todo)
+            .where(todos.c.open.is_(True))
+            .order_by(todos.c.instance_id, todos.c.position)
+        )
+        if instance_id is not None:
+            query = query.where(todos.c.instance_id == instance_id)
+        with self._db.read() as conn:
+            return [(str(i), todo_from_json(t)) for i, t in conn.execute(query)]
+
+    # -- history ----------------------------------------------------------------------------
+
+    def find_history(self, idempotency_key: str) -> HistoryEntry | None:
+        query = select(history).where(history.c.idempotency_key == idempotency_key)
+        with self._db.read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _to_history(row)
+
+    def history(self, instance_id: str) -> list[HistoryEntry]:
+        """The instance's committed steps in order (empty for an unknown id)."""
+        query = select(history).where(history.c.instance_id == instance_id).order_by(history.c.seq)
+        with self._db.read() as conn:
+            return [_to_history(r) for r in conn.execute(query)]
+
+    # -- the step ---------------------------------------------------------------------------
+
+    def commit_step(self, step: StepRecord) -> int:
+        """Commit one step atomically and return the instance's new version.
+
+        In one transaction: create the instance (``expected_version is None``) or update it
+        only if its version is still ``expected_version``; bring the todo index in line with
+        the ledger (todos that left it stay indexed as closed); append the calls to the
+        outbox with the instance's next ``seq`` numbers; append the history entry.
+        Raises ``ConflictError`` when another writer got there first (version moved, id or
+        business key or idempotency key taken) and nothing is written.
+        """
+        _check_status(step.status)
+        ledger_doc = ledger_to_json(step.ledger)
+        items = [
+            _json_object(call.item, f"call {n} ({call.endpoint.value})")
+            for n, call in enumerate(step.calls, 1)
+        ]
+        payload = _json_object(step.history.payload, f"history payload ({step.history.kind})")
+        try:
+            with self._db.write() as conn:
+                if step.expected_version is None:
+                    version, first_seq, history_seq = self._create(conn, step, ledger_doc)
+                else:
+                    version, first_seq, history_seq = self._update(conn, step, ledger_doc)
+                self._index_todos(conn, step.instance_id, step.ledger)
+                if items:
+                    conn.execute(
+                        insert(outbox_table),
+                        [
+                            _outbox_values(step, call.endpoint.value, item, first_seq + n)
+                            for n, (call, item) in enumerate(zip(step.calls, items, strict=True))
+                        ],
+                    )
+                conn.execute(
+                    insert(history).values(
+                        instance_id=step.instance_id,
+                        seq=history_seq,
+                        kind=step.history.kind,
+                        payload=payload,
+                        at=step.history.at,
+                        idempotency_key=step.history.idempotency_key,
+                    )
+                )
+        except IntegrityError as exc:
+            raise ConflictError(_integrity_message(step, exc)) from None
+        return version
+
+    def _create(
+        self, conn: Connection, step: StepRecord, ledger_doc: dict[str, Any]
+    ) -> tuple[int, int, int]:
+        taken = conn.execute(select(instances.c.id).where(instances.c.id == step.instance_id))
+        if taken.first() is not None:
+            raise ConflictError(f"process instance {step.instance_id!r} already exists")
+        if step.business_key is not None:
+            same_key = _find_key(conn, step.process_id, step.business_key)
+            if same_key is not None:
+                raise ConflictError(
+                    f"process {step.process_id!r} already has instance {same_key!r} with "
+                    f"business key {step.business_key!r}"
+                )
+        conn.execute(
+            insert(instances).values(
+                id=step.instance_id,
+                process_id=step.process_id,
+                definition_version=step.definition_version,
+                business_key=step.business_key,
+                initiator=step.initiator,
+                status=step.status,
+                state=step.state,
+                version=1,
+                ledger=ledger_doc,
+                next_timer_at=step.next_timer_at,
+                created_at=step.history.at,
+                updated_at=step.history.at,
+                outbox_seq=len(step.calls),
+                history_seq=1,
+            )
+        )
+        return 1, 1, 1
+
+    def _update(
+        self, conn: Connection, step: StepRecord, ledger_doc: dict[str, Any]
+    ) -> tuple[int, int, int]:
+        assert step.expected_version is not None
+        result = conn.execute(
+            update(instances)
+            .where(
+                instances.c.id == step.instance_id,
+                instances.c.version == step.expected_version,
+            )
+            .values(
+                definition_version=step.definition_version,
+                status=step.status,
+                state=step.state,
+                ledger=ledger_doc,
+                next_timer_at=step.next_timer_at,
+                updated_at=step.history.at,
+                version=instances.c.version + 1,
+                outbox_seq=instances.c.outbox_seq + len(step.calls),
+                history_seq=instances.c.history_seq + 1,
+            )
+        )
+        if result.rowcount != 1:
+            now_at = conn.execute(
+                select(instances.c.version).where(instances.c.id == step.instance_id)
+            ).scalar()
+            if now_at is None:
+                raise UnknownInstanceError(f"no process instance with id {step.instance_id!r}")
+            raise ConflictError(
+                f"process instance {step.instance_id!r} is at version {now_at}, the step was "
+                f"computed from version {step.expected_version}; reload it and try again"
+            )
+        version, outbox_seq, history_seq = conn.execute(
+            select(instances.c.version, instances.c.outbox_seq, instances.c.history_seq).where(
+                instances.c.id == step.instance_id
+            )
+        ).one()
+        return int(version), int(outbox_seq) - len(step.calls) + 1, int(history_seq)
+
+    def _index_todos(self, conn: Connection, instance_id: str, ledger: Ledger) -> None:
+        wanted = {t.todo_id: (pos, t) for pos, t in enumerate(ledger.open)}
+        if wanted:
+            foreign = conn.execute(
+                select(todos.c.todo_id, todos.c.instance_id).where(
+                    todos.c.todo_id.in_(list(wanted)), todos.c.instance_id != instance_id
+                )
+            ).first()
+            if foreign is not None:
+                raise ConflictError(
+                    f"todo id {foreign.todo_id!r} already belongs to instance "
+                    f"{foreign.instance_id!r}, not {instance_id!r}; todo ids must be unique",
+                    retryable=False,
+                )
+        known = {
+            str(todo_id)
+            for todo_id in conn.execute(
+                select(todos.c.todo_id).where(todos.c.instance_id == instance_id)
+            ).scalars()
+        }
+        for todo_id, (pos, todo) in wanted.items():
+            values = {"open": True, "position": pos, "todo": todo_to_json(todo)}
+            if todo_id in known:
+                conn.execute(update(todos).where(todos.c.todo_id == todo_id).values(**values))
+            else:
+                conn.execute(
+                    insert(todos).values(todo_id=todo_id, instance_id=instance_id, **values)
+                )
+        closing = known - set(wanted)
+        if closing:
+            conn.execute(
+                update(todos)
+                .where(todos.c.todo_id.in_(sorted(closing)), todos.c.open.is_(True))
+                .values(open=False)
+            )
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def claim(
+        self, *, worker: str, limit: int, lease_seconds: float, now: datetime
+    ) -> list[OutboxRow]:
+        return self._outbox.claim(worker=worker, limit=limit, lease_seconds=lease_seconds, now=now)
+
+    def mark_delivered(
+        self, row_ids: Sequence[int], *, worker: str, now: datetime, response: Any = None
+    ) -> None:
+        self._outbox.mark_delivered(row_ids, worker=worker, now=now, response=response)
+
+    def mark_retry(
+        self,
+        row_id: int,
+        *,
+        worker: str,
+        error: str,
+        next_attempt_at: datetime,
+        now: datetime,
+        outcome_unknown: bool = False,
+    ) -> None:
+        self._outbox.mark_retry(
+            row_id,
+            worker=worker,
+            error=error,
+            next_attempt_at=next_attempt_at,
+            now=now,
+            outcome_unknown=outcome_unknown,
+        )
+
+    def mark_dead(
+        self,
+        row_id: int,
+        *,
+        worker: str,
+        error: str,
+        now: datetime,
+        outcome_unknown: bool = False,
+    ) -> None:
+        self._outbox.mark_dead(
+            row_id, worker=worker, error=error, now=now, outcome_unknown=outcome_unknown
+        )
+
+    def outbox(self, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        return self._outbox.rows(status=status, limit=limit)
+
+    def outbox_row(self, row_id: int) -> OutboxRow:
+        return self._outbox.get(row_id)
+
+    def retry_dead(self, row_id: int, *, now: datetime) -> None:
+        self._outbox.retry_dead(row_id, now=now)
+
+    def discard(self, row_id: int) -> None:
+        self._outbox.discard(row_id)
+
+    def pending_count(self) -> int:
+        return self._outbox.pending_count()
+
+
+def _definition(conn: Connection, process_id: str, version: str) -> str | None:
+    found = conn.execute(
+        select(definitions.c.definition).where(
+            definitions.c.process_id == process_id, definitions.c.version == version
+        )
+    ).scalar()
+    return None if found is None else str(found)
+
+
+def _find_key(conn: Connection, process_id: str, key: str) -> str | None:
+    found = conn.execute(
+        select(instances.c.id).where(
+            instances.c.process_id == process_id, instances.c.business_key == key
+        )
+    ).scalar()
+    return None if found is None else str(found)
+
+
+def _check_status(status: str) -> None:
+    if status not in INSTANCE_STATUSES:
+        raise InputError(
+            f"unknown instance status {status!r}; use one of {', '.join(INSTANCE_STATUSES)}"
+        )
+
+
+def _json_object(value: Any, what: str) -> dict[str, Any]:
+    """A JSON-safe copy of ``value``, refused with a clear error before the transaction."""
+    try:
+        copied = json.loads(json.dumps(dict(value), ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidDataError(f"{what} cannot be stored as JSON: {exc}") from None
+    return dict(copied)
+
+
+def _outbox_values(
+    step: StepRecord, endpoint: str, item: dict[str, Any], seq: int
+) -> dict[str, Any]:
+    return {
+        "instance_id": step.instance_id,
+        "seq": seq,
+        "endpoint": endpoint,
+        "item": item,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": step.history.at,
+        "maybe_applied": False,
+        "errors": [],
+        "created_at": step.history.at,
+    }
+
+
+def _integrity_message(step: StepRecord, exc: IntegrityError) -> str:
+    detail = str(exc.orig)
+    if "idempotency_key" in detail:
+        return (
+            f"a step with idempotency key {step.history.idempotency_key!r} is already "
+            "committed; look it up with find_history instead of repeating it"
+        )
+    if "business_key" in detail or "uq_instances_business_key" in detail:
+        return (
+            f"process {step.process_id!r} already has an instance with business key "
+            f"{step.business_key!r}"
+        )
+    return (
+        f"process instance {step.instance_id!r} was written concurrently by another writer; "
+        "reload it and try again"
+    )
+
+
+def _to_instance(row: Row[Any]) -> InstanceRecord:
+    m = row._mapping
+    return InstanceRecord(
+        id=m["id"],
+        process_id=m["process_id"],
+        definition_version=m["definition_version"],
+        business_key=m["business_key"],
+        initiator=m["initiator"],
+        status=m["status"],
+        state=m["state"],
+        version=int(m["version"]),
+        ledger=ledger_from_json(m["ledger"]),
+        next_timer_at=m["next_timer_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _to_history(row: Row[Any]) -> HistoryEntry:
+    m = row._mapping
+    return HistoryEntry(
+        instance_id=m["instance_id"],
+        seq=int(m["seq"]),
+        kind=m["kind"],
+        payload=dict(m["payload"]),
+        at=m["at"],
+        idempotency_key=m["idempotency_key"],
+    )

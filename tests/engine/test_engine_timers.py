@@ -1,0 +1,176 @@
+"""Timers follow the injected clock: due times, tick, boundary and intermediate events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from engine_bridge.clock import FakeClock
+
+from .kit import END, START, Run, chain, definitions, flow, load, process, user
+
+T0 = datetime(2031, 3, 1, 8, 0, tzinfo=UTC)  # far from the host clock on purpose
+
+
+def timer(kind: str, value: str) -> str:
+    return (
+        f"<bpmn:timerEventDefinition><bpmn:{kind}>{value}</bpmn:{kind}></bpmn:timerEventDefinition>"
+    )
+
+
+def boundary(interrupting: bool, definition: str = "") -> str:
+    definition = definition or timer("timeDuration", '"PT48H"')
+    return definitions(
+        process(
+            "bt",
+            START + user("a", "'U1'") + f'<bpmn:boundaryEvent id="timeout" attachedToRef="a" '
+            f'cancelActivity="{str(interrupting).lower()}">{definition}</bpmn:boundaryEvent>'
+            + user("escalate", "'BOSS'")
+            + user("b", "'U2'")
+            + END
+            + '<bpmn:endEvent id="end2"/>'
+            + chain("start", "a", "b", "end")
+            + chain("timeout", "escalate", "end2"),
+        )
+    )
+
+
+def run_for(xml: str, pid: str = "bt") -> Run:
+    run = Run(load(xml, pid), clock=FakeClock(T0))
+    run.start()
+    return run
+
+
+def test_due_time_comes_from_the_injected_clock() -> None:
+    """A PT48H timer started at the fake clock's now is due 48 hours after it."""
+    run = run_for(boundary(True))
+    assert run.engine.next_timer_at(run.wf) == T0 + timedelta(hours=48)
+
+
+def test_tick_before_due_changes_nothing() -> None:
+    """tick() returns None while no timer is due, and the todo stays open."""
+    run = run_for(boundary(True))
+    before = run.facts
+    assert run.tick(timedelta(hours=47, minutes=59)) is None
+    assert run.facts == before
+    assert run.nodes() == ["a"]
+
+
+def test_interrupting_boundary_timer_cancels_the_task_and_opens_escalation() -> None:
+    """At the due time, tick fires: A is cancelled, Escalate opens; nothing left waiting."""
+    run = run_for(boundary(True))
+    a_id = run.todo("a").todo_id
+    facts = run.tick(timedelta(hours=48))
+    assert facts is not None and facts.action == "tick"
+    assert run.nodes() == ["escalate"]
+    assert a_id not in {t.todo_id for t in facts.open_todos}
+    assert run.engine.next_timer_at(run.wf) is None
+    assert run.complete("escalate", "BOSS").finished
+
+
+def test_non_interrupting_boundary_timer_adds_a_todo_and_keeps_the_task() -> None:
+    """A non-interrupting timer opens Escalate beside A; completing A still moves on."""
+    run = run_for(boundary(False))
+    a_id = run.todo("a").todo_id
+    run.tick(timedelta(days=3))
+    assert sorted(run.nodes()) == ["a", "escalate"]
+    assert run.todo("a").todo_id == a_id
+    run.complete("a", "U1")
+    assert sorted(run.nodes()) == ["b", "escalate"]
+
+
+def test_completing_before_the_timer_removes_the_timer() -> None:
+    """Once A is done its boundary timer no longer waits."""
+    run = run_for(boundary(True))
+    run.complete("a", "U1")
+    assert run.engine.next_timer_at(run.wf) is None
+    assert run.tick(timedelta(days=5)) is None
+    assert run.nodes() == ["b"]
+
+
+def test_time_date_boundary_fires_at_that_date() -> None:
+    """timeDate: due at the given date-time on the fake clock."""
+    when = T0 + timedelta(days=2)
+    run = run_for(boundary(True, timer("timeDate", f'"{when.isoformat()}"')))
+    assert run.engine.next_timer_at(run.wf) == when
+    assert run.tick(timedelta(days=1)) is None
+    assert run.tick(timedelta(days=1)) is not None
+    assert run.nodes() == ["escalate"]
+
+
+def test_cycle_boundary_fires_once_per_period() -> None:
+    """A non-interrupting R2/PT1H cycle opens one Escalate per elapsed hour, twice at most."""
+    run = run_for(boundary(False, timer("timeCycle", '"R2/PT1H"')))
+    assert run.engine.next_timer_at(run.wf) == T0 + timedelta(hours=1)
+    run.tick(timedelta(hours=1))
+    assert sorted(run.nodes()) == ["a", "escalate"]
+    assert run.engine.next_timer_at(run.wf) == T0 + timedelta(hours=2)
+    run.tick(timedelta(hours=1))
+    assert sorted(run.nodes()) == ["a", "escalate", "escalate"]
+    assert run.engine.next_timer_at(run.wf) is None
+    assert run.tick(timedelta(hours=5)) is None
+
+
+INTERMEDIATE = definitions(
+    process(
+        "it",
+        START
+        + user("a", "'U1'")
+        + '<bpmn:intermediateCatchEvent id="wait">'
+        + timer("timeDuration", '"P1D"')
+        + "</bpmn:intermediateCatchEvent>"
+        + user("b", "'U2'")
+        + END
+        + chain("start", "a", "wait", "b", "end"),
+    )
+)
+
+
+def test_intermediate_timer_waits_from_when_it_is_reached() -> None:
+    """The delay counts from the completion that reached the timer, on the fake clock."""
+    run = run_for(INTERMEDIATE, "it")
+    run.clock.advance(timedelta(hours=5))
+    facts = run.complete("a", "U1")
+    assert facts.open_todos == () and not facts.finished
+    assert run.engine.next_timer_at(run.wf) == T0 + timedelta(hours=5, days=1)
+    assert run.tick(timedelta(hours=23)) is None
+    run.tick(timedelta(hours=1))
+    assert run.nodes() == ["b"]
+
+
+def test_timer_due_during_a_completion_fires_in_that_step() -> None:
+    """A timer already due when a person completes another branch fires in the same step."""
+    xml = definitions(
+        process(
+            "pt",
+            START
+            + '<bpmn:parallelGateway id="fork"/>'
+            + user("a", "'U1'")
+            + user("c", "'U3'")
+            + '<bpmn:boundaryEvent id="late" attachedToRef="c" cancelActivity="true">'
+            + timer("timeDuration", '"PT1H"')
+            + "</bpmn:boundaryEvent>"
+            + user("late_todo", "'BOSS'")
+            + END
+            + '<bpmn:endEvent id="e2"/><bpmn:endEvent id="e3"/>'
+            + chain("start", "fork")
+            + flow("fork", "a")
+            + flow("fork", "c")
+            + chain("a", "end")
+            + chain("c", "e2")
+            + chain("late", "late_todo", "e3"),
+        )
+    )
+    run = run_for(xml, "pt")
+    run.clock.advance(timedelta(hours=2))
+    run.complete("a", "U1")
+    assert run.nodes() == ["late_todo"]
+
+
+def test_cancel_stops_waiting_timers() -> None:
+    """A cancelled instance has no timer left and tick leaves it alone."""
+    run = run_for(INTERMEDIATE, "it")
+    run.complete("a", "U1")
+    assert run.engine.next_timer_at(run.wf) is not None
+    run.cancel()
+    assert run.engine.next_timer_at(run.wf) is None
+    assert run.tick(timedelta(days=9)) is None

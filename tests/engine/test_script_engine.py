@@ -1,0 +1,261 @@
+"""The restricted script engine: ordinary BPMN expressions work, escapes are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from SpiffWorkflow import TaskState
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.spiff.parser import SpiffBpmnParser
+
+from engine_bridge.engine.script_engine import (
+    RANGE_LIMIT,
+    RestrictedScriptEngine,
+    check_expression,
+    check_script,
+    evaluate_expression,
+    render_template,
+)
+from engine_bridge.errors import ScriptSecurityError
+
+NS = (
+    'xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+    'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
+)
+
+
+def _workflow(body: str, engine: RestrictedScriptEngine, data: dict[str, Any]) -> BpmnWorkflow:
+    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions {NS} id="d" targetNamespace="t">
+  <bpmn:process id="p" isExecutable="true">{body}</bpmn:process>
+</bpmn:definitions>"""
+    parser = SpiffBpmnParser()
+    parser.add_bpmn_str(xml.encode(), filename="p.bpmn")
+    wf = BpmnWorkflow(parser.get_spec("p"), parser.get_subprocess_specs("p"), script_engine=engine)
+    wf.task_tree.data.update(data)
+    return wf
+
+
+def _gateway_body(condition: str) -> str:
+    return f"""
+    <bpmn:startEvent id="s"/>
+    <bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="g"/>
+    <bpmn:exclusiveGateway id="g" default="f2"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="g" targetRef="yes">
+      <bpmn:conditionExpression>{condition}</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f2" sourceRef="g" targetRef="no"/>
+    <bpmn:userTask id="yes"/>
+    <bpmn:userTask id="no"/>"""
+
+
+def _ready(wf: BpmnWorkflow) -> list[str]:
+    return sorted(t.task_spec.bpmn_id for t in wf.get_tasks(state=TaskState.READY, manual=True))
+
+
+@pytest.mark.parametrize(
+    ("condition", "data", "expected"),
+    [
+        ("amount &gt; 1000", {"amount": 1500}, ["yes"]),
+        ("amount &gt; 1000", {"amount": 10}, ["no"]),
+        ("decision == 'reject'", {"decision": "reject"}, ["yes"]),
+        (
+            "len([d for d in decisions.values() if d == 'approve']) &gt;= 2",
+            {"decisions": {"a": "approve", "b": "approve", "c": "reject"}},
+            ["yes"],
+        ),
+        ("x.lower() == 'abc'", {"x": "ABC"}, ["yes"]),
+    ],
+)
+def test_gateway_conditions_over_task_data_choose_the_path(
+    condition: str, data: dict[str, Any], expected: list[str]
+) -> None:
+    """Ordinary conditions evaluate under the restricted engine inside a real workflow."""
+    wf = _workflow(_gateway_body(condition), RestrictedScriptEngine(), data)
+    wf.do_engine_steps()
+    assert _ready(wf) == expected
+
+
+@pytest.mark.parametrize(
+    ("condition", "refused"),
+    [
+        ("__import__('os').getpid() &gt; 0", "__import__"),
+        ("open('/etc/hostname').read()", "open"),
+        ("().__class__.__base__.__subclasses__()", "__class__"),
+        ("eval('1')", "eval"),
+        ("exec('x = 1')", "exec"),
+        ("'{0.__class__}'.format(1)", "format"),
+        ("[f for f in [open]][0]('/etc/hostname')", "open"),
+    ],
+)
+def test_escapes_in_a_gateway_condition_raise_script_security_error(
+    condition: str, refused: str
+) -> None:
+    """A hostile condition is refused with ScriptSecurityError quoting the expression."""
+    wf = _workflow(_gateway_body(condition), RestrictedScriptEngine(), {})
+    with pytest.raises(ScriptSecurityError) as info:
+        wf.do_engine_steps()
+    message = str(info.value)
+    assert refused in message
+    assert "was refused" in message
+    unescaped = condition.replace("&gt;", ">")
+    assert repr(unescaped) in message
+
+
+def test_missing_variable_keeps_spiffs_task_exception_path() -> None:
+    """A NameError is a task error (WorkflowTaskException), not a security refusal."""
+    wf = _workflow(_gateway_body("amount &gt; 1000"), RestrictedScriptEngine(), {})
+    with pytest.raises(WorkflowTaskException) as info:
+        wf.do_engine_steps()
+    assert not isinstance(info.value, ScriptSecurityError)
+    assert "amount" in str(info.value)
+
+
+def test_script_task_assigns_into_task_data() -> None:
+    """A scriptTask's assignments become task data; helpers and guards do not leak into it."""
+    body = """
+    <bpmn:startEvent id="s"/>
+    <bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="calc"/>
+    <bpmn:scriptTask id="calc"><bpmn:script>total = sum(items)
+count = 0
+for name, n in pairs:
+    count += n
+upper = [x.upper() for x in names]
+</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f1" sourceRef="calc" targetRef="u"/>
+    <bpmn:userTask id="u"/>"""
+    data = {"items": [1, 2, 3], "pairs": [["a", 2], ["b", 5]], "names": ["x", "y"]}
+    wf = _workflow(body, RestrictedScriptEngine(), data)
+    wf.do_engine_steps()
+    task = wf.get_tasks(state=TaskState.READY, manual=True)[0]
+    assert task.data["total"] == 6
+    assert task.data["count"] == 7
+    assert task.data["upper"] == ["X", "Y"]
+    assert not [k for k in task.data if k.startswith("_")]
+
+
+def test_script_pre_script_importing_os_is_refused() -> None:
+    """An import statement in a spiffworkflow preScript is refused."""
+    body = """
+    <bpmn:startEvent id="s"/>
+    <bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="u"/>
+    <bpmn:userTask id="u"><bpmn:extensionElements>
+      <spiffworkflow:preScript>import os
+x = os.getpid()</spiffworkflow:preScript>
+    </bpmn:extensionElements></bpmn:userTask>"""
+    wf = _workflow(body, RestrictedScriptEngine(), {})
+    with pytest.raises(ScriptSecurityError, match="import"):
+        wf.do_engine_steps()
+
+
+def test_task_data_cannot_replace_the_guards() -> None:
+    """Data named like a guard does not disable it: the dunder escape is still refused."""
+    with pytest.raises(ScriptSecurityError):
+        evaluate_expression("x.format('{0}')", {"x": "a", "_getattr_": "oops"})
+
+
+def test_evaluate_expression_lets_task_data_use_builtin_names() -> None:
+    """Task data may use names like ``type`` for its own values."""
+    assert evaluate_expression("type == 'sick'", {"type": "sick"}) is True
+
+
+def test_evaluate_expression_extra_names_are_visible_and_data_wins() -> None:
+    """``extra`` adds names; task data overrides them."""
+    assert evaluate_expression("initiator", {}, extra={"initiator": "2023001"}) == "2023001"
+    assert evaluate_expression("initiator", {"initiator": "X"}, extra={"initiator": "Y"}) == "X"
+
+
+def test_evaluate_expression_missing_variable_raises_name_error() -> None:
+    """Outside a workflow, a missing variable is a plain NameError for the caller to report."""
+    with pytest.raises(NameError):
+        evaluate_expression("nobody_defined_this", {})
+
+
+def test_range_is_bounded() -> None:
+    """A huge range cannot be built; a modest one works."""
+    assert evaluate_expression("sum(range(10))", {}) == 45
+    with pytest.raises(ValueError, match="limit"):
+        evaluate_expression(f"sum(range({RANGE_LIMIT * 10}))", {})
+
+
+def test_check_expression_separates_syntax_from_security() -> None:
+    """Invalid Python is a SyntaxError; valid but refused Python is ScriptSecurityError."""
+    check_expression("a > 1 and b in ['x', 'y']")
+    with pytest.raises(SyntaxError):
+        check_expression("a >")
+    with pytest.raises(ScriptSecurityError):
+        check_expression("a.__dict__")
+    with pytest.raises(ScriptSecurityError):
+        check_script("import subprocess")
+    check_script("y = x * 2")
+
+
+def test_unknown_service_operator_is_a_clear_task_error() -> None:
+    """A service task naming an unregistered operator fails naming it and the known ones."""
+    body = """
+    <bpmn:startEvent id="s"/>
+    <bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="svc"/>
+    <bpmn:serviceTask id="svc"><bpmn:extensionElements>
+      <spiffworkflow:serviceTaskOperator id="lookup_dean" resultVariable="dean">
+        <spiffworkflow:parameters>
+          <spiffworkflow:parameter id="dept" type="str" value="dept"/>
+        </spiffworkflow:parameters>
+      </spiffworkflow:serviceTaskOperator>
+    </bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f1" sourceRef="svc" targetRef="u"/>
+    <bpmn:userTask id="u"/>"""
+    wf = _workflow(body, RestrictedScriptEngine(services={"other": lambda p: None}), {})
+    wf.task_tree.data["dept"] = "cs"
+    with pytest.raises(WorkflowTaskException) as info:
+        wf.do_engine_steps()
+    assert "lookup_dean" in str(info.value)
+    assert "other" in str(info.value)
+
+
+def test_registered_service_receives_evaluated_params_and_result_becomes_data() -> None:
+    """A registered operator gets {param: value}; its result lands in the result variable."""
+    body = """
+    <bpmn:startEvent id="s"/>
+    <bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="svc"/>
+    <bpmn:serviceTask id="svc"><bpmn:extensionElements>
+      <spiffworkflow:serviceTaskOperator id="lookup_dean" resultVariable="dean">
+        <spiffworkflow:parameters>
+          <spiffworkflow:parameter id="dept" type="str" value="dept.upper()"/>
+        </spiffworkflow:parameters>
+      </spiffworkflow:serviceTaskOperator>
+    </bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f1" sourceRef="svc" targetRef="u"/>
+    <bpmn:userTask id="u"/>"""
+    seen: list[dict[str, Any]] = []
+
+    def lookup(params: dict[str, Any]) -> dict[str, Any]:
+        seen.append(params)
+        return {"account": "T-" + params["dept"]}
+
+    engine = RestrictedScriptEngine()
+    engine.register_service("lookup_dean", lookup)
+    wf = _workflow(body, engine, {"dept": "cs"})
+    wf.do_engine_steps()
+    assert seen == [{"dept": "CS"}]
+    task = wf.get_tasks(state=TaskState.READY, manual=True)[0]
+    assert task.data["dean"] == {"account": "T-CS"}
+
+
+@pytest.mark.parametrize(
+    ("template", "data", "expected"),
+    [
+        ("{name}请假{days}天", {"name": "张三", "days": 3}, "张三请假3天"),
+        ("{a.b}-{a.c}", {"a": {"b": "x"}}, "x-"),
+        ("{missing}!", {}, "!"),
+        ("{{literal}} {x}", {"x": 1}, "{literal} 1"),
+        ("{x.upper}", {"x": "abc"}, ""),  # attribute access is not performed
+        ("{x!r} {x:>5}", {"x": "a"}, "{x!r} {x:>5}"),  # conversions/specs are left as written
+        ("{flag} {items}", {"flag": True, "items": ["a", "b"]}, "true a, b"),
+        ("unclosed {x", {"x": 1}, "unclosed {x"),
+    ],
+)
+def test_render_template(template: str, data: dict[str, Any], expected: str) -> None:
+    """Templates fill names and dict keys only; everything else is inert."""
+    assert render_template(template, data) == expected

@@ -1,0 +1,82 @@
+"""``engine-bridge validate``: ok lines, problems, exit codes, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bpmn_factory import CORPUS, WriteBpmn, chain, definitions, process, user_task
+
+from engine_bridge.cli import main
+
+GOOD = definitions(process("p", chain(("a", user_task("a", {"handlers": "'T1'"})))))
+BAD = definitions(process("q", chain(("b", user_task("b")))))
+
+
+def test_good_file_prints_ok_and_exits_0(
+    write_bpmn: WriteBpmn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_bpmn("good.bpmn", GOOD)
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: ok"
+
+
+def test_bad_file_prints_each_problem_and_exits_1(
+    write_bpmn: WriteBpmn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_bpmn("good.bpmn", GOOD)
+    bad = write_bpmn("bad.bpmn", BAD)
+    assert main(["validate", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{good}: ok"
+    assert out[1].startswith(f"{bad}:") and "(no-handlers)" in out[1] and "[b]" in out[1]
+
+
+def test_json_format(write_bpmn: WriteBpmn, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_bpmn("bad.bpmn", BAD)
+    assert main(["validate", "--format", "json", str(bad)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert report["files"] == [{"file": str(bad), "ok": False}]
+    assert report["problems"][0]["code"] == "no-handlers"
+    assert report["problems"][0]["element_id"] == "b"
+
+
+def test_warnings_alone_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CORPUS / "camunda-modeler__illegal-whitespace.bpmn"
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: ok" in out and "warning" in out
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.bpmn")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_no_arguments_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["validate"])
+    assert info.value.code == 2
+
+
+def test_hostile_corpus_files_give_no_traceback_in_a_real_process() -> None:
+    """The real command on empty, broken and XXE files: exit 1, problems, no traceback."""
+    files = [
+        CORPUS / "camunda-modeler__empty.bpmn",
+        CORPUS / "camunda-modeler__broken.bpmn",
+        CORPUS / "spiff-arena__invoice.bpmn",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "engine_bridge.cli", "validate", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    for code in ("xml-empty", "xml-malformed", "xml-dtd-forbidden"):
+        assert code in result.stdout
