@@ -57,7 +57,7 @@ def _pairs_from_centre(fake: FakeCenter) -> dict[str, list[str]]:
 def _pairs(todos: Any) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for t in todos:
-        who = list(t.handlers) or [f"group:{g}" for g in t.handling_groups]
+        who = list(t.handlers) + [f"group:{g}" for g in t.handling_groups]
         out[t.task_id] = sorted(who)
     return out
 

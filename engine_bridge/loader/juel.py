@@ -21,7 +21,7 @@ JUEL                                            Python
 ``+ - * / %``, ``div``, ``mod``                 ``+ - * / %`` (``/`` is true division, as in EL)
 ``'s'``, ``"s"``, ``12``, ``1.5``               Python literals
 ``true false null``                             ``True False None``
-``a.b``, ``a['b']``, ``a[i]``                   ``a['b']``, ``a['b']``, ``a[i]`` (missing key: error)
+``a.b``, ``a['b']``, ``a[i]``                   ``a['b']``, ``a['b']``, ``a[i]`` (strict)
 ``x.size()``, ``x.length()``                    ``len(x)``
 ``x.isEmpty()``                                 ``juel_empty(x)``
 ``x.contains(y)``, ``x.containsKey(y)``         ``(y in x)``
@@ -129,8 +129,9 @@ _WORD_OPS = {
     "null",
     "instanceof",
 }
-_SYMBOLS = ("==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%")
-_SYMBOLS += ("?", ":", ".", ",", "(", ")", "[", "]")
+# Longest first, so "<=" is never read as "<" then "=".
+_SYMBOLS: tuple[str, ...] = ("==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*")
+_SYMBOLS += ("/", "%", "?", ":", ".", ",", "(", ")", "[", "]")
 _NUMBER = re.compile(r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 
 

@@ -11,8 +11,9 @@ KEY, first match wins: the vendor ``class``; the external-task ``topic``; the co
 the bean named by ``delegateExpression`` / ``expression`` (``#{mailer.send(to)}`` → ``mailer.send``,
 its arguments passed as parameters ``arg0``, ``arg1``…); the Spiff operator already there; else
 ``task:<element id>``. (Not the bare id: SpiffWorkflow indexes every ``id`` attribute of a process,
-operator and parameter ids included, so they must not repeat an element id.) Every rewritten task is reported as a ``service-needs-handler`` warning so that
-validation can insist on a handler only when none is registered.
+operator and parameter ids included, so they must not repeat an element id.) Every service task
+is reported as a ``service-needs-handler`` warning so that validation can insist on a handler
+only when none is registered.
 
 This module also holds the namespace basics the other translators share, because it is the
 lowest step of the dialect translation.
@@ -63,7 +64,7 @@ def spiff(local: str) -> str:
 
 
 def vendor_attr(element: Any, name: str) -> str | None:
-    """The first of ``camunda:name``, ``flowable:name``, ``activiti:name`` present on ``element``."""
+    """The first of ``camunda:name``, ``flowable:name``, ``activiti:name`` on ``element``."""
     for ns in VENDOR_NS.values():
         value = element.get(f"{{{ns}}}{name}")
         if value is not None:
@@ -262,7 +263,7 @@ def _rewrite(element: Any, file: str, problems: list[Problem]) -> None:
 
 
 def _decision_ref(element: Any) -> None:
-    """``camunda:decisionRef`` names the DMN decision; Spiff reads ``spiffworkflow:calledDecisionId``."""
+    """``camunda:decisionRef`` names the DMN decision; Spiff reads ``calledDecisionId``."""
     ref = vendor_attr(element, "decisionRef")
     if (
         not ref
@@ -314,14 +315,15 @@ def _id_clashes(root: Any, file: str) -> list[Problem]:
         for tag in ("serviceTaskOperator", "parameter"):
             for node in task.iter(spiff(tag)):
                 if node.get("id") in model_ids:
+                    clash = node.get("id")
                     problems.append(
                         Problem(
                             file=file,
                             element_id=str(task.get("id")),
                             line=task.sourceline,
                             code="service-id-clash",
-                            message=f"service {tag} id {node.get('id')!r} is also the id of a model "
-                            "element; SpiffWorkflow would confuse them: rename the element, the "
+                            message=f"service {tag} id {clash!r} is also a model element's id"
+                            "; SpiffWorkflow would confuse them: rename the element, the "
                             "field or the parameter",
                         )
                     )

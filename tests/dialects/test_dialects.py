@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,7 @@ def chain(*nodes: str) -> str:
     ids = ["s", *[n.split('id="')[1].split('"')[0] for n in nodes], "e"]
     flows = "".join(
         f'<bpmn:sequenceFlow id="f{i}" sourceRef="{a}" targetRef="{b}"/>'
-        for i, (a, b) in enumerate(zip(ids, ids[1:], strict=False))
+        for i, (a, b) in enumerate(itertools.pairwise(ids))
     )
     return '<bpmn:startEvent id="s"/>' + "".join(nodes) + '<bpmn:endEvent id="e"/>' + flows
 
@@ -323,7 +324,8 @@ def test_vendor_assignment_becomes_handlers_and_handling_group(
     [
         (
             "<bpmn:potentialOwner><bpmn:resourceAssignmentExpression><bpmn:formalExpression>"
-            "user(kermit), group(management)</bpmn:formalExpression></bpmn:resourceAssignmentExpression>"
+            "user(kermit), group(management)</bpmn:formalExpression>"
+            "</bpmn:resourceAssignmentExpression>"
             "</bpmn:potentialOwner>",
             {"handlers": "['kermit']", "handlingGroup": "['management']"},
         ),
@@ -379,7 +381,8 @@ def test_untranslatable_assignee_is_a_located_error_and_adds_nothing() -> None:
 def sequential_loop(collection: str) -> str:
     return chain(
         '<bpmn:userTask id="sign" camunda:assignee="${signer}">'
-        f'<bpmn:multiInstanceLoopCharacteristics isSequential="true" camunda:collection="{collection}"'
+        '<bpmn:multiInstanceLoopCharacteristics isSequential="true"'
+        f' camunda:collection="{collection}"'
         ' camunda:elementVariable="signer"/></bpmn:userTask>',
         '<bpmn:userTask id="decide"/>',
         '<bpmn:exclusiveGateway id="g" default="f_end"/>',
@@ -499,7 +502,8 @@ def test_timer_expressions(text: str, expected: str) -> None:
 def test_cron_timer_is_reported() -> None:
     _, problems = model(
         '<bpmn:startEvent id="t"><bpmn:timerEventDefinition>'
-        "<bpmn:timeCycle>0 0/5 * * * ?</bpmn:timeCycle></bpmn:timerEventDefinition></bpmn:startEvent>"
+        "<bpmn:timeCycle>0 0/5 * * * ?</bpmn:timeCycle>"
+        "</bpmn:timerEventDefinition></bpmn:startEvent>"
     )
     assert [(p.code, p.element_id) for p in problems] == [("timer-cron-unsupported", "t")]
 
@@ -519,7 +523,8 @@ def test_service_keys_follow_the_documented_order() -> None:
         '<camunda:field name="subject"><camunda:expression>Hi ${name}</camunda:expression>'
         "</camunda:field></bpmn:extensionElements></bpmn:serviceTask>"
         '<bpmn:serviceTask id="x" camunda:type="external" camunda:topic="charge"/>'
-        '<bpmn:serviceTask id="d" flowable:delegateExpression="${mailer}" flowable:resultVariable="r"/>'
+        '<bpmn:serviceTask id="d" flowable:delegateExpression="${mailer}"'
+        ' flowable:resultVariable="r"/>'
         '<bpmn:sendTask id="s" activiti:expression="#{sms.send(phone, \'hi\')}"/>'
         '<bpmn:serviceTask id="m" flowable:type="mail"/>'
         '<bpmn:serviceTask id="k"><bpmn:extensionElements>'
@@ -529,7 +534,8 @@ def test_service_keys_follow_the_documented_order() -> None:
         "</bpmn:serviceTask>"
         '<bpmn:serviceTask id="plain"/>'
         '<bpmn:businessRuleTask id="b" camunda:class="org.example.Rules"/>'
-        '<bpmn:scriptTask id="groovy" scriptFormat="groovy"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>'
+        '<bpmn:scriptTask id="groovy" scriptFormat="groovy"><bpmn:script>x = 1</bpmn:script>'
+        "</bpmn:scriptTask>"
     )
     assert operator(root, "c") == (
         "org.example.Mail",
@@ -559,7 +565,8 @@ def test_service_keys_follow_the_documented_order() -> None:
 def test_python_scripts_message_sends_and_decisions_are_left_for_spiff() -> None:
     root, problems = model(
         '<bpmn:scriptTask id="py"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>'
-        '<bpmn:scriptTask id="py2" scriptFormat="python"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>'
+        '<bpmn:scriptTask id="py2" scriptFormat="python"><bpmn:script>x = 1</bpmn:script>'
+        "</bpmn:scriptTask>"
         '<bpmn:sendTask id="send" messageRef="msg"/>'
         '<bpmn:businessRuleTask id="rule" camunda:decisionRef="approve"/>'
     )
@@ -576,12 +583,15 @@ def test_translated_model_is_valid_for_the_spiff_schema_and_parses() -> None:
 
     root, _ = model(
         chain(
-            '<bpmn:userTask id="u" camunda:assignee="${a}"><bpmn:documentation>d</bpmn:documentation>'
-            '<bpmn:multiInstanceLoopCharacteristics camunda:collection="xs" camunda:elementVariable="x">'
+            '<bpmn:userTask id="u" camunda:assignee="${a}">'
+            "<bpmn:documentation>d</bpmn:documentation>"
+            '<bpmn:multiInstanceLoopCharacteristics camunda:collection="xs"'
+            ' camunda:elementVariable="x">'
             "<bpmn:completionCondition>${done}</bpmn:completionCondition>"
             "</bpmn:multiInstanceLoopCharacteristics></bpmn:userTask>",
             '<bpmn:serviceTask id="svc" camunda:expression="${svc.go(a)}"/>',
-            '<bpmn:scriptTask id="js" scriptFormat="javascript"><bpmn:script>1</bpmn:script></bpmn:scriptTask>',
+            '<bpmn:scriptTask id="js" scriptFormat="javascript"><bpmn:script>1</bpmn:script>'
+            "</bpmn:scriptTask>",
         )
     )
     VALIDATOR.validate(etree.ElementTree(root), "inline.bpmn")
@@ -637,7 +647,8 @@ def test_service_ids_that_repeat_an_element_id_are_reported() -> None:
     """Spiff indexes every id of a process, so a field called like a task would break it."""
     _, problems = model(
         '<bpmn:serviceTask id="svc" camunda:class="a.B"><bpmn:extensionElements>'
-        '<camunda:field name="approve" stringValue="x"/></bpmn:extensionElements></bpmn:serviceTask>'
+        '<camunda:field name="approve" stringValue="x"/>'
+        "</bpmn:extensionElements></bpmn:serviceTask>"
         '<bpmn:userTask id="approve"/>'
     )
     [clash] = [p for p in problems if p.severity == "error"]

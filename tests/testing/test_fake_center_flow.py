@@ -3,10 +3,12 @@ centre's state and refuse what the real centre would."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from fake_center_helpers import APP, Caller, codes, first, handle, nxt
 
-from engine_bridge.testing import FakeCenter
+from engine_bridge.testing import FakeCenter, FaultKind
 
 
 def test_add_transaction_creates_a_transaction_named_by_its_first_task(
@@ -321,3 +323,34 @@ def test_chinese_text_is_kept(caller: Caller, center: FakeCenter) -> None:
     todo = center.state()["todos"]["t1"]
     assert (todo["task_name"], todo["node_name"]) == ("请假审批", "辅导员审核")
     assert todo["item"]["taskName"] == "请假审批"
+
+
+def test_the_transport_serves_async_clients_too(center: FakeCenter) -> None:
+    """The same transport works under httpx.AsyncClient, including a raised drop."""
+
+    async def scenario() -> tuple[int, bool]:
+        async with httpx.AsyncClient(
+            transport=center.transport(), base_url="http://center"
+        ) as client:
+            token = await client.post(
+                "/oauth2/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": "test-client",
+                    "client_secret": "test-secret",
+                },
+            )
+            headers = {"Authorization": token.json()["access_token"]}
+            url = "/apis/ttc/v1/transaction/poa/addTransaction"
+            created = await client.post(url, json=[first("t1")], headers=headers)
+            center.faults.add("addTransaction", FaultKind.DROP)
+            try:
+                await client.post(url, json=[first("t2")], headers=headers)
+            except httpx.RemoteProtocolError:
+                dropped = True
+            else:
+                dropped = False
+            return created.status_code, dropped
+
+    assert asyncio.run(scenario()) == (200, True)
+    assert center.open_todos() == {"t1": ["T001"]}
