@@ -304,7 +304,8 @@ def _translate_multi_instance(ctx: _Context, loop: Any, claimed: dict[str, Any])
             return
         _put_mi_child(loop, "loopDataInputRef", ref)
         has_input = True
-    if not has_input and not has_cardinality:
+    vendor_children = [c for ns in VENDOR_NS.values() for c in loop.iter(f"{{{ns}}}*")]
+    if not has_input and not has_cardinality and (variable or collection or vendor_children):
         ctx.problem(
             loop,
             "mi-collection-missing",

@@ -92,10 +92,12 @@ def clear_cache() -> None:
         _analysis_cache.clear()
 
 
-def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
+def _remember(
+    cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, *, limit: int
+) -> None:
     cache[key] = value
     cache.move_to_end(key)
-    while len(cache) > _CACHE_SIZE * 8 if cache is _file_cache else len(cache) > _CACHE_SIZE:
+    while len(cache) > limit:
         cache.popitem(last=False)
 
 
@@ -170,7 +172,7 @@ def _read_source(path: Path, transforms: tuple[TreeTransform, ...]) -> SourceFil
         problems += check_document(root, file)
         source = SourceFile(file, digest, root, _line_index(root), tuple(problems))
     with _lock:
-        _remember(_file_cache, key, source)
+        _remember(_file_cache, key, source, limit=_CACHE_SIZE * 8)
     return source
 
 
@@ -329,7 +331,7 @@ def analyse_paths(
         analysis = _analysis_cache.get(key)
         if analysis is None:
             analysis = _analyse_sources(sources)
-            _remember(_analysis_cache, key, analysis)
+            _remember(_analysis_cache, key, analysis, limit=_CACHE_SIZE)
     settings: dict[str, dict[str, Any]] = {}
     for settings_file in settings_files:
         entries, settings_problems = read_process_settings_file(settings_file)

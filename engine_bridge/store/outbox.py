@@ -61,7 +61,7 @@ class Outbox:
             .limit(limit)
         )
         if self._db.is_postgres:
-            query = query.with_for_update(skip_locked=False, of=outbox)
+            query = query.with_for_update(skip_locked=True, of=outbox)
         with self._db.write() as conn:
             ids = [int(i) for i in conn.execute(query).scalars()]
             if not ids:

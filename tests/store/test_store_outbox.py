@@ -223,7 +223,7 @@ def test_concurrent_claimers_get_disjoint_rows(store: Store, make_step: StepFact
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 def test_postgres_claim_skips_rows_locked_by_another_transaction(
     db_url: str, store: Store, make_step: StepFactory
 ) -> None:

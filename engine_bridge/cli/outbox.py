@@ -1,0 +1,111 @@
+"""``engine-bridge outbox``: look at the delivery queue and act on dead letters.
+
+``list`` shows rows (newest last), ``show ID`` prints one row with its request and every
+attempt's error as JSON, ``retry ID`` puts a dead letter back in the queue (due now, fresh
+attempt budget) and ``discard ID`` gives it up so the instance's later calls can go out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from engine_bridge.cli.db import add_database_argument
+from engine_bridge.clock import SystemClock
+from engine_bridge.store import OutboxRow, Store
+from engine_bridge.store.records import OUTBOX_STATUSES
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "outbox", help="inspect the outbox; retry or discard dead letters"
+    )
+    commands = parser.add_subparsers(dest="outbox_command", metavar="ACTION")
+
+    listing = commands.add_parser("list", help="list outbox rows")
+    listing.add_argument("--status", choices=OUTBOX_STATUSES, help="only rows with this status")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many rows (100)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_database_argument(listing)
+    listing.set_defaults(func=_list)
+
+    for name, func, text in (
+        ("show", _show, "print one row as JSON: request, status, every attempt's error"),
+        ("retry", _retry, "put a dead row back in the queue, due now"),
+        ("discard", _discard, "give up a dead row so its instance can continue"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("row_id", type=int, metavar="ID")
+        add_database_argument(sub)
+        sub.set_defaults(func=func)
+
+    parser.set_defaults(func=lambda _args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _open(args: argparse.Namespace) -> Store:
+    # Inspection never changes the schema: an old database is reported, not migrated.
+    return Store.open(args.database, create=False)
+
+
+def row_to_json(row: OutboxRow) -> dict[str, Any]:
+    """The row as JSON-ready data (times in ISO 8601)."""
+    doc = asdict(row)
+    doc["endpoint"] = row.endpoint.value
+    for key, value in doc.items():
+        if isinstance(value, datetime):
+            doc[key] = value.isoformat()
+    return doc
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        rows = store.outbox(status=args.status, limit=args.limit)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row_to_json(row), ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no outbox rows" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    print(
+        f"{'ID':>6}  {'STATUS':<9} {'TRIES':>5}  {'ENDPOINT':<22} {'INSTANCE:SEQ':<30} LAST ERROR"
+    )
+    for row in rows:
+        where = f"{row.instance_id}:{row.seq}"
+        error = (row.last_error or "").replace("\n", " ")
+        print(
+            f"{row.id:>6}  {row.status:<9} {row.attempts:>5}  {row.endpoint.value:<22} "
+            f"{where:<30} {error[:80]}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        row = store.outbox_row(args.row_id)
+    print(json.dumps(row_to_json(row), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        store.retry_dead(args.row_id, now=SystemClock().now())
+    print(f"outbox row {args.row_id} is pending again; a worker will send it")
+    return 0
+
+
+def _discard(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        store.discard(args.row_id)
+    print(f"outbox row {args.row_id} discarded; its instance's later calls can go out")
+    return 0
