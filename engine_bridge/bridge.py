@@ -36,9 +36,9 @@ from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.library import WorkflowLibrary
 from engine_bridge.loader.model import LoadedProcess
 from engine_bridge.planner import plan as plan_calls
-from engine_bridge.relay import CenterSender, Relay
+from engine_bridge.relay import CenterSender, DeliveryReport, Relay
 from engine_bridge.results import Instance, OpenTodo, Outcome
-from engine_bridge.store import HistoryEntry, InstanceRecord, StepRecord, Store
+from engine_bridge.store import HistoryDraft, HistoryEntry, InstanceRecord, StepRecord, Store
 from engine_bridge.ttc import TTCClient
 
 __all__ = ["Bridge"]
@@ -317,7 +317,7 @@ class Bridge:
             self._after_commit()
         return outcomes
 
-    def deliver(self) -> Any:
+    def deliver(self) -> DeliveryReport:
         """Send every outbox row that is due now; returns the relay's report. Rows that fail
         stay in the outbox (retried later) or become visible dead letters."""
         if self.relay is None:
@@ -526,12 +526,8 @@ def _check_data(data: Mapping[str, Any] | None, *, what: str) -> dict[str, Any]:
     return dict(data)
 
 
-def _history(
-    kind: str, payload: dict[str, Any], at: datetime, key: str | None
-) -> HistoryEntry:
-    return HistoryEntry(
-        instance_id="", seq=0, kind=kind, payload=payload, at=at, idempotency_key=key
-    )
+def _history(kind: str, payload: dict[str, Any], at: datetime, key: str | None) -> HistoryDraft:
+    return HistoryDraft(kind=kind, payload=payload, at=at, idempotency_key=key)
 
 
 def _node_of(ledger: Ledger, task_id: str) -> str | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from engine_bridge.facts import CenterCall
 
-__all__ = ["DeliveryReport", "Instance", "OpenTodo", "Outcome"]
+__all__ = ["Instance", "OpenTodo", "Outcome"]
 
 
 @dataclass(frozen=True)
@@ -57,24 +57,3 @@ class Outcome:
     @property
     def next_nodes(self) -> tuple[str, ...]:
         return tuple(t.node_id for t in self.created)
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """One ``deliver()``: how many outbox rows reached the centre, will be retried, or died."""
-
-    delivered: int = 0
-    retried: int = 0
-    dead: int = 0
-    pending: int = 0
-    errors: tuple[str, ...] = ()
-
-    @classmethod
-    def from_any(cls, report: Any, pending: int) -> DeliveryReport:
-        return cls(
-            delivered=int(getattr(report, "delivered", 0)),
-            retried=int(getattr(report, "retried", 0)),
-            dead=int(getattr(report, "dead", 0)),
-            pending=pending,
-            errors=tuple(str(e) for e in getattr(report, "errors", ())),
-        )
