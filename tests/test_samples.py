@@ -47,7 +47,9 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     clock = FakeClock()
     fake = FakeCenter(clock=clock)
     with fake.serve() as server:
-        yield Harness(fake, server.url, clock, f"sqlite:///{tmp_path / 'b.db'}", TranscriptRecorder())
+        yield Harness(
+            fake, server.url, clock, f"sqlite:///{tmp_path / 'b.db'}", TranscriptRecorder()
+        )
 
 
 def _pairs_from_centre(fake: FakeCenter) -> dict[str, list[str]]:
@@ -105,10 +107,7 @@ def test_scenario_runs_and_centre_matches_engine_after_every_step(
     sent = [e for e in harness.recorder.entries if e["endpoint"].endswith("/taskHandle")]
     statuses = [item["status"] for e in sent for item in e["request"]]
     announced = [
-        c.item["status"]
-        for rec in run.steps
-        for c in rec.calls
-        if c.endpoint.value == "taskHandle"
+        c.item["status"] for rec in run.steps for c in rec.calls if c.endpoint.value == "taskHandle"
     ]
     assert statuses == announced
     for e in harness.recorder.entries:

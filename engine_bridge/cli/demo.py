@@ -20,9 +20,7 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run the sample processes against the fake centre and print a timeline",
     )
-    p.add_argument(
-        "--workflows", default="workflows", help="folder with BPMN files and scenarios/"
-    )
+    p.add_argument("--workflows", default="workflows", help="folder with BPMN files and scenarios/")
     p.add_argument("--only", help="run only scenarios whose file name contains this text")
     p.set_defaults(func=_demo)
 
@@ -31,10 +29,11 @@ def describe_call(call: CenterCall) -> str:
     item = call.item
     if call.endpoint is Endpoint.TASK_HANDLE:
         nxt = item.get("next") or []
-        made = ", ".join(f"{n.get('nodeId')}→{n.get('handlers') or n.get('handlingGroup')}" for n in nxt)
-        return (
-            f"taskHandle status={item.get('status')} by {item.get('handler')}"
-            + (f" next[{made}]" if made else "")
+        made = ", ".join(
+            f"{n.get('nodeId')}→{n.get('handlers') or n.get('handlingGroup')}" for n in nxt
+        )
+        return f"taskHandle status={item.get('status')} by {item.get('handler')}" + (
+            f" next[{made}]" if made else ""
         )
     if call.endpoint is Endpoint.ADD_TRANSACTION:
         link = f" after {item['previousTaskId']}" if item.get("previousTaskId") else " (first todo)"
@@ -68,8 +67,12 @@ def _demo(args: argparse.Namespace) -> int:
     with fake.serve() as server, tempfile.TemporaryDirectory(prefix="engine-bridge-demo-") as tmp:
         print(f"fake to-do centre listening on {server.url}\n")
         bridge = Bridge.open(
-            folder, database=f"sqlite:///{Path(tmp) / 'demo.db'}", center=server.url,
-            client_id="test-client", client_secret="test-secret", clock=clock,
+            folder,
+            database=f"sqlite:///{Path(tmp) / 'demo.db'}",
+            center=server.url,
+            client_id="test-client",
+            client_secret="test-secret",
+            clock=clock,
         )
         try:
             for path in scenarios:

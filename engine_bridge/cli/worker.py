@@ -27,8 +27,12 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("ENGINE_BRIDGE_DATABASE", "sqlite:///engine_bridge.db"),
         help="database URL (or ENGINE_BRIDGE_DATABASE)",
     )
-    p.add_argument("--center", default=os.environ.get("ENGINE_BRIDGE_CENTER"), required=False,
-                   help="the centre's base URL (or ENGINE_BRIDGE_CENTER)")
+    p.add_argument(
+        "--center",
+        default=os.environ.get("ENGINE_BRIDGE_CENTER"),
+        required=False,
+        help="the centre's base URL (or ENGINE_BRIDGE_CENTER)",
+    )
     p.add_argument("--client-id", help="POA client id (or ENGINE_BRIDGE_CLIENT_ID)")
     p.add_argument("--client-secret", help="POA client secret (or ENGINE_BRIDGE_CLIENT_SECRET)")
     p.add_argument("--app-id", help="TTC app id (or ENGINE_BRIDGE_APP_ID)")

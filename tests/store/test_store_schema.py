@@ -42,7 +42,7 @@ def test_a_definition_is_stored_once_per_version(store: Store) -> None:
 
 def test_an_unknown_definition_is_named_in_the_error(store: Store) -> None:
     """Asking for a definition that was never stored names process and version."""
-    with pytest.raises(UnknownProcessError, match="'leave'.*'v9'"):
+    with pytest.raises(UnknownProcessError, match=r"'leave'.*'v9'"):
         store.get_definition("leave", "v9")
 
 

@@ -69,7 +69,7 @@ def test_a_stale_writer_gets_a_conflict_and_changes_nothing(
     first = make_step("i1", expected=1, todos=["i1:b"], calls=[(HANDLE, {"n": 1})], key="c1")
     second = make_step("i1", expected=1, todos=["i1:c"], calls=[(HANDLE, {"n": 2})], key="c2")
     store.commit_step(first)
-    with pytest.raises(ConflictError, match="version 2.*version 1") as caught:
+    with pytest.raises(ConflictError, match=r"version 2.*version 1") as caught:
         store.commit_step(second)
     assert caught.value.retryable is True
     assert [t.todo_id for _, t in store.open_todos("i1")] == ["i1:b"]
@@ -251,5 +251,5 @@ def test_an_unknown_status_is_refused(store: Store, make_step: StepFactory) -> N
 def test_naive_datetimes_are_refused(store: Store, make_step: StepFactory) -> None:
     """A time without a zone would be misread; the store refuses it."""
     with pytest.raises(Exception, match="naive datetime"):
-        store.commit_step(make_step("i1", at=datetime(2026, 1, 1, 8, 0)))  # noqa: DTZ001
+        store.commit_step(make_step("i1", at=datetime(2026, 1, 1, 8, 0)))
     assert store.list_instances() == []

@@ -1,0 +1,99 @@
+"""``engine-bridge db`` and ``engine-bridge outbox``, run through their own parsers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from engine_bridge.cli import db as db_cli
+from engine_bridge.cli import outbox as outbox_cli
+from engine_bridge.errors import InputError
+from engine_bridge.facts import Endpoint
+from engine_bridge.store import SCHEMA_VERSION, SchemaError, StepRecord, Store
+
+StepFactory = Callable[..., StepRecord]
+T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="engine-bridge")
+    subparsers = parser.add_subparsers()
+    db_cli.register(subparsers)
+    outbox_cli.register(subparsers)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def test_db_upgrade_creates_then_reports_current(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first run creates the schema; the second finds it current."""
+    assert run("db", "upgrade", "--database", db_url) == 0
+    assert f"upgraded from version 0 to {SCHEMA_VERSION}" in capsys.readouterr().out
+    assert run("db", "upgrade", "--database", db_url) == 0
+    assert f"already at version {SCHEMA_VERSION}" in capsys.readouterr().out
+    with Store.open(db_url, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_db_without_an_action_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("db") == 2
+    assert "upgrade" in capsys.readouterr().out
+
+
+def test_outbox_commands_show_retry_and_discard_dead_letters(
+    store: Store, db_url: str, make_step: StepFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """list shows the dead row, show prints its request and errors, retry/discard act on it."""
+    store.commit_step(
+        make_step(
+            "i1",
+            calls=[
+                (Endpoint.TASK_HANDLE, {"previousTaskId": "x", "handler": "T001"}),
+                (Endpoint.TASK_HANDLE, {"previousTaskId": "y", "handler": "T001"}),
+            ],
+        )
+    )
+    first, second = store.outbox()
+    store.claim(worker="w", limit=5, lease_seconds=30, now=T0)
+    store.mark_dead(first.id, worker="w", error="code 2004: this task is not exist", now=T0)
+
+    assert run("outbox", "list", "--database", db_url) == 0
+    listing = capsys.readouterr().out
+    assert "dead" in listing and "code 2004" in listing and "i1:1" in listing
+
+    assert run("outbox", "list", "--status", "dead", "--json", "--database", db_url) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["id"] == first.id
+
+    assert run("outbox", "show", str(first.id), "--database", db_url) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["item"] == {"previousTaskId": "x", "handler": "T001"}
+    assert shown["endpoint"] == "taskHandle"
+    assert shown["errors"][0]["error"] == "code 2004: this task is not exist"
+    assert shown["created_at"] == T0.isoformat()
+
+    assert run("outbox", "retry", str(first.id), "--database", db_url) == 0
+    assert store.outbox_row(first.id).status == "pending"
+    store.claim(worker="w", limit=5, lease_seconds=30, now=datetime.now(UTC))
+    store.mark_dead(first.id, worker="w", error="again", now=T0)
+    assert run("outbox", "discard", str(first.id), "--database", db_url) == 0
+    assert store.outbox_row(first.id).status == "discarded"
+    capsys.readouterr()
+
+    with pytest.raises(InputError, match=f"row {second.id} is pending"):
+        run("outbox", "discard", str(second.id), "--database", db_url)
+    assert run("outbox", "list", "--status", "delivered", "--database", db_url) == 0
+    assert "no outbox rows with status delivered" in capsys.readouterr().out
+
+
+def test_outbox_commands_do_not_migrate_a_database(tmp_path: object) -> None:
+    """Inspection on an empty database says to run db upgrade instead of creating tables."""
+    url = f"sqlite:///{tmp_path}/empty.db"
+    with pytest.raises(SchemaError, match="db upgrade"):
+        run("outbox", "list", "--database", url)
