@@ -4,7 +4,7 @@ Each error says whether trying the same thing again can help (``retryable``): a 
 retries only those, and a service can map the rest to a 4xx for its own user.
 
     EngineBridgeError
-    ├── InputError                    bad input; nothing was changed     (retryable=False)
+    ├── InputError                    bad input; nothing was changed           (retryable=False)
     │   ├── BpmnError                 a BPMN file cannot be used: file, element id, line
     │   ├── UnknownProcessError       no loaded process has that id
     │   ├── UnknownInstanceError      no instance with that id
@@ -14,12 +14,12 @@ retries only those, and a service can map the rest to a 4xx for its own user.
     │   ├── ScriptSecurityError       a BPMN script or condition tried to leave its sandbox
     │   └── ScenarioError             a scenario file is malformed or an ``expect`` failed
     ├── EngineError                   SpiffWorkflow failed while running a step; state unchanged
-    ├── ConflictError                 another writer changed the instance first  (retryable=True)
+    ├── ConflictError                 another writer changed the instance first (retryable=True)
     └── CenterError                   the to-do centre call did not succeed
-        ├── CenterUnavailableError    timeout, refused or dropped connection, 5xx (retryable=True)
-        ├── CenterRejectedError       answer envelope with outer ``code`` != 0   (retryable=True)
-        ├── CenterProtocolError       the answer is not JSON or not the documented shape (retryable=True)
-        └── CenterAuthError           the token could not be obtained (bad credentials) (retryable=False)
+        ├── CenterUnavailableError    timeout, refused or dropped connection, 5xx (retryable)
+        ├── CenterRejectedError       answer envelope with outer ``code`` != 0   (retryable)
+        ├── CenterProtocolError       the answer is not JSON or not documented   (retryable)
+        └── CenterAuthError           no token: bad client id or secret          (not retryable)
 
 Messages never contain the access token or the client secret.
 """

@@ -32,7 +32,8 @@ class NodeSettings:
     handling_group: str | None = None
     task_name: str | None = None
     task_summary: tuple[str, ...] = ()
-    urls: Mapping[str, str] = field(default_factory=dict)  # viewUrl, handleUrl, mViewUrl, mHandleUrl
+    # viewUrl, handleUrl, mViewUrl, mHandleUrl
+    urls: Mapping[str, str] = field(default_factory=dict)
     lane: str | None = None
     location: SourceLocation | None = None
 
