@@ -31,7 +31,8 @@ def snapshot(db: Path) -> dict[str, list[tuple[object, ...]]]:
     with sqlite3.connect(db) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return {
-            t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables
+            t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)  # noqa: S608 - names from sqlite_master
+            for t in tables
         }
 
 
@@ -144,7 +145,8 @@ HOSTILE_CONDITION = """<?xml version="1.0" encoding="UTF-8"?>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="ask" />
     <bpmn:sequenceFlow id="f2" sourceRef="ask" targetRef="gw" />
     <bpmn:sequenceFlow id="f3" sourceRef="gw" targetRef="end1">
-      <bpmn:conditionExpression>__import__('os').system('touch {marker}') == 0</bpmn:conditionExpression>
+      <bpmn:conditionExpression
+        >__import__('os').system('touch {marker}') == 0</bpmn:conditionExpression>
     </bpmn:sequenceFlow>
     <bpmn:sequenceFlow id="f4" sourceRef="gw" targetRef="end2" />
   </bpmn:process>
@@ -172,7 +174,7 @@ def test_the_restricted_engine_refuses_os_access_at_run_time_too(tmp_path: Path)
     escape attempt through a template or data value does not run."""
     from engine_bridge.engine.script_engine import evaluate_expression
 
-    with pytest.raises(ScriptSecurityError, match="__import__|import"):
+    with pytest.raises(ScriptSecurityError, match=r"__import__|import"):
         evaluate_expression("__import__('os').getpid()", {})
     with pytest.raises(ScriptSecurityError):
         evaluate_expression("().__class__.__base__.__subclasses__()", {})

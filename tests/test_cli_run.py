@@ -1,0 +1,92 @@
+"""The ``run`` and ``demo`` commands, as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+CLI = [sys.executable, "-m", "engine_bridge.cli"]
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_run_writes_one_transcript_line_per_centre_call(tmp_path: Path) -> None:
+    """Each line is {endpoint, request, response}; statuses follow the scenario."""
+    transcript = tmp_path / "t.jsonl"
+    done = run_cli(
+        "run",
+        str(WORKFLOWS),
+        "--scenario",
+        str(WORKFLOWS / "scenarios" / "leave_approval_long.json"),
+        "--transcript",
+        str(transcript),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in transcript.read_text(encoding="utf-8").splitlines()]
+    endpoints = [line["endpoint"].rsplit("/", 1)[-1] for line in lines]
+    assert endpoints == ["addTransaction", "taskHandle", "taskHandle"]
+    statuses = [line["request"][0].get("status") for line in lines[1:]]
+    assert statuses == ["next", "end"]
+    assert lines[1]["request"][0]["next"][0]["nodeId"] == "dean_review"
+    assert lines[1]["request"][0]["next"][0]["handlers"] == "D001"
+    assert all(line["response"]["code"] == 0 for line in lines)
+    assert "3 centre calls" in done.stdout
+
+
+def test_a_failed_expect_exits_1_naming_the_step_and_reason(tmp_path: Path) -> None:
+    """A wrong expectation fails with the step number, the field, expected and actual."""
+    scenario = json.loads(
+        (WORKFLOWS / "scenarios" / "leave_approval_long.json").read_text(encoding="utf-8")
+    )
+    for step in scenario["steps"]:
+        if "expect" in step and step["expect"].get("status") == "next":
+            step["expect"]["status"] = "none"
+            break
+    else:  # pragma: no cover - the sample changed shape
+        raise AssertionError("sample scenario has no expect status=next")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(scenario), encoding="utf-8")
+    done = run_cli("run", str(WORKFLOWS), "--scenario", str(bad))
+    assert done.returncode == 1
+    assert "step" in done.stderr and "expected 'none', got 'next'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_malformed_scenario_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    """Unknown step kinds are named with their position."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"process": "leave_approval", "start": {"initiator": "1"}, "steps": [{"x": 1}]}),
+        encoding="utf-8",
+    )
+    done = run_cli("run", str(WORKFLOWS), "--scenario", str(bad))
+    assert done.returncode == 1
+    assert "steps.0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_tells_each_sample_as_a_timeline() -> None:
+    """The demo runs every scenario over loopback and shows calls and statuses."""
+    done = run_cli("demo", "--workflows", str(WORKFLOWS))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "fake to-do centre listening on http://127.0.0.1:" in out
+    scenarios = sorted((WORKFLOWS / "scenarios").glob("*.json"))
+    for s in scenarios:
+        assert f"== {s.stem}" in out
+    assert "taskHandle status=next" in out
+    assert "taskHandle status=none" in out
+    assert "taskHandle status=end" in out
+    assert "taskWithdraw" in out
+    assert "taskTerminate" in out
+    assert "FAILED" not in out
