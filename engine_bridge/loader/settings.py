@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from SpiffWorkflow.bpmn.specs.mixins.manual_task import ManualTask
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 
 from engine_bridge.loader.model import NodeSettings, ProcessSettings, SourceLocation
 from engine_bridge.loader.problems import Problem
@@ -90,8 +92,8 @@ def _node_settings(task_spec: Any, location: SourceLocation | None) -> NodeSetti
 def read_node_settings(
     specs: Iterable[Any], lines: Mapping[str, Mapping[str, int]]
 ) -> tuple[dict[str, NodeSettings], list[Problem]]:
-    """NodeSettings for every human task (userTask, manualTask and plain task, which
-    SpiffWorkflow also waits on) in ``specs``: a process spec and its subprocess specs.
+    """NodeSettings for every human task (userTask, manualTask) in ``specs``: a process spec
+    and its subprocess specs. A plain ``bpmn:task`` is not one: the engine passes through it.
 
     Keyed by BPMN id. A multi-instance task's settings come from its child spec (the MI parent
     carries no extensions), keyed by the shared BPMN id. ``lines`` maps file → id → line.
@@ -107,8 +109,8 @@ def read_node_settings(
         file = getattr(spec, "file", None) or ""
         for task_spec in spec.task_specs.values():
             bpmn_id = getattr(task_spec, "bpmn_id", None)
-            if not bpmn_id or not getattr(task_spec, "manual", False):
-                continue
+            if not bpmn_id or not isinstance(task_spec, UserTask | ManualTask):
+                continue  # a plain bpmn:task passes through: the engine completes it itself
             location = SourceLocation(file, lines.get(file, {}).get(bpmn_id))
             settings = _node_settings(task_spec, location)
             if bpmn_id in nodes and origin[bpmn_id] != spec.name:

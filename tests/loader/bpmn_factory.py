@@ -11,7 +11,8 @@ NS = (
     'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
 )
 
-CORPUS = Path("/work/shared/corpus")
+# The corpus lives in ../shared beside the checkout (as in CI), never inside the project.
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 
 WriteBpmn = Callable[..., Path]
 

@@ -197,3 +197,14 @@ def test_whole_corpus_never_raises_and_every_problem_is_located() -> None:
 
 def test_missing_path_is_a_problem_not_an_exception(tmp_path: Path) -> None:
     assert _codes(validate_paths(tmp_path / "nope.bpmn")) == ["file-missing"]
+
+
+def test_a_plain_task_needs_no_handlers_because_the_engine_passes_through_it(
+    tmp_path: Path,
+) -> None:
+    """Only user and manual tasks become todos; a plain ``bpmn:task`` is not asked for handlers."""
+    path = tmp_path / "plain.bpmn"
+    body = chain(("note", '\n    <bpmn:task id="note" name="Note it"/>'))
+    path.write_text(definitions(process("plain", body)), encoding="utf-8")
+    problems = [p for p in validate_paths([path]) if p.severity == "error"]
+    assert problems == []
