@@ -23,22 +23,34 @@ from typing import Any, Literal
 import httpx
 
 from engine_bridge.clock import Clock, SystemClock
+from engine_bridge.crashpoints import crashpoint
 from engine_bridge.engine.runtime import Engine
-from engine_bridge.engine.script_engine import RestrictedScriptEngine
-from engine_bridge.engine.state import definition_json, dump_state, load_state
+from engine_bridge.engine.script_engine import Registry, RestrictedScriptEngine
+from engine_bridge.engine.state import definition_json, load_state
 from engine_bridge.errors import (
+    EngineBridgeError,
+    InputError,
     InvalidDataError,
     TaskNotOpenError,
     UnknownInstanceError,
 )
 from engine_bridge.facts import CenterCall, Ledger, Plan, StepFacts
+from engine_bridge.instance_cache import InstanceCache
 from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.library import WorkflowLibrary
 from engine_bridge.loader.model import LoadedProcess
+from engine_bridge.loader.problems import Problem
 from engine_bridge.planner import plan as plan_calls
 from engine_bridge.relay import CenterSender, DeliveryReport, Relay
 from engine_bridge.results import Instance, OpenTodo, Outcome
+from engine_bridge.services import (
+    InstanceInIncidentError,
+    ServiceFn,
+    ServiceStop,
+    missing_service_problems,
+)
 from engine_bridge.store import HistoryDraft, HistoryEntry, InstanceRecord, StepRecord, Store
+from engine_bridge.store.incidents import Incident, IncidentChange, IncidentDraft
 from engine_bridge.ttc import TTCClient
 
 __all__ = ["Bridge"]
@@ -71,6 +83,7 @@ class Bridge:
         auto_deliver: bool = True,
         batch_size: int = 50,
         services: Mapping[str, Any] | None = None,
+        resolvers: Mapping[str, Any] | None = None,
     ) -> None:
         self.library = library
         self.store = store
@@ -78,8 +91,13 @@ class Bridge:
         self.app_id = app_id
         self.system_account = system_account
         self.auto_deliver = auto_deliver and sender is not None
-        self._services: dict[str, Any] = dict(services or {})
+        # Bean resolvers for translated JUEL calls; every script engine this bridge makes
+        # reads this one registry, so bridge.resolver() takes effect at once.
+        self.registry = Registry(resolvers=resolvers, services=services)
         self.engine = Engine(clock=clock, script_engine=self._script_engine())
+        # Live workflows of recent instances: a shortcut for loading the committed version
+        # (engine_bridge/instance_cache.py says why it never serves anything else).
+        self.instances = InstanceCache()
         self.sender = sender
         self.relay = (
             Relay(store, sender, clock=clock, batch_size=batch_size) if sender is not None else None
@@ -102,6 +120,8 @@ class Bridge:
         auto_deliver: bool = True,
         batch_size: int = 50,
         exchange_hook: Any = None,
+        resolvers: Mapping[str, Any] | None = None,
+        services: Mapping[str, ServiceFn] | None = None,
     ) -> Bridge:
         """Load the BPMN files, open (and create) the database, connect the centre.
 
@@ -110,6 +130,11 @@ class Bridge:
         credentials are used unless given); the centre's base URL (credentials from the
         arguments or ``ENGINE_BRIDGE_CLIENT_ID`` / ``ENGINE_BRIDGE_CLIENT_SECRET``); or ``None``
         to only queue calls in the outbox for a separate ``engine-bridge worker``.
+
+        ``resolvers`` answer bean calls of translated JUEL (``#{svc.findEditor(id)}``), keyed
+        by the full name (``"svc.findEditor": fn``) or the bean (``"svc": obj``); see
+        :meth:`resolver`. ``services`` are service handlers by key; see :meth:`service`. Each
+        service task no handler answers is logged as a warning (:meth:`check` lists them).
         """
         library = WorkflowLibrary.load(workflows, transforms=(translate_dialects,))
         store = Store.open(database)
@@ -121,7 +146,7 @@ class Bridge:
             client_secret=client_secret,
             exchange_hook=exchange_hook,
         )
-        return cls(
+        bridge = cls(
             library=library,
             store=store,
             sender=sender,
@@ -130,7 +155,30 @@ class Bridge:
             system_account=system_account,
             auto_deliver=auto_deliver,
             batch_size=batch_size,
+            resolvers=resolvers,
+            services=services,
         )
+        for problem in missing_service_problems(library, bridge.registry.services):
+            log.warning("%s", problem)
+        return bridge
+
+    def resolver(self, name: str, resolver: Any) -> None:
+        """Answer the bean call ``name`` (``"jobAnnouncementService.findEditor"``) with the
+        callable ``resolver``, or every method of bean ``name`` (``"svc"``) with an object or
+        mapping. Gateway conditions, timers and handler expressions all see it at once."""
+        self.registry.add_resolver(name, resolver)
+
+    def service(self, key: str, handler: ServiceFn) -> None:
+        """Run ``handler(data)`` or ``handler(data, params)`` when a service task answering to
+        ``key`` runs: ``"task:<element id>"`` or the bare element id (that task only), or its
+        KEY (``camunda:class``, the ``delegateExpression``/``expression`` bean, a spiff
+        operator). It gets a copy of the task data and returns a dict to merge, or None; if it
+        raises, the instance stops there with an incident. See ``docs/services.md``."""
+        self.registry.services.add(key, handler)
+
+    def check(self) -> list[Problem]:
+        """Service tasks of the loaded processes that no registered handler answers."""
+        return missing_service_problems(self.library, self.registry.services)
 
     def close(self) -> None:
         close = getattr(self.sender, "close", None)
@@ -145,7 +193,7 @@ class Bridge:
         self.close()
 
     def _script_engine(self) -> RestrictedScriptEngine:
-        return RestrictedScriptEngine(services=self._services)
+        return RestrictedScriptEngine(registry=self.registry)
 
     # ------------------------------------------------------------------ actions
     def start(
@@ -176,7 +224,9 @@ class Bridge:
             initiator_name=initiator_name,
         )
         planned = self._plan(facts, Ledger())
-        self.store.commit_step(
+        crashpoint("bridge.after_engine_step")
+        stop = self.engine.stopped_at(wf)
+        version = self.store.commit_step(
             StepRecord(
                 instance_id=instance_id,
                 expected_version=None,
@@ -184,8 +234,8 @@ class Bridge:
                 definition_version=process.version,
                 business_key=key,
                 initiator=initiator,
-                status="finished" if facts.finished else "running",
-                state=dump_state(wf),
+                status=_status(facts.finished, stop),
+                state=self.instances.encode(wf, definition),
                 ledger=planned.ledger,
                 calls=planned.calls,
                 history=_history(
@@ -196,14 +246,19 @@ class Bridge:
                         "initiator_name": initiator_name,
                         "data": dict(data or {}),
                         "key": key,
+                        "calls": len(planned.calls),  # splits the outbox per step on export
                     },
                     facts.at,
                     None,
                 ),
-                next_timer_at=self.engine.next_timer_at(wf),
-            )
+                next_timer_at=None if stop else self.engine.next_timer_at(wf),
+            ),
+            incident=_incident_change(stop, was="running", status="running"),
         )
+        _log_stop(instance_id, stop)
+        self.instances.checkin(instance_id, version, wf, keep=not (facts.finished or stop))
         del definition
+        crashpoint("bridge.after_commit")
         self._after_commit()
         return self._instance(self.store.get_instance(instance_id), calls=planned.calls)
 
@@ -230,9 +285,13 @@ class Bridge:
             raise TaskNotOpenError(
                 f"todo {task_id!r} is not open: it was finished, cancelled, or never existed"
             )
+        if record.status == "incident":
+            raise self._in_incident(record, f"todo {task_id!r} cannot be completed")
         form = _check_data(data, what="completion data")
         loaded = self._load(record)
-        wf = load_state(record.state, loaded.definition, script_engine=self._script_engine())
+        wf = self.instances.checkout(
+            record, loaded.definition, script_engine=self._script_engine()
+        )
         facts = self.engine.complete(
             wf,
             loaded.process,
@@ -263,12 +322,15 @@ class Bridge:
         return outcome
 
     def cancel(self, instance_id: str, *, by: str, opinion: str = "") -> Outcome:
-        """The business cancels an instance: its transaction is terminated at the centre."""
+        """The business cancels an instance: its transaction is terminated at the centre.
+        An instance stopped by an incident can be cancelled; its incident ends ``cancelled``."""
         record = self.store.get_instance(instance_id)
-        if record.status != "running":
+        if record.status not in ("running", "incident"):
             raise TaskNotOpenError(f"instance {instance_id} is {record.status}; cannot cancel")
         loaded = self._load(record)
-        wf = load_state(record.state, loaded.definition, script_engine=self._script_engine())
+        wf = self.instances.checkout(
+            record, loaded.definition, script_engine=self._script_engine()
+        )
         facts = self.engine.cancel(wf, loaded.process, instance_id=record.id, by=by)
         if opinion:
             facts = _with_opinion(facts, opinion)
@@ -287,8 +349,9 @@ class Bridge:
         return outcome
 
     def tick(self, *, limit: int = 100) -> list[Outcome]:
-        """Fire every timer that is due by the bridge's clock; returns one outcome per instance
-        whose state changed."""
+        """Fire every timer that is due by the bridge's clock, and retry the incidents an
+        operator asked to retry (``engine-bridge incidents retry``); returns one outcome per
+        instance whose state changed."""
         outcomes: list[Outcome] = []
         now = self.clock.now()
         for instance_id in self.store.due_instances(now, limit=limit):
@@ -296,7 +359,9 @@ class Bridge:
             if record.status != "running":
                 continue
             loaded = self._load(record)
-            wf = load_state(record.state, loaded.definition, script_engine=self._script_engine())
+            wf = self.instances.checkout(
+                record, loaded.definition, script_engine=self._script_engine()
+            )
             facts = self.engine.tick(wf, loaded.process, instance_id=record.id)
             if facts is None:
                 continue
@@ -313,6 +378,7 @@ class Bridge:
                 deliver=False,
             )
             outcomes.append(outcome)
+        outcomes += self._requested_retries(limit)
         if outcomes:
             self._after_commit()
         return outcomes
@@ -346,7 +412,7 @@ class Bridge:
         """The todos the ENGINE waits on (from the workflow state, not the ledger): tests compare
         this with the centre's open todos after every step."""
         record = self.store.get_instance(instance_id)
-        if record.status != "running":
+        if record.status not in ("running", "incident"):
             return []
         loaded = self._load(record)
         wf = load_state(record.state, loaded.definition, script_engine=self._script_engine())
@@ -367,6 +433,74 @@ class Bridge:
 
     def history(self, instance_id: str) -> list[HistoryEntry]:
         return self.store.history(instance_id)
+
+    # ------------------------------------------------------------------ incidents
+    def incidents(
+        self, *, status: str | None = None, instance_id: str | None = None, limit: int = 100
+    ) -> list[Incident]:
+        """Incidents (service failures that stopped an instance), oldest first."""
+        return self.store.incidents(status=status, instance_id=instance_id, limit=limit)
+
+    def incident(self, incident_id: int) -> Incident:
+        return self.store.incident(incident_id)
+
+    def retry_incident(self, incident_id: int) -> Incident:
+        """Run the failed service task again with the handlers registered now, and continue.
+
+        Returns the incident afterwards: ``resolved`` when the instance went on (its centre
+        calls are queued and delivered as for any step), still ``open`` with one more attempt
+        and the new error when the service failed again. Refused for an incident that is not
+        open.
+        """
+        self._retry(self.store.incident(incident_id))
+        self._after_commit()
+        return self.store.incident(incident_id)
+
+    def _retry(self, incident: Incident) -> Outcome:
+        if incident.status != "open":
+            raise InputError(
+                f"incident {incident.id} is {incident.status}; only an open incident can be retried"
+            )
+        record = self.store.get_instance(incident.instance_id)
+        loaded = self._load(record)
+        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
+        facts = self.engine.retry(wf, loaded.process, instance_id=record.id)
+        planned = self._plan(facts, record.ledger)
+        outcome = self._outcome(facts, record.ledger, planned)
+        payload = {
+            "incident": incident.id,
+            "node": incident.node_id,
+            "service": incident.service_key,
+        }
+        self._commit(record, wf, facts, planned, kind="retry", payload=payload, key=None)
+        return outcome
+
+    def _requested_retries(self, limit: int) -> list[Outcome]:
+        """Retries asked for from the command line (which has none of our handlers). Only a
+        bridge with a handler for the task takes one: a bare ``engine-bridge worker`` leaves
+        them to the application."""
+        outcomes: list[Outcome] = []
+        for incident in self.store.incidents(status="open", retry_requested=True, limit=limit):
+            if self.registry.services.find(incident.node_id, incident.service_key) is None:
+                continue
+            try:
+                outcomes.append(self._retry(incident))
+            except EngineBridgeError as exc:  # one bad instance must not stop the others
+                log.warning("retry of incident %s failed: %s", incident.id, exc)
+                self.store.request_incident_retry(incident.id, now=None)
+        return outcomes
+
+    def _in_incident(self, record: InstanceRecord, what: str) -> InstanceInIncidentError:
+        found = self.store.incidents(status="open", instance_id=record.id, limit=1)
+        if not found:
+            return InstanceInIncidentError(f"{what}: instance {record.id!r} is in incident")
+        incident = found[0]
+        return InstanceInIncidentError(
+            f"{what}: instance {record.id!r} is stopped at service task {incident.node_id!r} "
+            f"(incident {incident.id}, service {incident.service_key!r}: {incident.error}). "
+            f"Fix or register the handler, then bridge.retry_incident({incident.id}) or "
+            f"`engine-bridge incidents retry {incident.id}`; or cancel the instance"
+        )
 
     # ------------------------------------------------------------------ internals
     def _definition_for(self, process: LoadedProcess) -> str:
@@ -405,8 +539,10 @@ class Bridge:
         status: str | None = None,
         deliver: bool = True,
     ) -> None:
-        new_status = status or ("finished" if facts.finished else "running")
-        self.store.commit_step(
+        stop = self.engine.stopped_at(wf)
+        new_status = status or _status(facts.finished, stop)
+        crashpoint("bridge.after_engine_step")
+        version = self.store.commit_step(
             StepRecord(
                 instance_id=record.id,
                 expected_version=record.version,
@@ -415,13 +551,17 @@ class Bridge:
                 business_key=record.business_key,
                 initiator=record.initiator,
                 status=new_status,
-                state=dump_state(wf),
+                state=self.instances.encode(wf),
                 ledger=planned.ledger,
                 calls=planned.calls,
-                history=_history(kind, payload, facts.at, key),
+                history=_history(kind, {**payload, "calls": len(planned.calls)}, facts.at, key),
                 next_timer_at=None if new_status != "running" else self.engine.next_timer_at(wf),
-            )
+            ),
+            incident=_incident_change(stop, was=record.status, status=new_status),
         )
+        _log_stop(record.id, stop)
+        self.instances.checkin(record.id, version, wf, keep=new_status == "running")
+        crashpoint("bridge.after_commit")
         if deliver:
             self._after_commit()
 
@@ -524,6 +664,32 @@ def _check_data(data: Mapping[str, Any] | None, *, what: str) -> dict[str, Any]:
     if bad:
         raise InvalidDataError(f"{what} keys must be strings; got {bad[0]!r}")
     return dict(data)
+
+
+def _status(finished: bool, stop: ServiceStop | None) -> str:
+    return "finished" if finished else ("incident" if stop is not None else "running")
+
+
+def _incident_change(stop: ServiceStop | None, *, was: str, status: str) -> IncidentChange | None:
+    """What a step does to incidents: record where it stopped, or end the open incident."""
+    if stop is None and was != "incident":
+        return None  # the usual step: no incident before or after, nothing to write
+    draft = None
+    if stop is not None:
+        draft = IncidentDraft(stop.task_id, stop.node_id, stop.node_name, stop.key, stop.error)
+    return IncidentChange(draft, "cancelled" if status == "cancelled" else "resolved")
+
+
+def _log_stop(instance_id: str, stop: ServiceStop | None) -> None:
+    if stop is not None:
+        log.warning(
+            "instance %s stopped at service task %r (service %r): %s; "
+            "`engine-bridge incidents list` shows the incident",
+            instance_id,
+            stop.node_id,
+            stop.key,
+            stop.error,
+        )
 
 
 def _history(kind: str, payload: dict[str, Any], at: datetime, key: str | None) -> HistoryDraft:

@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from engine_bridge.clock import Clock
+from engine_bridge.crashpoints import crashpoint
 from engine_bridge.errors import CenterError, InputError
 from engine_bridge.facts import Endpoint
 from engine_bridge.retry import RetryPolicy
@@ -141,6 +142,8 @@ class Relay:
             lease_seconds=self._lease_seconds,
             now=self._clock.now(),
         )
+        if rows:
+            crashpoint("relay.after_claim")
         report = DeliveryReport(rounds=1, claimed=len(rows))
         groups: dict[Endpoint, list[OutboxRow]] = {}
         for row in rows:
@@ -184,6 +187,7 @@ class Relay:
                 report += self._fail(row, error, unknown=unknown, now=self._clock.now())
             return report
 
+        crashpoint("relay.after_send")
         now = self._clock.now()
         items = list(result.items)
         if len(items) != len(rows):
@@ -212,6 +216,7 @@ class Relay:
             self._store.mark_delivered(
                 accepted, worker=self.worker_id, now=now, response={"ok": True}
             )
+            crashpoint("relay.after_mark_delivered")
             report = replace(report, delivered=report.delivered + len(accepted))
         return report
 

@@ -3,6 +3,14 @@
 Made for people and CI alike: one line per problem (``file:line: severity: message [id]
 (code)``) or ``file: ok``; ``--format json`` for tools. Exit 0 when nothing is an error
 (warnings allowed), 1 when something is, 2 when the command line itself is wrong.
+``--strict`` makes warnings fail too (exit 1). Besides what loading checks, the lint rules of
+``loader.lint`` run (templates, countersigns, flow shape; ``docs/lint.md``).
+
+Files are checked as ``Bridge.open`` loads them: Camunda, Flowable and Activiti models are
+translated first. ``--resolver NAME`` names a bean resolver the running bridge registers (a
+bean call without one is an error); ``--each`` checks every file on its own, for a folder of
+unrelated models. Text output prints ids and names as written; JSON output escapes ``<``, ``>``
+and ``&`` too, so a report pasted into a web page cannot inject markup.
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine_bridge.loader.library import analyse_paths
+from engine_bridge.loader.lint import lint_analysis, settings_files
 from engine_bridge.loader.problems import Problem
+from engine_bridge.loader.settings import SETTINGS_FILES
+from engine_bridge.loader.validate import DEFAULT_TRANSFORMS, require_resolvers
 
 __all__ = ["register", "run"]
 
@@ -31,11 +42,33 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (text)"
     )
+    parser.add_argument(
+        "--resolver",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a bean resolver the bridge registers (svc.findEditor, or svc for all its "
+        "methods); repeat for several",
+    )
+    parser.add_argument(
+        "--each",
+        action="store_true",
+        help="check every BPMN file on its own (a folder of unrelated models)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="fail (exit 1) on warnings too, not only errors"
+    )
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    return run(args.paths, output_format=args.format)
+    return run(
+        args.paths,
+        output_format=args.format,
+        resolvers=args.resolver,
+        each=args.each,
+        strict=args.strict,
+    )
 
 
 def run(
@@ -44,6 +77,9 @@ def run(
     output_format: str = "text",
     out: TextIO | None = None,
     err: TextIO | None = None,
+    resolvers: Sequence[str] = (),
+    each: bool = False,
+    strict: bool = False,
 ) -> int:
     """Validate ``paths`` and print the report; returns the exit code."""
     out = out or sys.stdout
@@ -53,18 +89,40 @@ def run(
         for path in missing:
             print(f"engine-bridge validate: no such file or directory: {path}", file=err)
         return 2
+    problems: list[Problem] = []
+    checked: list[str] = []
     try:
-        analysis = analyse_paths(list(paths))
+        for group in _groups(paths) if each else [list(paths)]:
+            analysis = analyse_paths(group, transforms=DEFAULT_TRANSFORMS)
+            found = require_resolvers(analysis.problems, resolvers)
+            found += lint_analysis(analysis, settings=settings_files(group))
+            if each:  # a settings file serves the whole folder, not this one file
+                found = [p for p in found if p.code != "settings-unknown-process"]
+            problems += [p for p in found if p not in problems]
+            checked += [s.file for s in analysis.files]
     except Exception as exc:  # the promise is "never a traceback", even on a loader bug
         print(f"engine-bridge validate: internal error: {type(exc).__name__}: {exc}", file=err)
         return 1
-    problems = analysis.problems
-    checked = [s.file for s in analysis.files]
     if output_format == "json":
         _print_json(checked, problems, out)
     else:
         _print_text(checked, problems, out)
-    return 1 if any(p.severity == "error" for p in problems) else 0
+    failing = ("error", "warning") if strict else ("error",)
+    return 1 if any(p.severity in failing for p in problems) else 0
+
+
+def _groups(paths: Sequence[str]) -> list[list[str]]:
+    """One group per BPMN file, with the settings file of its folder (``--each``)."""
+    groups: list[list[str]] = []
+    for raw in paths:
+        path = Path(raw)
+        files = sorted(f for f in path.iterdir() if f.suffix == ".bpmn") if path.is_dir() else []
+        folder = path if path.is_dir() else path.parent
+        settings = [str(folder / n) for n in SETTINGS_FILES if (folder / n).is_file()][:1]
+        if not path.is_dir() and path.name in SETTINGS_FILES:
+            continue  # read beside each BPMN file of its folder
+        groups += [[str(f), *settings] for f in files] if files else [[raw, *settings]]
+    return groups
 
 
 def _print_text(checked: list[str], problems: list[Problem], out: TextIO) -> None:
@@ -89,5 +147,8 @@ def _print_json(checked: list[str], problems: list[Problem], out: TextIO) -> Non
         "files": [{"file": f, "ok": f not in errors} for f in checked],
         "problems": [p.to_json() for p in problems],
     }
-    json.dump(report, out, ensure_ascii=False, indent=2)
-    out.write("\n")
+    text = json.dumps(report, ensure_ascii=False, indent=2)
+    # Still the same JSON once parsed; safe to embed in HTML (ids may hold markup).
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(char, escaped)
+    out.write(text + "\n")

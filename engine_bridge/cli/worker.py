@@ -1,8 +1,16 @@
 """``engine-bridge worker``: deliver the outbox and fire due timers in a loop.
 
 Several workers may share one PostgreSQL database: each claims outbox rows with
-``FOR UPDATE SKIP LOCKED``, so no row is sent twice while its claim is alive. SIGTERM and SIGINT
-finish the current round and exit 0.
+``FOR UPDATE SKIP LOCKED``, so no row is sent twice while its claim (a lease of
+``--lease-seconds``) is alive; a worker that dies leaves its rows to the others once the lease
+ends. SIGTERM and SIGINT finish the round under way (its outcomes are recorded, so no lease is
+left behind) and exit 0.
+
+Timers and delivery fail separately: an instance whose timer cannot fire is reported and the
+outbox is still delivered; a centre that is down only delays delivery (rows are retried with
+backoff, see ``engine_bridge.retry``). A progress line is printed whenever something was
+delivered, retried, given up or fired, and at most every ``--interval`` seconds while the
+centre keeps failing.
 """
 
 from __future__ import annotations
@@ -13,7 +21,10 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
+
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -22,6 +33,11 @@ def register(subparsers: Any) -> None:
         help="deliver the outbox and fire due timers until stopped (SIGTERM/SIGINT)",
     )
     p.add_argument("--workflows", default="workflows", help="BPMN files or folder (for timers)")
+    p.add_argument(
+        "--no-timers",
+        action="store_true",
+        help="only deliver the outbox (no BPMN files needed; another worker fires timers)",
+    )
     p.add_argument(
         "--database",
         default=os.environ.get("ENGINE_BRIDGE_DATABASE", "sqlite:///engine_bridge.db"),
@@ -36,18 +52,73 @@ def register(subparsers: Any) -> None:
     p.add_argument("--client-id", help="POA client id (or ENGINE_BRIDGE_CLIENT_ID)")
     p.add_argument("--client-secret", help="POA client secret (or ENGINE_BRIDGE_CLIENT_SECRET)")
     p.add_argument("--app-id", help="TTC app id (or ENGINE_BRIDGE_APP_ID)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between idle rounds")
-    p.add_argument("--batch-size", type=int, default=50, help="items per centre call")
-    p.add_argument("--once", action="store_true", help="one round, then exit")
+    p.add_argument("--worker-id", help="name of this worker in claims (default host:pid:random)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between idle rounds (1)")
+    p.add_argument("--batch-size", type=int, default=50, help="rows claimed per round (50)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the centre (10)"
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        help="how long a claim lasts; must exceed --timeout (30)",
+    )
+    p.add_argument(
+        "--max-attempts", type=int, default=12, help="attempts before a dead letter (12)"
+    )
+    p.add_argument(
+        "--retry-base", type=float, default=0.5, help="backoff ceiling after 1st failure (0.5 s)"
+    )
+    p.add_argument("--retry-cap", type=float, default=60.0, help="largest backoff ceiling (60 s)")
+    p.add_argument("--once", action="store_true", help="one pass (timers + drain), then exit")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_worker)
 
 
-def _worker(args: argparse.Namespace) -> int:
-    from engine_bridge.bridge import Bridge
+@dataclass
+class _Totals:
+    """What the worker did since it started (the numbers of its progress lines)."""
 
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    fired: int = 0
+    failures: int = 0
+
+    def line(self, pending: int | str) -> str:
+        return (
+            f"worker: delivered {self.delivered}, retried {self.retried}, dead {self.dead}, "
+            f"timers fired {self.fired}, pending {pending}"
+        )
+
+
+def _problem(args: argparse.Namespace) -> str | None:
+    """A usage problem with the options, said so that the operator can fix it."""
     if not args.center:
-        print("error: --center URL (or ENGINE_BRIDGE_CENTER) is required", file=sys.stderr)
+        return "--center URL (or ENGINE_BRIDGE_CENTER) is required"
+    if not (args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID")):
+        return "--client-id (or ENGINE_BRIDGE_CLIENT_ID) is required"
+    if not (args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET")):
+        return "--client-secret (or ENGINE_BRIDGE_CLIENT_SECRET) is required"
+    if args.batch_size < 1:
+        return "--batch-size must be at least 1"
+    if args.interval <= 0 or args.timeout <= 0:
+        return "--interval and --timeout must be positive"
+    if args.lease_seconds <= args.timeout:
+        return (
+            f"--lease-seconds ({args.lease_seconds:g}) must exceed --timeout ({args.timeout:g}): "
+            "a claim that ends while its call is still waiting lets another worker send it again"
+        )
+    if args.max_attempts < 1 or args.retry_base <= 0 or args.retry_cap < args.retry_base:
+        return "--max-attempts must be >= 1 and 0 < --retry-base <= --retry-cap"
+    return None
+
+
+def _worker(args: argparse.Namespace) -> int:
+    problem = _problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     stop = threading.Event()
 
@@ -56,42 +127,116 @@ def _worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    bridge = Bridge.open(
-        args.workflows,
-        database=args.database,
-        center=args.center,
-        app_id=args.app_id,
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        auto_deliver=False,
-        batch_size=args.batch_size,
+
+    from engine_bridge.clock import SystemClock
+    from engine_bridge.relay import Relay
+    from engine_bridge.retry import RetryPolicy
+    from engine_bridge.store import Store
+    from engine_bridge.ttc import TTCClient
+
+    clock = SystemClock()
+    app_id = args.app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or "engine-bridge"
+    client = TTCClient(
+        args.center,
+        app_id=app_id,
+        client_id=args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID"),
+        client_secret=args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET"),
+        timeout=args.timeout,
     )
-    delivered = dead = fired = 0
+    bridge: Any = None
+    store: Any = None
     try:
-        while not stop.is_set():
-            try:
-                fired += len(bridge.tick())
-                report = bridge.deliver()
-            except Exception as exc:  # keep the loop alive; the outbox keeps what failed
-                print(f"worker: round failed: {exc}", file=sys.stderr, flush=True)
-                stop.wait(args.interval)
-                continue
-            delivered += int(getattr(report, "delivered", 0))
-            dead += int(getattr(report, "dead", 0))
-            pending = bridge.store.pending_count()
-            if not args.quiet:
-                print(
-                    f"worker: delivered {delivered}, dead {dead}, timers fired {fired}, "
-                    f"pending {pending}",
-                    flush=True,
-                )
-            if args.once:
-                break
-            if not getattr(report, "delivered", 0):
-                stop.wait(args.interval)
-            else:
-                time.sleep(0)
+        if args.no_timers:
+            store = Store.open(args.database)
+        else:
+            from engine_bridge.bridge import Bridge
+
+            bridge = Bridge.open(
+                args.workflows,
+                database=args.database,
+                center=client,
+                app_id=app_id,
+                clock=clock,
+                auto_deliver=False,
+            )
+            store = bridge.store
+        relay = Relay(
+            store,
+            client,
+            clock=clock,
+            worker_id=args.worker_id,
+            batch_size=args.batch_size,
+            lease_seconds=args.lease_seconds,
+            policy=RetryPolicy(
+                base_seconds=args.retry_base,
+                cap_seconds=args.retry_cap,
+                max_attempts=args.max_attempts,
+            ),
+        )
+        if not args.quiet:
+            print(
+                f"worker {relay.worker_id}: delivering {store.url} to {client.base_url}",
+                flush=True,
+            )
+        totals = _loop(args, stop, bridge, store, relay)
     finally:
-        bridge.close()
-    print(f"worker: stopped; delivered {delivered}, dead {dead}", flush=True)
+        if bridge is not None:
+            bridge.close()  # closes the client and the store
+        else:
+            client.close()
+            if store is not None:
+                store.close()
+    print(f"worker: stopped; delivered {totals.delivered}, dead {totals.dead}", flush=True)
     return 0
+
+
+def _loop(
+    args: argparse.Namespace, stop: threading.Event, bridge: Any, store: Any, relay: Any
+) -> _Totals:
+    """Rounds until stopped: fire due timers, then drain what is deliverable now."""
+    totals = _Totals()
+    shown = ""
+    shown_at = time.monotonic()
+
+    def show(changed: bool) -> None:
+        nonlocal shown, shown_at
+        try:
+            pending: int | str = store.pending_count()
+        except Exception:  # the database is away; the failure itself was reported
+            pending = "unknown"
+        line = totals.line(pending)
+        if not args.quiet and (changed or line != shown):
+            print(line, flush=True)
+            shown, shown_at = line, time.monotonic()
+
+    while not stop.is_set():
+        changed = False
+        if bridge is not None:
+            try:
+                fired = len(bridge.tick())
+            except Exception as exc:  # one broken timer must not stop delivery
+                totals.failures += 1
+                print(f"worker: firing timers failed: {exc}", file=sys.stderr, flush=True)
+            else:
+                totals.fired += fired
+                changed = fired > 0
+        try:
+            while not stop.is_set():
+                report = relay.deliver_once()
+                totals.delivered += report.delivered
+                totals.retried += report.retried
+                totals.dead += report.dead
+                if report.claimed == 0:
+                    break
+                changed = True
+                if time.monotonic() - shown_at >= args.interval:  # a long backlog
+                    show(changed=True)
+                    changed = False
+        except Exception as exc:  # the database went away: the outbox keeps everything
+            totals.failures += 1
+            print(f"worker: delivery round failed: {exc}", file=sys.stderr, flush=True)
+        show(changed)
+        if args.once:
+            break
+        stop.wait(args.interval)
+    return totals

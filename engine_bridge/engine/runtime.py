@@ -14,6 +14,10 @@ caller must discard that object; the stored state is the rollback point. Errors:
 * ``ScriptSecurityError`` — a BPMN script or condition tried to leave its sandbox; raised as is;
 * ``EngineError`` — any other failure inside SpiffWorkflow, naming the BPMN element.
 
+A failing service handler is not a failed action: the instance stops in front of the service
+task (left READY, not run), the action's facts are returned as usual, and ``stopped_at`` says
+where; ``retry`` runs the task again (``engine_bridge.services``, ``docs/services.md``).
+
 Instance bookkeeping (initiator, rendered transaction fields) lives in the root task's
 ``internal_data``, which SpiffWorkflow serializes with the workflow; task data stays the
 process's own.
@@ -29,6 +33,7 @@ from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import ParallelMultiInstanceTask
 from SpiffWorkflow.util.task import TaskState
 
@@ -57,8 +62,9 @@ from engine_bridge.errors import (
 )
 from engine_bridge.facts import Action, StepFacts, Todo, TransactionInfo
 from engine_bridge.loader.model import LoadedProcess
+from engine_bridge.services import InstanceInIncidentError, ServiceStop, ServiceTaskError
 
-__all__ = ["MAX_ENGINE_ROUNDS", "Engine", "check_data"]
+__all__ = ["MAX_ENGINE_ROUNDS", "Engine", "check_data", "initiator_variables"]
 
 # Rounds of "run engine tasks, complete pass-through tasks" one action may take before the
 # engine gives up: a BPMN loop that never waits for a person or a timer must not hang a worker.
@@ -66,6 +72,12 @@ MAX_ENGINE_ROUNDS = 1000
 
 _INSTANCE = "eb_instance"
 _COMPLETED_BY = "eb_completed_by"
+# On the READY service task an instance stopped at (its internal data is saved whenever its
+# state changes, which a stop and a retry both do): a ServiceStop, until the task runs.
+_STOPPED = "eb_stopped_at_service"
+# On the live workflow object (never saved): the stopped task the last run of the engine left,
+# or None, so asking again after an action does not walk every task of a large instance.
+_LAST_STOP = "_engine_bridge_last_stop"
 
 
 class Engine:
@@ -91,8 +103,21 @@ class Engine:
         data: Mapping[str, Any],
         initiator_name: str = "",
     ) -> tuple[BpmnWorkflow, StepFacts]:
-        """Create an instance and run it to its first wait."""
+        """Create an instance and run it to its first wait.
+
+        A start event carrying the property ``initiatorVariable`` (translated from
+        ``activiti:initiator`` and its twins) gets the initiator stored under that name.
+        """
         start_data = check_data(data, f"start data of process {process.process_id!r}")
+        for name in initiator_variables(process):
+            if start_data.get(name, initiator) != initiator:
+                raise InvalidDataError(
+                    f"start data of process {process.process_id!r} sets {name!r} to "
+                    f"{start_data[name]!r}, but the model stores the initiator there "
+                    f"(initiatorVariable) and the initiator is {initiator!r}: leave {name!r} "
+                    "out of the start data"
+                )
+            start_data[name] = initiator
         spec, subprocess_specs = restore_specs(definition_json(process))
         wf = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         wf.task_tree.internal_data[_INSTANCE] = {
@@ -121,6 +146,7 @@ class Engine:
     ) -> StepFacts:
         """``handler`` completes their share of ``todo_id`` with ``data``; run to the next wait."""
         ctx = self._context(wf, process, instance_id)
+        self._refuse_if_stopped(wf, instance_id)
         task = self._open_share(wf, ctx, todo_id, handler)
         payload = check_data(data or {}, f"completion data of todo {todo_id!r}")
         with self._running(process, instance_id, task):
@@ -161,6 +187,7 @@ class Engine:
     ) -> StepFacts | None:
         """Fire every timer due by the clock and run on; None when no timer was due."""
         self._context(wf, process, instance_id)
+        self._refuse_if_stopped(wf, instance_id)
         now = self._clock.now()
         if not any(due <= now for due in _timer_due_times(wf)):
             return None
@@ -169,7 +196,37 @@ class Engine:
             self._advance(wf)
         return self._facts(wf, process, instance_id, "tick")
 
+    def retry(self, wf: BpmnWorkflow, process: LoadedProcess, *, instance_id: str) -> StepFacts:
+        """Run the service task the instance stopped at again, and on to the next wait.
+
+        The facts are those of a step without a person's completion (action ``tick``): what
+        becomes ready is linked to the transaction, as when a timer fires. If a service fails
+        again the instance is stopped again (see :meth:`stopped_at`).
+        """
+        self._context(wf, process, instance_id)
+        stopped = _stopped_task(wf)
+        if stopped is None:
+            raise InputError(
+                f"instance {instance_id!r} of process {process.process_id!r} is not stopped at "
+                "a service task; there is nothing to retry"
+            )
+        del stopped.internal_data[_STOPPED]
+        with self._running(process, instance_id, None):
+            self._advance(wf)
+        return self._facts(wf, process, instance_id, "tick")
+
     # -- reading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def stopped_at(wf: BpmnWorkflow) -> ServiceStop | None:
+        """The failed service task the instance waits in front of, or None.
+
+        A service handler that fails (raises, is missing, answers badly) does not fail the
+        action: everything before the service task stays done, the task is left READY (not
+        run) and the instance waits here until :meth:`retry` or :meth:`cancel`.
+        """
+        task = _stopped_task(wf)
+        return None if task is None else ServiceStop.from_json(task.internal_data[_STOPPED])
 
     def open_todos(
         self, wf: BpmnWorkflow, process: LoadedProcess, *, instance_id: str
@@ -204,7 +261,8 @@ class Engine:
                 f"{process.process_id!r}; pass the process it was started with"
             )
         extra = {"initiator": record.get("initiator", ""), "instanceId": instance_id}
-        return TodoContext(instance_id=instance_id, process=process, extra=extra)
+        registry = getattr(self.script_engine.environment, "registry", None)
+        return TodoContext(instance_id=instance_id, process=process, extra=extra, registry=registry)
 
     def _open_share(self, wf: Any, ctx: TodoContext, todo_id: str, handler: str) -> Any:
         """The READY task ``handler`` completes for ``todo_id``; refuse anything else."""
@@ -271,14 +329,28 @@ class Engine:
         looping runs it now instead of crediting its effects to the next action.
         """
         for _ in range(MAX_ENGINE_ROUNDS):
-            wf.do_engine_steps()
+            try:
+                wf.do_engine_steps()
+            except ServiceTaskError as exc:
+                _stop_at_service(exc)
+                setattr(wf, _LAST_STOP, exc.task)
+                return
             ran = run_pass_through(wf)
             if ran == 0 and wf.get_next_task(state=TaskState.READY, manual=False) is None:
+                setattr(wf, _LAST_STOP, None)
                 return
         raise EngineError(
             f"the process did not come to rest after {MAX_ENGINE_ROUNDS} rounds of engine "
             "steps; it probably loops without waiting for a person or a timer"
         )
+
+    def _refuse_if_stopped(self, wf: Any, instance_id: str) -> None:
+        stop = self.stopped_at(wf)
+        if stop is not None:
+            raise InstanceInIncidentError(
+                f"instance {instance_id!r} is stopped at service task {stop.node_id!r} "
+                f"(service {stop.key!r}: {stop.error}); retry it or cancel the instance first"
+            )
 
     @contextmanager
     def _running(self, process: LoadedProcess, instance_id: str, task: Any) -> Iterator[None]:
@@ -321,6 +393,19 @@ class Engine:
             opinion=opinion,
             actor=actor,
         )
+
+
+def initiator_variables(process: LoadedProcess) -> list[str]:
+    """Names the process's start events ask the initiator to be stored under."""
+    names: list[str] = []
+    for task_spec in process.spec.task_specs.values():
+        if not isinstance(task_spec, StartEvent):
+            continue
+        properties = (getattr(task_spec, "extensions", None) or {}).get("properties") or {}
+        name = str(properties.get("initiatorVariable") or "").strip()
+        if name and name not in names:
+            names.append(name)
+    return names
 
 
 def check_data(data: Any, what: str) -> dict[str, Any]:
@@ -383,6 +468,37 @@ def _transaction(record: Mapping[str, Any]) -> TransactionInfo:
         summary=tuple(rendered["summary"]),
         urls=dict(rendered["urls"]),
     )
+
+
+def _stop_at_service(exc: ServiceTaskError) -> None:
+    """Leave the failed service task READY (SpiffWorkflow marked it ERROR) and mark it.
+
+    Nothing else needs undoing: the service ran inside ``call_service`` before any task data
+    changed, tasks that ran before it in this round completed, and tasks after it never ran.
+    """
+    task = exc.task
+    task._set_state(TaskState.READY)
+    stop = ServiceStop(
+        task_id=str(task.id),
+        node_id=exc.node_id,
+        node_name=str(getattr(task.task_spec, "bpmn_name", None) or exc.node_id),
+        key=exc.key,
+        error=exc.reason,
+    )
+    task.internal_data[_STOPPED] = stop.to_json()
+
+
+def _stopped_task(wf: Any) -> Any | None:
+    """The READY service task carrying a stop (a cancelled one no longer counts)."""
+    if hasattr(wf, _LAST_STOP):
+        task = getattr(wf, _LAST_STOP)
+        if task is None or task.state != TaskState.READY:
+            return None
+        return task if isinstance(task.internal_data.get(_STOPPED), dict) else None
+    for task in wf.get_tasks(state=TaskState.READY, manual=False):
+        if isinstance(task.internal_data.get(_STOPPED), dict):
+            return task
+    return None
 
 
 def _timer_due_times(wf: Any) -> list[datetime]:

@@ -16,6 +16,12 @@ operating-system limits if authors are not trusted at all.
 Besides the Spiff engine, the module offers :func:`evaluate_expression` (handler expressions
 from ``spiffworkflow:properties``) and :func:`render_template` (``{var}`` placeholders in todo
 names, summaries and URLs), which share the same sandbox.
+
+Expressions translated from JUEL call two kinds of names besides task data: the helpers
+``juel_empty`` / ``juel_str`` and ``resolve_bean(name, *args)`` for bean calls such as
+``#{svc.findEditor(id)}``. A :class:`Registry` holds the user's resolvers for the latter; every
+environment reads one, so a resolver registered on a bridge reaches gateway conditions, timers
+and handler expressions alike.
 """
 
 from __future__ import annotations
@@ -44,13 +50,16 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import TaskDataEnvironment
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from engine_bridge.errors import ScriptSecurityError
+from engine_bridge.errors import InvalidDataError, ScriptSecurityError
+from engine_bridge.services import ServiceFn, ServiceHandlers, ServiceTaskError
 
 __all__ = [
     "RANGE_LIMIT",
+    "Registry",
     "RestrictedEnvironment",
     "RestrictedScriptEngine",
     "ServiceHandler",
+    "UnknownBeanError",
     "check_expression",
     "check_script",
     "evaluate_expression",
@@ -285,16 +294,116 @@ def _requote(exc: ScriptSecurityError, source: str, mode: str) -> ScriptSecurity
     return ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: {exc.message}")
 
 
+class UnknownBeanError(LookupError):
+    """A BPMN expression called a bean (``#{svc.find(x)}``) for which no resolver is registered."""
+
+
+class Registry:
+    """The user's code that BPMN expressions may call, looked up by name.
+
+    Models drawn for Camunda, Flowable or Activiti call Java beans (``#{svc.findEditor(id)}``);
+    the loader translates each call into ``resolve_bean('svc.findEditor', id)`` and this registry
+    answers it. A resolver is registered under the full name (``'svc.findEditor'``, a callable)
+    or under the bean's name (``'svc'``, an object or mapping whose attribute or key is the
+    method). The registry is mutable and shared by every environment built on it, so a resolver
+    registered after a bridge opened is used by the next evaluation. It is the one place the
+    script engine reads user callables from; other kinds (service handlers) can sit beside the
+    resolvers.
+    """
+
+    def __init__(
+        self,
+        *,
+        resolvers: Mapping[str, Any] | None = None,
+        services: Mapping[str, ServiceFn] | None = None,
+    ) -> None:
+        self._resolvers: dict[str, Any] = {}
+        # Service handlers (engine_bridge.services): what service tasks call when they run.
+        self.services = ServiceHandlers(services)
+        self._environment: RestrictedEnvironment | None = None
+        for name, resolver in (resolvers or {}).items():
+            self.add_resolver(name, resolver)
+
+    def add_resolver(self, name: str, resolver: Any) -> None:
+        """Answer ``resolve_bean(name, ...)`` (and ``name.method`` when ``resolver`` is an
+        object or mapping) with ``resolver``."""
+        parts = name.split(".") if isinstance(name, str) else [""]
+        if not all(p.isidentifier() and not p.startswith("_") for p in parts):
+            raise InvalidDataError(
+                f"resolver name {name!r} must be a bean name such as 'svc' or "
+                "'svc.findEditor' (identifiers, not starting with '_', joined by dots)"
+            )
+        if resolver is None:
+            raise InvalidDataError(f"resolver {name!r} is None; pass a callable, object or mapping")
+        self._resolvers[name] = resolver
+
+    def resolver_names(self) -> tuple[str, ...]:
+        """The registered names, sorted."""
+        return tuple(sorted(self._resolvers))
+
+    def resolves(self, bean: str) -> bool:
+        """True when ``resolve_bean(bean, ...)`` would find something to call."""
+        return self._find(bean) is not None
+
+    def resolve_bean(self, name: str, *args: Any) -> Any:
+        """Call the resolver of ``name`` with ``args`` (what translated bean calls run)."""
+        found = self._find(name)
+        if found is None:
+            known = ", ".join(self.resolver_names()) or "none"
+            raise UnknownBeanError(
+                f"no resolver is registered for bean {name!r} (registered: {known}); "
+                f"register one with Bridge.open(resolvers={{{name!r}: fn}}) or "
+                f"bridge.resolver({name!r}, fn)"
+            )
+        return found(*args)
+
+    def expression_names(self) -> dict[str, Any]:
+        """The names translated JUEL expressions call: the JUEL helpers and ``resolve_bean``."""
+        # Imported here: the loader package imports this module while it initialises.
+        from engine_bridge.loader.juel import JUEL_HELPERS
+
+        return {**JUEL_HELPERS, "resolve_bean": self.resolve_bean}
+
+    def environment(self) -> RestrictedEnvironment:
+        """A sandbox environment reading this registry (made once, then reused)."""
+        if self._environment is None:
+            self._environment = RestrictedEnvironment(registry=self)
+        return self._environment
+
+    def _find(self, name: str) -> Callable[..., Any] | None:
+        if not isinstance(name, str):
+            return None
+        found = self._resolvers.get(name)
+        if found is not None:
+            return found if callable(found) else None
+        owner_name, _, method = name.rpartition(".")
+        owner = self._resolvers.get(owner_name) if owner_name else None
+        if owner is None or not method or method.startswith("_"):
+            return None
+        if isinstance(owner, Mapping):
+            candidate = owner.get(method)
+        else:
+            candidate = getattr(owner, method, None)
+        return candidate if callable(candidate) else None
+
+
 class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
     """SpiffWorkflow script environment that runs RestrictedPython code objects.
 
     SpiffWorkflow calls the environment directly for some conditions (process completion
     conditions, message correlation), so the sandbox lives here rather than only in the engine.
+    Besides the guards it offers the names of ``registry`` (:meth:`Registry.expression_names`).
     """
 
-    def __init__(self, environment_globals: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        environment_globals: Mapping[str, Any] | None = None,
+        *,
+        registry: Registry | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else Registry()
         extra = dict(environment_globals or {})
-        super().__init__({**extra, **_guards()})
+        super().__init__({**self.registry.expression_names(), **extra, **_guards()})
 
     def evaluate(
         self,
@@ -332,9 +441,12 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
 class RestrictedScriptEngine(PythonScriptEngine):  # type: ignore[misc]
     """SpiffWorkflow script engine whose expressions and scripts run in the restricted sandbox.
 
-    ``services`` maps a service task's operator name to its handler; a service task naming an
-    operator that is not registered fails with a task error naming the operator and the known
-    ones. The engine is not serialized with a workflow: attach it again after restoring.
+    ``services`` maps a service task's operator name to a raw operator (evaluated parameters
+    in, result variable out); the handlers of ``registry.services`` (task data in, data to merge
+    out: ``Bridge.service``) are asked first. A service task nobody answers fails with a
+    ``ServiceTaskError`` naming the names tried and the known ones. ``registry`` answers bean
+    calls (used when no ``environment`` is given; an environment brings its own). The engine
+    is not serialized with a workflow: attach it again after restoring.
     """
 
     def __init__(
@@ -342,8 +454,11 @@ class RestrictedScriptEngine(PythonScriptEngine):  # type: ignore[misc]
         environment: RestrictedEnvironment | None = None,
         *,
         services: Mapping[str, ServiceHandler] | None = None,
+        registry: Registry | None = None,
     ) -> None:
-        super().__init__(environment=environment or RestrictedEnvironment())
+        env = environment if environment is not None else RestrictedEnvironment(registry=registry)
+        super().__init__(environment=env)
+        self.registry: Registry = getattr(env, "registry", None) or registry or Registry()
         self._services: dict[str, ServiceHandler] = dict(services or {})
 
     @property
@@ -383,46 +498,51 @@ class RestrictedScriptEngine(PythonScriptEngine):  # type: ignore[misc]
             raise self.create_task_exec_exception(task, script, exc) from exc
 
     def call_service(self, task: Any, **kwargs: Any) -> str:
-        """Run a registered service handler; SpiffWorkflow expects its result as JSON text."""
+        """Run the service handler of ``task``; SpiffWorkflow expects its result as JSON text.
+
+        The registry's handlers (``Bridge.service``: task data in, data to merge out) come
+        first; a raw operator of ``services`` (parameters in, result variable out) answers a
+        task no handler does. Every failure is a ``ServiceTaskError``.
+        """
         name = str(kwargs.get("operation_name") or "")
-        handler = self._services.get(name)
-        node = getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name
-        if handler is None:
-            known = ", ".join(sorted(self._services)) or "none registered"
-            raise WorkflowTaskException(
-                f"service task {node!r}: no handler for operator {name!r} (known: {known}); "
-                "register one with RestrictedScriptEngine(services={...})",
-                task=task,
-            )
+        node = str(getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name)
         raw = kwargs.get("operation_params") or {}
         params = {
             key: (value["value"] if isinstance(value, Mapping) and "value" in value else value)
             for key, value in raw.items()
         }
+        raw_operator = self._services.get(name)
+        if raw_operator is None or self.registry.services.find(node, name) is not None:
+            return self.registry.services.run(
+                task, key=name, params=params, also_known=self._services
+            )
         try:
-            result = handler(params)
-        except SpiffWorkflowException:
-            raise
+            return json.dumps(raw_operator(params))
         except Exception as exc:
-            raise WorkflowTaskException(
-                f"service task {node!r}: operator {name!r} failed: {exc}", task=task, exception=exc
+            raise ServiceTaskError(
+                task=task, key=name, node_id=node, reason=f"operator {name!r} failed: {exc}"
             ) from exc
-        return json.dumps(result)
 
 
 _MODULE_ENVIRONMENT = RestrictedEnvironment()
 
 
 def evaluate_expression(
-    expression: str, data: Mapping[str, Any], *, extra: Mapping[str, Any] | None = None
+    expression: str,
+    data: Mapping[str, Any],
+    *,
+    extra: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
 ) -> Any:
     """Evaluate a handler / handling-group / condition expression over task data.
 
-    ``extra`` adds names (for example ``initiator``) that task data may override. Raises
+    ``extra`` adds names (for example ``initiator``) that task data may override; ``registry``
+    answers bean calls (without one, a bean call raises :class:`UnknownBeanError`). Raises
     ``ScriptSecurityError`` when refused, ``SyntaxError`` when not Python, and whatever the
     expression itself raised otherwise (``NameError`` for a missing variable).
     """
-    return _MODULE_ENVIRONMENT.evaluate(expression, data, extra)
+    env = _MODULE_ENVIRONMENT if registry is None else registry.environment()
+    return env.evaluate(expression, data, extra)
 
 
 def _lookup(data: Mapping[str, Any], path: list[str]) -> Any:

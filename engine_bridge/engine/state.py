@@ -6,7 +6,8 @@ that is half the document, repeated in every instance and every save. Here the t
 * :func:`definition_json` — the spec and its subprocess specs, written once per process
   version (the store keeps it beside the version hash);
 * :func:`dump_state` — one instance's tasks and data, without the specs;
-* :func:`load_state` — joins them again.
+* :func:`load_state` — joins them again. It also reads the compressed snapshot-plus-journal
+  text the bridge stores (:mod:`engine_bridge.engine.journal`), so either form loads.
 
 Both documents carry SpiffWorkflow's ``serializer_version`` key, so a state written by an older
 SpiffWorkflow goes through its migrations on load. Restored specs are cached per definition
@@ -36,9 +37,13 @@ from engine_bridge.errors import EngineError
 from engine_bridge.loader.model import LoadedProcess
 
 __all__ = [
+    "REGISTRY",
     "definition_json",
+    "dump_document",
     "dump_state",
+    "load_document",
     "load_state",
+    "parse_json",
     "restore_specs",
 ]
 
@@ -64,6 +69,8 @@ def _build_registry() -> Any:
 
 
 _REGISTRY = _build_registry()
+REGISTRY: Any = _REGISTRY
+"""The converter registry every stored state is written and read with (specs excluded)."""
 _SERIALIZER = BpmnWorkflowSerializer(_REGISTRY)
 _VERSION_KEY: str = _SERIALIZER.VERSION_KEY
 
@@ -93,13 +100,19 @@ def definition_json(process: LoadedProcess) -> str:
     return text
 
 
-def dump_state(wf: Any) -> str:
-    """One workflow's tasks, data, subprocesses and pending events, without the specs."""
+def dump_document(wf: Any) -> dict[str, Any]:
+    """One workflow's tasks, data, subprocesses and pending events, without the specs, as
+    SpiffWorkflow's dictionary (values are not copied: encode it before the workflow runs on)."""
     document: dict[str, Any] = _SERIALIZER.to_dict(wf)
     document.pop(_SPEC, None)
     document.pop(_SUBPROCESS_SPECS, None)
     document[_VERSION_KEY] = _SERIALIZER.VERSION
-    return json.dumps(document, ensure_ascii=False)
+    return document
+
+
+def dump_state(wf: Any) -> str:
+    """One workflow's tasks, data, subprocesses and pending events, without the specs."""
+    return json.dumps(dump_document(wf), ensure_ascii=False)
 
 
 def restore_specs(definition: str) -> tuple[Any, dict[str, Any]]:
@@ -131,11 +144,25 @@ def restore_specs(definition: str) -> tuple[Any, dict[str, Any]]:
 
 
 def load_state(state: str, definition: str, *, script_engine: PythonScriptEngine | None) -> Any:
-    """Rebuild a workflow from :func:`dump_state` output and its :func:`definition_json`.
+    """Rebuild a workflow from :func:`dump_state` output (or the bridge's journal text, see
+    :mod:`engine_bridge.engine.journal`) and its :func:`definition_json`.
 
     The script engine is not part of the state; pass the one the workflow must run with.
     """
-    document = _parse(state, "workflow state")
+    if not state.startswith("{"):
+        from engine_bridge.engine.journal import decode_state, is_journal
+
+        if is_journal(state):
+            return decode_state(state, definition, script_engine=script_engine)[0]
+    return load_document(
+        parse_json(state, "workflow state"), definition, script_engine=script_engine
+    )
+
+
+def load_document(
+    document: dict[str, Any], definition: str, *, script_engine: PythonScriptEngine | None
+) -> Any:
+    """Rebuild a workflow from a :func:`dump_document` dictionary (which it consumes)."""
     version = document.pop(_VERSION_KEY, None)
     if version is None:
         raise EngineError(
@@ -162,6 +189,11 @@ def load_state(state: str, definition: str, *, script_engine: PythonScriptEngine
     if script_engine is not None:
         wf.script_engine = script_engine
     return wf
+
+
+def parse_json(text: str, what: str) -> dict[str, Any]:
+    """``text`` as a JSON object, or an ``EngineError`` naming ``what`` was unreadable."""
+    return _parse(text, what)
 
 
 def _parse(text: str, what: str) -> dict[str, Any]:

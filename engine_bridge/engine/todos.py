@@ -11,7 +11,9 @@ handlers never drift, and the centre is never told two different stories about o
 shown name, summary and URLs are rendered at the same moment for the same reason.
 
 A parallel multi-instance user task (countersign) is one todo anchored on the multi-instance
-task; its handlers are those of the instances still open.
+task; its handlers are those of the instances still open. An instance's handler expression also
+sees ``loopCounter`` (its 0-based position), as assignee expressions do in the vendor engines
+(``${approvers[loopCounter]}``), and bean calls go to the context's resolver registry.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.mixins.manual_task import ManualTask
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.util.task import TaskState
 
-from engine_bridge.engine.countersign import parallel_parent
-from engine_bridge.engine.script_engine import evaluate_expression, render_template
+from engine_bridge.engine.countersign import instances, parallel_parent
+from engine_bridge.engine.script_engine import Registry, evaluate_expression, render_template
 from engine_bridge.errors import EngineBridgeError, EngineError
 from engine_bridge.facts import Todo
 from engine_bridge.loader.model import LoadedProcess, NodeSettings
@@ -58,6 +61,7 @@ class TodoContext:
     instance_id: str
     process: LoadedProcess
     extra: Mapping[str, Any] = field(default_factory=dict)  # names for handler expressions
+    registry: Registry | None = None  # answers bean calls in handler expressions
 
 
 def is_todo_task(task: Any) -> bool:
@@ -117,9 +121,9 @@ def assignment(task: Any, ctx: TodoContext) -> tuple[tuple[str, ...], tuple[str,
     if stored is not None:
         return tuple(stored), tuple(task.internal_data.get(_GROUPS, ()))
     settings = node_settings(ctx.process, task)
-    data = {**ctx.extra, **task.data}
-    handlers = _evaluate_names(settings.handlers, data, settings, "handlers")
-    groups = _evaluate_names(settings.handling_group, data, settings, "handlingGroup")
+    data = {**ctx.extra, **task.data, **_instance_names(task)}
+    handlers = _evaluate_names(settings.handlers, data, settings, "handlers", ctx.registry)
+    groups = _evaluate_names(settings.handling_group, data, settings, "handlingGroup", ctx.registry)
     if not groups and settings.handlers is None and settings.handling_group is None:
         groups = [settings.lane] if settings.lane else []
     if not handlers and not groups:
@@ -134,13 +138,35 @@ def assignment(task: Any, ctx: TodoContext) -> tuple[tuple[str, ...], tuple[str,
     return tuple(handlers), tuple(groups)
 
 
+def _instance_names(task: Any) -> dict[str, Any]:
+    """``loopCounter`` for an instance of a multi-instance task (else nothing).
+
+    SpiffWorkflow keeps the instance's list index (or, for a sequential cardinality, its
+    number) in ``internal_data``; a dict collection is keyed by strings, so there the position
+    among the instances is counted instead.
+    """
+    parent = task.parent
+    spec = getattr(parent, "task_spec", None)
+    if not isinstance(spec, MultiInstanceTask) or spec.task_spec != task.task_spec.name:
+        return {}
+    internal = task.internal_data
+    index = internal.get("key_or_index", internal.get("item"))
+    if not isinstance(index, int) or isinstance(index, bool):
+        index = next((i for i, child in enumerate(instances(parent)) if child is task), 0)
+    return {"loopCounter": index}
+
+
 def _evaluate_names(
-    expression: str | None, data: Mapping[str, Any], settings: NodeSettings, field_name: str
+    expression: str | None,
+    data: Mapping[str, Any],
+    settings: NodeSettings,
+    field_name: str,
+    registry: Registry | None = None,
 ) -> list[str]:
     if expression is None or not expression.strip():
         return []
     try:
-        value = evaluate_expression(expression, data)
+        value = evaluate_expression(expression, data, registry=registry)
     except EngineBridgeError:
         raise  # ScriptSecurityError stays what it is: the BPMN tried to leave the sandbox
     except Exception as exc:
@@ -152,28 +178,41 @@ def _evaluate_names(
     return _names(value, settings, field_name, expression)
 
 
-def _names(value: Any, settings: NodeSettings, field_name: str, expression: str) -> list[str]:
+def _items(value: Any) -> list[Any]:
+    """One level of a handlers value: a comma-separated str split, a set sorted."""
     if value is None:
         return []
     if isinstance(value, str):
-        items: list[Any] = value.split(",")
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    elif isinstance(value, set | frozenset):
-        items = sorted(value, key=str)
-    else:
-        items = [value]
+        return value.split(",")
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return [value]
+
+
+def _names(value: Any, settings: NodeSettings, field_name: str, expression: str) -> list[str]:
+    """Account names from what a handlers expression gave.
+
+    A list may hold lists and comma-separated strings one level down, because translated
+    vendor assignments put each written entry in a list: ``candidateUsers="${list},T002"``
+    becomes ``[list, 'T002']``, which gives ``[['T001', 'T003'], 'T002']``.
+    """
+    items: list[Any] = []
+    for item in _items(value):
+        nested = isinstance(item, list | tuple | set | frozenset)
+        items.extend(_items(item) if nested else [item])
     names: dict[str, None] = {}
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | int):
             raise EngineError(
                 f"user task {settings.node_id!r}: its {field_name} expression {expression!r} "
                 f"gave {type(item).__name__} {item!r}; it must give account strings "
-                "(a comma-separated str or a list of str)"
+                "(a comma-separated str, or a list of those and of lists of str)"
             )
-        name = str(item).strip()
-        if name:
-            names[name] = None
+        for part in str(item).split(","):
+            if part.strip():
+                names[part.strip()] = None
     return list(names)
 
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lxml import etree  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
 
 from engine_bridge.errors import BpmnError, UnknownProcessError
 from engine_bridge.loader.model import LoadedProcess, NodeSettings, ProcessSettings
+from engine_bridge.loader.overrides import read_node_overrides
 from engine_bridge.loader.problems import Problem, TreeTransform
 from engine_bridge.loader.settings import (
     SETTINGS_FILES,
@@ -217,6 +219,7 @@ def _schema_warning(source: SourceFile) -> Problem | None:
 def _dedupe(problems: list[Problem]) -> list[Problem]:
     seen: set[tuple[Any, ...]] = set()
     errors_at: set[tuple[str, str | None]] = set()
+    untranslated: set[tuple[str, str | None]] = set()
     result: list[Problem] = []
     for p in problems:
         key = (p.file, p.element_id, p.code, p.message)
@@ -225,9 +228,14 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
         # SpiffWorkflow often re-reports (less precisely) what a bridge rule already found.
         if p.code == "bpmn-invalid" and p.element_id and (p.file, p.element_id) in errors_at:
             continue
+        # An expression the translator could not translate is, of course, not Python either.
+        if p.code == "bad-expression" and (p.file, p.element_id) in untranslated:
+            continue
         seen.add(key)
         if p.severity == "error" and p.element_id:
             errors_at.add((p.file, p.element_id))
+        if p.code in ("juel-untranslatable", "untranslatable-script"):
+            untranslated.add((p.file, p.element_id))
         result.append(p)
     return result
 
@@ -310,13 +318,37 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
             subprocess_specs={k: v for k, v in subs.items() if v is not None},
             nodes=nodes,
         )
+    roots = {s.file: s.root for s in usable}
     return Analysis(
         files=sources,
         processes=built,
         non_executable=non_executable,
         version=_version(sources),
-        problems=_dedupe(problems),
+        problems=_dedupe([_locate_by_name(p, roots.get(p.file)) for p in problems]),
     )
+
+
+def _locate_by_name(problem: Problem, root: Any) -> Problem:
+    """Give a SpiffWorkflow finding that names an element only by its name ("Data Store with
+    name HR-Tool has no implementation") that element's id and line, when exactly one element
+    of the file has the longest name the message mentions."""
+    if problem.code != "bpmn-invalid" or problem.element_id is not None or root is None:
+        return problem
+    named: dict[str, list[Any]] = {}
+    for element in root.iter():
+        name = element.get("name") if isinstance(element.tag, str) else None
+        if name and len(name) >= 3 and element.get("id") and name in problem.message:
+            named.setdefault(name, []).append(element)
+    if not named:
+        return problem
+    candidates = named[max(named, key=len)]
+    if len(candidates) > 1:  # a data store and its references share the name: take the kind
+        words = problem.message.lower().replace(" ", "")  # the message names ("Data Store")
+        candidates = [e for e in candidates if etree.QName(e).localname.lower() in words]
+    if len(candidates) != 1:
+        return problem
+    element = candidates[0]
+    return replace(problem, element_id=str(element.get("id")), line=element.sourceline)
 
 
 def analyse_paths(
@@ -324,7 +356,18 @@ def analyse_paths(
 ) -> Analysis:
     """Read, check and parse the files; never raises for bad files (they become problems)."""
     bpmn, settings_files, problems = _collect(_as_paths(paths))
-    chain = tuple(transforms)
+    settings: dict[str, dict[str, Any]] = {}
+    read: list[tuple[Path, dict[str, dict[str, Any]]]] = []
+    for settings_file in settings_files:
+        entries, settings_problems = read_process_settings_file(settings_file)
+        settings.update(entries)
+        problems += settings_problems
+        read.append((settings_file, entries))
+    # Node overrides from the settings are written into the models after the other
+    # transforms, so they win over vendor attributes and the rules check what will run.
+    overrides, override_problems = read_node_overrides(read)
+    problems += override_problems
+    chain = tuple(transforms) + ((overrides,) if overrides is not None else ())
     sources = [_read_source(p, chain) for p in bpmn]
     key = (tuple((s.file, s.sha256) for s in sources), chain)
     with _lock:
@@ -332,11 +375,7 @@ def analyse_paths(
         if analysis is None:
             analysis = _analyse_sources(sources)
             _remember(_analysis_cache, key, analysis, limit=_CACHE_SIZE)
-    settings: dict[str, dict[str, Any]] = {}
-    for settings_file in settings_files:
-        entries, settings_problems = read_process_settings_file(settings_file)
-        settings.update(entries)
-        problems += settings_problems
+    for settings_file, entries in read:
         known = set(analysis.processes) | set(analysis.non_executable)
         problems += [
             Problem(

@@ -43,6 +43,7 @@ PROCESS_SETTING_KEYS = (
     "transactionName",
     "transSummary",
     *URL_PROPERTIES,
+    "nodes",  # per-task overrides, see engine_bridge.loader.overrides
 )
 SETTINGS_FILES = ("processes.yaml", "processes.yml", "processes.json")
 

@@ -9,24 +9,32 @@ fixing the diagram has the modeller open, not a stack trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engine_bridge.engine.script_engine import check_expression, check_script
 from engine_bridge.errors import ScriptSecurityError
+from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.model import NodeSettings
 from engine_bridge.loader.problems import Problem, TreeTransform
 from engine_bridge.loader.xml_safety import BPMN_NS, BPMNDI_NS, SPIFF_NS
 
 __all__ = [
+    "DEFAULT_TRANSFORMS",
     "MAX_SUMMARY_PAIRS",
     "check_call_activities",
     "check_document",
     "check_nodes",
     "expression_problem",
+    "require_resolvers",
     "validate_paths",
 ]
+
+# What Bridge.open applies to every file before the rules run.
+DEFAULT_TRANSFORMS: tuple[TreeTransform, ...] = (translate_dialects,)
 
 # The centre shows at most five label|value pairs per todo (poa-api.md, transSummary/taskSummary).
 MAX_SUMMARY_PAIRS = 5
@@ -100,23 +108,41 @@ def _multi_instance(root: Any, file: str) -> list[Problem]:
             collection = (loop.findtext(_q("loopDataInputRef")) or "").strip()
             item = loop.find(_q("inputDataItem"))
             variable = item is not None and (item.get("id") or item.get("name"))
+            counted = bool((loop.findtext(_q("loopCardinality")) or "").strip())
+            if not collection and counted and _uses_loop_counter(task):
+                continue  # N instances, each handler picked by position: approvers[loopCounter]
             missing = []
             if not collection:
                 missing.append("an input collection (bpmn:loopDataInputRef: the list of signers)")
             if not variable:
                 missing.append("an element variable (bpmn:inputDataItem: each one's signer)")
             if missing:
+                alternative = (
+                    ", or handlers that pick each signer by loopCounter (approvers[loopCounter])"
+                    if counted and not collection
+                    else ""
+                )
                 problems.append(
                     Problem(
                         file,
                         f"multi-instance {kind} {task.get('name') or task.get('id')!r} needs "
-                        + " and ".join(missing),
+                        + " and ".join(missing)
+                        + alternative,
                         "mi-incomplete",
                         element_id=task.get("id"),
                         line=task.sourceline,
                     )
                 )
     return problems
+
+
+def _uses_loop_counter(task: Any) -> bool:
+    """Whether the task's handlers or handling group read ``loopCounter``."""
+    return any(
+        prop.get("name") in ("handlers", "handlingGroup")
+        and re.search(r"\bloopCounter\b", prop.get("value") or "") is not None
+        for prop in task.iter(_q("property", SPIFF_NS))
+    )
 
 
 def _owner_id(element: Any) -> tuple[str | None, int | None]:
@@ -245,15 +271,58 @@ def check_nodes(nodes: Mapping[str, NodeSettings]) -> list[Problem]:
     return problems
 
 
+_BEAN_CALL = re.compile(r" calls '([A-Za-z0-9_.]+)'")
+
+
+def _answered(bean: str, names: Collection[str]) -> bool:
+    """A resolver named ``svc.find``, or one for the bean ``svc``, answers ``svc.find``."""
+    parts = bean.split(".")
+    return any(".".join(parts[:i]) in names for i in range(len(parts), 0, -1))
+
+
+def require_resolvers(problems: Iterable[Problem], resolvers: Iterable[str]) -> list[Problem]:
+    """``bean-needs-resolver`` warnings become errors for beans no resolver answers.
+
+    The loader reports every bean call it translates as a warning (it cannot know what the
+    running bridge will register); validation knows the resolver names it is given
+    (``engine-bridge validate --resolver NAME``), so a bean without one is an error there.
+    """
+    names = set(resolvers)
+    result: list[Problem] = []
+    for problem in problems:
+        match = _BEAN_CALL.search(problem.message)
+        if problem.code != "bean-needs-resolver" or match is None:
+            result.append(problem)
+            continue
+        bean = match.group(1)
+        if _answered(bean, names):
+            continue  # registered: nothing left to say
+        result.append(
+            replace(
+                problem,
+                severity="error",
+                message=f"{problem.message.split(': register', 1)[0]}, and no resolver is "
+                f"registered for it: register one (Bridge.open(resolvers={{{bean!r}: fn}}) or "
+                f"bridge.resolver({bean!r}, fn)) and name it here with --resolver {bean}",
+            )
+        )
+    return result
+
+
 def validate_paths(
-    paths: str | Path | Sequence[str | Path], *, transforms: Sequence[TreeTransform] = ()
+    paths: str | Path | Sequence[str | Path],
+    *,
+    transforms: Sequence[TreeTransform] = (),
+    resolvers: Iterable[str] = (),
 ) -> list[Problem]:
     """Every problem in the given BPMN files and directories; never raises for bad files.
 
-    Directories are read as the library reads them (every ``*.bpmn`` plus ``processes.yaml``),
-    so what passes here loads there.
+    Directories are read as the library reads them (every ``*.bpmn`` plus ``processes.yaml``).
+    Pass ``transforms=DEFAULT_TRANSFORMS`` (the vendor dialect translation, as
+    ``engine-bridge validate`` does) to check files exactly as ``Bridge.open`` loads them. A
+    translated bean call is an error unless ``resolvers`` names a resolver for it.
     """
     # Imported here: the library applies these same rules when it loads.
     from engine_bridge.loader.library import analyse_paths
 
-    return analyse_paths(paths, transforms=transforms).problems
+    return require_resolvers(analyse_paths(paths, transforms=transforms).problems, resolvers)

@@ -25,6 +25,28 @@ SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 
 # Seen in the raw bytes before lxml runs: refusal does not depend on how far parsing gets.
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+# The same declaration in the wide encodings an XML declaration may choose: libxml2 expands
+# internal entities in attribute values even with resolve_entities=False, so a UTF-16 billion
+# laughs must be caught here too, not left to its amplification limit.
+_WIDE_CODECS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+_WIDE_ENTITY_DECLS = tuple(("<!ENTITY".encode(codec), codec) for codec in _WIDE_CODECS)
+
+
+def _entity_line(data: bytes) -> int | None:
+    """The line of the first entity declaration (UTF-8 or a wide encoding), else None."""
+    found = _ENTITY_DECL.search(data)
+    if found is not None:
+        return data.count(b"\n", 0, found.start()) + 1
+    for marker, codec in _WIDE_ENTITY_DECLS:
+        width = len(marker) // len("<!ENTITY")
+        index = data.find(marker)
+        while index > 0 and index % width:  # UTF-16-BE text holds the LE marker, misaligned
+            index = data.find(marker, index + 1)
+        if index >= 0:
+            return data[:index].decode(codec, errors="ignore").count("\n") + 1
+    return None
+
+
 _DTD_FORBIDDEN = (
     "the document has a DOCTYPE declaring entities or an external DTD; BPMN needs neither "
     "(this is how XXE and billion-laughs attacks work). Remove the DOCTYPE and save again"
@@ -72,8 +94,9 @@ def parse_bpmn(data: bytes, file: str) -> Any:
         raise refuse(
             Problem(file, "the file is empty; export the diagram again", "xml-empty", line=1)
         )
-    if _ENTITY_DECL.search(data):
-        raise refuse(Problem(file, _DTD_FORBIDDEN, "xml-dtd-forbidden"))
+    entity_line = _entity_line(data)
+    if entity_line is not None:
+        raise refuse(Problem(file, _DTD_FORBIDDEN, "xml-dtd-forbidden", line=entity_line))
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:

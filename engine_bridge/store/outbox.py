@@ -47,7 +47,7 @@ class Outbox:
         blocked = exists().where(
             earlier.c.instance_id == outbox.c.instance_id,
             earlier.c.seq < outbox.c.seq,
-            earlier.c.status.in_(("pending", "dead")),
+            earlier.c.status.not_in(("delivered", "discarded")),
         )
         query = (
             select(outbox.c.id)

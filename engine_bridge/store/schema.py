@@ -39,6 +39,7 @@ __all__ = [
     "UTCDateTime",
     "definitions",
     "history",
+    "incidents",
     "instances",
     "metadata",
     "outbox",
@@ -165,6 +166,32 @@ outbox = Table(
 )
 
 
+# Added by migration 2 (explicit DDL below): service failures that stopped an instance.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("instance_id", String(200), ForeignKey("instances.id"), nullable=False),
+    Column("process_id", String(200), nullable=False),
+    Column("task_id", String(200), nullable=False),
+    Column("node_id", String(400), nullable=False),
+    Column("node_name", Text, nullable=False),
+    Column("service_key", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("retry_requested_at", UTCDateTime, nullable=True),
+)
+
+
 @dataclass(frozen=True)
 class Migration:
     """One ordered schema step; ``apply`` runs inside the upgrade transaction."""
@@ -180,7 +207,35 @@ def _create_v1(conn: Connection) -> None:
     )
 
 
+def _create_v2(conn: Connection) -> None:
+    """The incidents table (docs/services.md); ids are never reused on either backend."""
+    postgres = conn.dialect.name == "postgresql"
+    key = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    when = "TIMESTAMP WITH TIME ZONE" if postgres else "DATETIME"
+    conn.exec_driver_sql(
+        f"""CREATE TABLE incidents (
+            id {key},
+            instance_id VARCHAR(200) NOT NULL REFERENCES instances (id),
+            process_id VARCHAR(200) NOT NULL,
+            task_id VARCHAR(200) NOT NULL,
+            node_id VARCHAR(400) NOT NULL,
+            node_name TEXT NOT NULL,
+            service_key TEXT NOT NULL,
+            status VARCHAR(20) NOT NULL,
+            error TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            first_at {when} NOT NULL,
+            last_at {when} NOT NULL,
+            resolved_at {when},
+            retry_requested_at {when}
+        )"""
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_incidents_instance ON incidents (instance_id, status)")
+    conn.exec_driver_sql("CREATE INDEX ix_incidents_status ON incidents (status, id)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "definitions, instances, todos, history, outbox", _create_v1),
+    Migration(2, "incidents", _create_v2),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from engine_bridge.crashpoints import crashpoint
 from engine_bridge.errors import (
     ConflictError,
     InputError,
@@ -26,6 +27,14 @@ from engine_bridge.errors import (
 from engine_bridge.facts import Ledger, LedgerTodo
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_from_json, todo_to_json
 from engine_bridge.store.database import Database
+from engine_bridge.store.incidents import (
+    Incident,
+    IncidentChange,
+    get_incident,
+    list_incidents,
+    request_retry,
+)
+from engine_bridge.store.incidents import apply_change as apply_incident_change
 from engine_bridge.store.outbox import Outbox
 from engine_bridge.store.records import (
     INSTANCE_STATUSES,
@@ -202,13 +211,14 @@ class Store:
 
     # -- the step ---------------------------------------------------------------------------
 
-    def commit_step(self, step: StepRecord) -> int:
+    def commit_step(self, step: StepRecord, *, incident: IncidentChange | None = None) -> int:
         """Commit one step atomically and return the instance's new version.
 
         In one transaction: create the instance (``expected_version is None``) or update it
         only if its version is still ``expected_version``; bring the todo index in line with
         the ledger (todos that left it stay indexed as closed); append the calls to the
-        outbox with the instance's next ``seq`` numbers; append the history entry.
+        outbox with the instance's next ``seq`` numbers; append the history entry; apply
+        ``incident`` (the step stopped at a failed service task, or ended an incident).
         Raises ``ConflictError`` when another writer got there first (version moved, id or
         business key or idempotency key taken) and nothing is written.
         """
@@ -244,6 +254,15 @@ class Store:
                         idempotency_key=step.history.idempotency_key,
                     )
                 )
+                if incident is not None:
+                    apply_incident_change(
+                        conn,
+                        instance_id=step.instance_id,
+                        process_id=step.process_id,
+                        change=incident,
+                        at=step.history.at,
+                    )
+                crashpoint("store.before_commit")
         except IntegrityError as exc:
             raise ConflictError(_integrity_message(step, exc)) from None
         return version
@@ -414,6 +433,36 @@ class Store:
 
     def pending_count(self) -> int:
         return self._outbox.pending_count()
+
+    # -- incidents (engine_bridge/store/incidents.py) ---------------------------------------
+
+    def incidents(
+        self,
+        *,
+        status: str | None = None,
+        instance_id: str | None = None,
+        retry_requested: bool | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Incidents, oldest first; filter by status, instance, or a pending retry request."""
+        with self._db.read() as conn:
+            return list_incidents(
+                conn,
+                status=status,
+                instance_id=instance_id,
+                retry_requested=retry_requested,
+                limit=limit,
+            )
+
+    def incident(self, incident_id: int) -> Incident:
+        with self._db.read() as conn:
+            return get_incident(conn, incident_id)
+
+    def request_incident_retry(self, incident_id: int, *, now: datetime | None) -> Incident:
+        """Ask the application's next ``Bridge.tick()`` to retry an open incident (``now``
+        None withdraws the request)."""
+        with self._db.write() as conn:
+            return request_retry(conn, incident_id, at=now)
 
 
 def _definition(conn: Connection, process_id: str, version: str) -> str | None:

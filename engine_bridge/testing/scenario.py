@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from engine_bridge.errors import ScenarioError
 from engine_bridge.facts import CenterCall
 from engine_bridge.results import Outcome
+from engine_bridge.testing.golden import calls_as_json, step_differences
 
 __all__ = [
     "Scenario",
@@ -61,6 +62,10 @@ class ExpectSpec(_Strict):
     next_nodes: list[str] | None = None
     open: list[OpenSpec] | None = None
     finished: bool | None = None
+    # The centre calls the latest action (the start, if none yet) planned, as
+    # ``{"endpoint", "item"}`` in golden form (ids numbered over the run, times blanked).
+    # ``engine-bridge history export`` writes them so a replay can compare call by call.
+    calls: list[dict[str, Any]] | None = None
 
 
 class TickSpec(_Strict):
@@ -205,6 +210,8 @@ def run_scenario(
         else:
             assert step.expect is not None
             _check(bridge, inst.id, step.expect, last, i)
+            if step.expect.calls is not None:
+                _check_calls(step.expect.calls, records, i)
             rec = StepRecord(i, "expect", "expectations hold", [])
         records.append(rec)
         if on_step:
@@ -254,3 +261,15 @@ def _check(bridge: Any, instance_id: str, exp: ExpectSpec, last: list[Outcome], 
         finished = bridge.instance(instance_id).status != "running"
         if finished != exp.finished:
             fail(f"finished: expected {exp.finished}, got {finished}")
+
+
+def _check_calls(expected: list[dict[str, Any]], records: list[StepRecord], i: int) -> None:
+    """The latest action's calls equal the recorded ones (ids numbered over the whole run)."""
+    action = next(r for r in reversed(records) if r.kind != "expect")
+    so_far = calls_as_json(c for r in records for c in r.calls)
+    differences = step_differences(expected, so_far, len(action.calls), labels=("expected", "got"))
+    if differences:
+        raise ScenarioError(
+            f"step {i} (expect): calls of step {action.index} ({action.description}) differ: "
+            + "; ".join(differences)
+        )

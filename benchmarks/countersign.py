@@ -1,0 +1,126 @@
+"""Target 2: a countersign (会签) with N signers costs what SpiffWorkflow costs, at every N.
+
+The ``countersign_all`` sample with N = 10, 100 and 1000 signers: start, every signer signs
+(in list order), then the archivist completes the following task. Through the bridge, every
+completion is committed (SQLite file, durable commits) and its call delivered to the
+in-process fake centre before the next one. Raw SpiffWorkflow does the same in memory, with no
+serialization at all: each signer's task is looked up by id and run.
+
+SpiffWorkflow's own cost per completion grows with N (it walks the task tree and scans the
+instances on every completion), so the whole countersign is O(N²) even in memory. The bridge
+must add no more than its own factor at each N and its time per completion must not grow
+faster than raw's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from benchmarks._common import Check, RawProcess, open_bridge, scratch_dir
+
+__all__ = ["run"]
+
+TARGET = 2.0
+SIGNED = {"signature": "同意"}
+
+
+@dataclass
+class Timing:
+    total: float = 0.0
+    completions: float = 0.0  # the N signer completions only
+
+
+def _start_data(signers: list[str]) -> dict[str, object]:
+    return {"title": "实验室安全管理办法", "signers": signers, "archivist": "A001"}
+
+
+def _signers(count: int) -> list[str]:
+    return [f"S{n:05d}" for n in range(count)]
+
+
+def run_raw(count: int, timing: Timing) -> float:
+    process = RawProcess("countersign_all.bpmn", "countersign_all")
+    signers = _signers(count)
+    start = time.perf_counter()
+    wf = process.start({**_start_data(signers), "initiator": "2023001"})
+    ids = [t.id for t in process.ready_user_tasks(wf)]
+    began = time.perf_counter()
+    for task_id in ids:
+        process.complete(wf, wf.get_task_from_id(task_id), dict(SIGNED))
+    ended = time.perf_counter()
+    (archive,) = process.ready_user_tasks(wf)
+    process.complete(wf, archive, {})
+    seconds = time.perf_counter() - start
+    if not wf.is_completed():
+        raise AssertionError("raw countersign did not finish")
+    timing.total, timing.completions = seconds, ended - began
+    return seconds
+
+
+def run_bridge(count: int, timing: Timing) -> float:
+    signers = _signers(count)
+    with scratch_dir() as directory:
+        bridge, fake = open_bridge(directory)
+        try:
+            start = time.perf_counter()
+            instance = bridge.start(
+                "countersign_all", initiator="2023001", data=_start_data(signers)
+            )
+            (todo,) = instance.todos
+            began = time.perf_counter()
+            for signer in signers:
+                outcome = bridge.complete(todo.task_id, handler=signer, data=dict(SIGNED))
+            ended = time.perf_counter()
+            (archive,) = outcome.created
+            last = bridge.complete(archive.task_id, handler="A001")
+            seconds = time.perf_counter() - start
+            if not last.finished or bridge.store.pending_count() or (fake and fake.open_todos()):
+                raise AssertionError("the bridge's countersign did not finish cleanly")
+        finally:
+            bridge.close()
+    timing.total, timing.completions = seconds, ended - began
+    return seconds
+
+
+def run(*, quick: bool = False) -> list[Check]:
+    sizes = (10, 100, 300) if quick else (10, 100, 1000)
+    print(f"countersign: N signers, start + N completions + archive; N = {sizes}")
+    print(f"  {'N':>5}  {'raw':>10}  {'bridge':>10}  {'ratio':>6}   per completion: raw / bridge")
+    checks: list[Check] = []
+    per_completion: dict[int, tuple[float, float]] = {}
+    for count in sizes:
+        repeat = 1 if quick or count >= 1000 else 3
+        raw_t, bridge_t = Timing(), Timing()
+        best_raw, best_bridge = float("inf"), float("inf")
+        for _ in range(repeat):
+            raw_s = run_raw(count, raw_t)
+            bridge_s = run_bridge(count, bridge_t)
+            if raw_s < best_raw:
+                best_raw, raw_pc = raw_s, raw_t.completions / count
+            if bridge_s < best_bridge:
+                best_bridge, bridge_pc = bridge_s, bridge_t.completions / count
+        per_completion[count] = (raw_pc, bridge_pc)
+        ratio = best_bridge / best_raw
+        print(
+            f"  {count:>5}  {best_raw * 1e3:8.1f}ms  {best_bridge * 1e3:8.1f}ms  {ratio:5.2f}×"
+            f"   {raw_pc * 1e3:7.3f} ms / {bridge_pc * 1e3:7.3f} ms"
+        )
+        checks.append(Check(f"countersign N={count}, bridge / raw", ratio, TARGET, "×"))
+    low, high = sizes[0], sizes[-1]
+    raw_slope = (per_completion[high][0] - per_completion[low][0]) / (high - low)
+    bridge_slope = (per_completion[high][1] - per_completion[low][1]) / (high - low)
+    print(
+        f"  time per completion rises per extra signer (N={low}→{high}): "
+        f"raw {raw_slope * 1e6:.2f} µs, bridge {bridge_slope * 1e6:.2f} µs"
+    )
+    checks.append(
+        Check(
+            f"rise of time per completion per signer (N={low}→{high}), bridge / raw",
+            bridge_slope / raw_slope,
+            TARGET,
+            "×",
+            note="(same order of growth as raw, within the same factor)",
+        )
+    )
+    return checks

@@ -1,0 +1,99 @@
+"""Target 1: what the bridge adds to SpiffWorkflow for an ordinary process.
+
+200 instances of the leave-approval sample, each started and completed twice (counselor, then
+dean). The bridge runs as shipped: an SQLite file with durable commits, the fake centre
+in-process, every call delivered before the action returns. Raw SpiffWorkflow does the same
+actions with a JSON serialize after every step and a deserialize before every completion (how
+an application keeps state between requests without the bridge), and no database.
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks._common import (
+    LEAVE_START,
+    Check,
+    RawProcess,
+    best_of,
+    fmt_ms,
+    open_bridge,
+    raw_serializer,
+    scratch_dir,
+)
+from engine_bridge.bridge import Bridge
+from engine_bridge.testing.fake_center import FakeCenter
+
+__all__ = ["run"]
+
+TARGET = 2.0
+STRETCH = 1.5
+
+
+def run_raw(instances: int) -> float:
+    """Seconds for raw SpiffWorkflow to run ``instances`` leave approvals."""
+    process = RawProcess("leave_approval.bpmn", "leave_approval")
+    serializer = raw_serializer()
+    start = time.perf_counter()
+    for _ in range(instances):
+        wf = process.start({**LEAVE_START, "initiator": "2023001"})
+        stored = serializer.serialize_json(wf)
+        for _step in range(2):
+            wf = serializer.deserialize_json(stored)
+            (task,) = process.ready_user_tasks(wf)
+            process.complete(wf, task, {"approved": True})
+            stored = serializer.serialize_json(wf)
+        if not wf.is_completed():
+            raise AssertionError("raw leave approval did not finish")
+    return time.perf_counter() - start
+
+
+def run_bridge(instances: int) -> float:
+    """Seconds for the bridge to run ``instances`` leave approvals, every call delivered."""
+    with scratch_dir() as directory:
+        bridge, fake = open_bridge(directory)
+        try:
+            start = time.perf_counter()
+            for _ in range(instances):
+                instance = bridge.start("leave_approval", initiator="2023001", data=LEAVE_START)
+                todo = instance.todos[0]
+                for _step in range(2):
+                    outcome = bridge.complete(
+                        todo.task_id, handler=todo.handlers[0], data={"approved": True}
+                    )
+                    if outcome.created:
+                        todo = outcome.created[0]
+            seconds = time.perf_counter() - start
+            _check_delivered(bridge, fake, instances)
+        finally:
+            bridge.close()
+    return seconds
+
+
+def _check_delivered(bridge: Bridge, fake: FakeCenter | None, instances: int) -> None:
+    """The run counts only if every call reached the centre and nothing is left open."""
+    if fake is None:
+        raise AssertionError("the overhead benchmark needs the in-process fake centre")
+    if bridge.store.pending_count() != 0:
+        raise AssertionError("the bridge left calls in the outbox")
+    if fake.open_todos():
+        raise AssertionError("the centre still has open todos")
+    handles = fake.calls("taskHandle")
+    if sum(len(c["body"]) for c in handles) != 2 * instances:
+        raise AssertionError("the centre did not receive one handle per completion")
+
+
+def run(*, quick: bool = False) -> list[Check]:
+    instances = 50 if quick else 200
+    repeat = 1 if quick else 3
+    print(f"overhead: {instances} leave approvals (start + 2 completions), best of {repeat}")
+    raw, bridged = best_of(repeat, lambda: run_raw(instances), lambda: run_bridge(instances))
+    ratio = bridged / raw
+    for label, seconds in (
+        ("raw SpiffWorkflow + JSON round trip", raw),
+        ("bridge (SQLite file, fake centre)", bridged),
+    ):
+        each = seconds / instances * 1000
+        print(f"  {label:36s} {fmt_ms(seconds)}  ({each:.2f} ms per instance)")
+    note = "stretch 1.5× met" if ratio <= STRETCH else f"stretch {STRETCH}× not met"
+    return [Check("overhead, bridge / raw", ratio, TARGET, "×", note=note)]

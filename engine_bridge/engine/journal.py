@@ -1,0 +1,248 @@
+"""Stored workflow state as a compressed snapshot plus a journal of per-step changes.
+
+Serializing the whole workflow after every step costs O(tasks): for a countersign with 1000
+signers that is ~440 KB of JSON and ~12 ms per completion, while SpiffWorkflow itself spends
+~2 ms on the completion. Here a step appends a *frame* holding only the tasks the step
+changed; a fresh snapshot is written when the frames outgrow it, when the process finishes,
+or when the workflow is in a shape frames do not cover. The column value is text::
+
+    ebstate1;<snapshot>;<frame 1>;<frame 2>;...
+
+where each part is base64 of zlib-compressed JSON. The snapshot is :func:`dump_document`
+output (SpiffWorkflow's own format without the specs). A frame is::
+
+    {"tasks": [task record, ...], "removed": [task id, ...], "workflow": {top-level fields}}
+
+with task records exactly as SpiffWorkflow's ``TaskConverter`` writes them, in the workflow's
+task order (a parent before its children).
+
+Loading restores the snapshot with SpiffWorkflow and then applies the frames in order, task
+by task. A record's data is a delta against its parent's data *at the time the frame was
+written*; applying frames in order, parents first, gives every parent exactly that data when
+its children are rebuilt, so a task that did not change keeps the data it was restored with.
+
+Which tasks a step changed is found without serializing the others. SpiffWorkflow stamps
+``last_state_change`` on every state change; data and internal data change only (a) in a
+task whose state changes, (b) in the parent of a task that changed, was created or removed
+(a multi-instance parent merges a finished instance's output and counts it), (c) in the
+children of a task whose state changed (they inherit its data), and (d) in WAITING and
+predicted tasks, which SpiffWorkflow re-evaluates after every completion. All of those go
+into the frame. Workflows with subprocesses or waiting events always get a snapshot: they are
+small and their extra bookkeeping is restored only by SpiffWorkflow's own loader.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.util.task import TaskState
+
+from engine_bridge.engine.state import REGISTRY, dump_document, load_document, parse_json
+from engine_bridge.errors import EngineError
+
+__all__ = [
+    "JOURNAL_PREFIX",
+    "MAX_FRAMES",
+    "StoredState",
+    "decode_state",
+    "encode_state",
+    "is_journal",
+]
+
+JOURNAL_PREFIX = "ebstate1;"
+MAX_FRAMES = 200  # bounds the work a load does; a snapshot is written after this many frames
+_SEPARATOR = ";"
+_BIG = 64 * 1024  # parts larger than this are compressed at level 1 (speed) instead of 6
+_VOLATILE = TaskState.WAITING | TaskState.PREDICTED_MASK
+
+Stamp = tuple[float, int]
+
+
+@dataclass
+class StoredState:
+    """What one commit of an instance stored, remembered beside its live workflow so the next
+    step can append to it instead of serializing everything again."""
+
+    text: str  # the column value
+    stamps: dict[UUID, Stamp]  # task id -> (last_state_change, state) at that commit
+    parents: dict[UUID, UUID | None]  # task id -> parent id (never changes for a task)
+    incremental: bool  # may the next step append a frame?
+    snapshot_chars: int
+    journal_chars: int = 0
+    frames: int = 0
+    wrote_snapshot: bool = field(default=True, compare=False)
+
+
+def is_journal(text: str) -> bool:
+    return text.startswith(JOURNAL_PREFIX)
+
+
+def encode_state(wf: Any, previous: StoredState | None) -> StoredState:
+    """The state to store after a step: ``previous`` plus a frame, or a new snapshot."""
+    if previous is not None and previous.incremental and _frames_allowed(wf):
+        frame = _frame(wf, previous)
+        if frame is not None:
+            return frame
+    return _snapshot(wf)
+
+
+def decode_state(text: str, definition: str, *, script_engine: Any) -> tuple[Any, StoredState]:
+    """Rebuild the workflow from :func:`encode_state` text, and what is stored for it."""
+    parts = text[len(JOURNAL_PREFIX) :].split(_SEPARATOR)
+    wf = load_document(_unpack(parts[0], "snapshot"), definition, script_engine=script_engine)
+    for number, part in enumerate(parts[1:], 1):
+        try:
+            _apply(wf, _unpack(part, f"frame {number}"))
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(
+                f"the stored workflow state could not be restored: frame {number} does not "
+                f"apply to its snapshot ({type(exc).__name__}: {exc})"
+            ) from exc
+    stamps, parents = _stamps(wf)
+    return wf, StoredState(
+        text=text,
+        stamps=stamps,
+        parents=parents,
+        incremental=_frames_allowed(wf),
+        snapshot_chars=len(parts[0]),
+        journal_chars=sum(len(p) + 1 for p in parts[1:]),
+        frames=len(parts) - 1,
+        wrote_snapshot=False,
+    )
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _snapshot(wf: Any) -> StoredState:
+    packed = _pack(dump_document(wf))
+    stamps, parents = _stamps(wf)
+    return StoredState(
+        text=JOURNAL_PREFIX + packed,
+        stamps=stamps,
+        parents=parents,
+        incremental=_frames_allowed(wf) and not wf.is_completed(),
+        snapshot_chars=len(packed),
+    )
+
+
+def _frame(wf: Any, previous: StoredState) -> StoredState | None:
+    """A frame with the tasks changed since ``previous``; None when a snapshot is due."""
+    tasks: dict[UUID, Any] = wf.tasks
+    old = previous.stamps
+    stamps: dict[UUID, Stamp] = {}
+    dirty: set[UUID] = set()
+    changed: list[Any] = []
+    for task_id, task in tasks.items():
+        stamp = (task.last_state_change, task._state)
+        stamps[task_id] = stamp
+        if old.get(task_id) != stamp:
+            changed.append(task)
+        elif task._state & _VOLATILE:
+            dirty.add(task_id)
+    new = [t for t in changed if t.id not in old]
+    removed = [i for i in old if i not in tasks] if len(tasks) - len(new) != len(old) else []
+    parents = previous.parents
+    if new or removed:
+        parents = dict(parents)
+        for task in new:
+            parents[task.id] = task._parent
+        for task_id in removed:
+            gone = parents.pop(task_id, None)
+            if gone is not None:
+                dirty.add(gone)
+    for task in changed:
+        dirty.add(task.id)
+        dirty.update(task._children)
+        if task._parent is not None:
+            dirty.add(task._parent)
+    if wf.is_completed():
+        return None  # a finished instance is stored as one compact snapshot
+    records = [REGISTRY.convert(t) for i, t in tasks.items() if i in dirty]
+    frame = {
+        "tasks": records,
+        "removed": [str(i) for i in removed],
+        "workflow": _workflow_fields(wf),
+    }
+    packed = _pack(frame)
+    journal = previous.journal_chars + len(packed) + 1
+    if journal > previous.snapshot_chars or previous.frames >= MAX_FRAMES:
+        return None
+    return StoredState(
+        text=previous.text + _SEPARATOR + packed,
+        stamps=stamps,
+        parents=parents,
+        incremental=True,
+        snapshot_chars=previous.snapshot_chars,
+        journal_chars=journal,
+        frames=previous.frames + 1,
+        wrote_snapshot=False,
+    )
+
+
+def _frames_allowed(wf: Any) -> bool:
+    return not wf.subprocesses and not wf.event_manager.tasks
+
+
+def _stamps(wf: Any) -> tuple[dict[UUID, Stamp], dict[UUID, UUID | None]]:
+    tasks = wf.tasks.values()
+    return (
+        {t.id: (t.last_state_change, t._state) for t in tasks},
+        {t.id: t._parent for t in tasks},
+    )
+
+
+def _workflow_fields(wf: Any) -> dict[str, Any]:
+    """The top workflow's own fields, as SpiffWorkflow's workflow converter writes them."""
+    return {
+        "data": REGISTRY.convert(REGISTRY.clean(wf.data)),
+        "correlations": wf.correlations,
+        "last_task": str(wf.last_task.id) if wf.last_task is not None else None,
+        "success": wf.success,
+        "completed": wf.completed,
+        "root": str(wf.task_tree.id),
+        "bpmn_events": REGISTRY.convert(wf.bpmn_events),
+    }
+
+
+def _pack(document: dict[str, Any]) -> str:
+    raw = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    level = 1 if len(raw) > _BIG else 6
+    return base64.b64encode(zlib.compress(raw, level)).decode("ascii")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _unpack(part: str, what: str) -> dict[str, Any]:
+    try:
+        raw = zlib.decompress(base64.b64decode(part, validate=True))
+    except (ValueError, zlib.error) as exc:
+        raise EngineError(
+            f"the stored workflow state is damaged: its {what} is unreadable"
+        ) from exc
+    return parse_json(raw.decode("utf-8"), f"workflow state {what}")
+
+
+def _apply(wf: Any, frame: dict[str, Any]) -> None:
+    """Bring the restored workflow to the state the frame recorded."""
+    for record in frame["tasks"]:
+        REGISTRY.restore(record, workflow=wf)  # the converter registers it in wf.tasks
+    for task_id in frame["removed"]:
+        wf.tasks.pop(UUID(task_id), None)
+    fields = frame["workflow"]
+    wf.task_tree = wf.tasks[UUID(fields["root"])]
+    wf.success = fields["success"]
+    wf.completed = fields["completed"]
+    wf.correlations = fields["correlations"]
+    last = fields["last_task"]
+    wf.last_task = wf.tasks.get(UUID(last)) if last is not None else None
+    wf.data = REGISTRY.restore(fields["data"])
+    wf.bpmn_events = REGISTRY.restore(fields["bpmn_events"])

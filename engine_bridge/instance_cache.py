@@ -1,0 +1,180 @@
+"""Live workflows of recently used instances, so a step does not rebuild what it just saved.
+
+Loading an instance means restoring every task of its workflow from JSON; for a countersign
+with 1000 signers that is ~25 ms, twelve times what SpiffWorkflow spends on the completion
+itself. The cache keeps the workflow object a step left behind, with what that step stored
+(:class:`~engine_bridge.engine.journal.StoredState`), keyed by instance id and the version the
+step committed. It is only ever a shortcut for "load this version from the database":
+
+* an entry is used only when its version equals the version just read from the store, so a
+  state committed by another worker (or another ``Bridge``) is loaded, never shadowed;
+* :meth:`checkout` takes the entry OUT of the cache: while an action runs, nobody else can get
+  that object, and if the action fails (engine error, conflict, crash point, anything) the
+  half-advanced workflow is simply never put back;
+* :meth:`checkin` puts it back only after the store committed, under the new version.
+
+The cache is bounded by instances and by tasks held (a countersign with N signers holds N
+tasks), least recently used first out. ``InstanceCache(max_instances=0)`` turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from engine_bridge.engine.journal import StoredState, decode_state, encode_state, is_journal
+from engine_bridge.engine.state import dump_document, load_state
+from engine_bridge.errors import EngineError
+from engine_bridge.store import InstanceRecord
+
+__all__ = ["DEFAULT_MAX_INSTANCES", "DEFAULT_MAX_TASKS", "InstanceCache"]
+
+DEFAULT_MAX_INSTANCES = 128
+DEFAULT_MAX_TASKS = 20_000
+
+_STORED = "_engine_bridge_stored"  # what the workflow's last commit stored
+_PENDING = "_engine_bridge_pending"  # what the step being committed will store
+_DEFINITION = "_engine_bridge_definition"  # the definition text the workflow was built from
+
+
+@dataclass
+class _Entry:
+    version: int
+    workflow: Any
+    tasks: int
+
+
+class InstanceCache:
+    """A bounded LRU of live workflows; thread-safe. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        *,
+        max_instances: int = DEFAULT_MAX_INSTANCES,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+        verify: bool = False,
+    ) -> None:
+        """``verify`` checks every stored state by loading it back and comparing it with the
+        live workflow (slow; tests turn it on)."""
+        self.max_instances = max_instances
+        self.max_tasks = max_tasks
+        self.verify = verify
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._tasks = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return (
+            f"InstanceCache({len(self._entries)} instances, {self._tasks} tasks; "
+            f"max {self.max_instances}/{self.max_tasks}; hits {self.hits}, misses {self.misses})"
+        )
+
+    # ------------------------------------------------------------------ the action cycle
+
+    def checkout(self, record: InstanceRecord, definition: str, *, script_engine: Any) -> Any:
+        """The workflow of ``record`` at ``record.version``: the cached object if it is that
+        version (and then no longer in the cache), else loaded from ``record.state``."""
+        entry = self._take(record.id)
+        if entry is not None and entry.version == record.version:
+            self.hits += 1
+            wf = entry.workflow
+            wf.script_engine = script_engine
+            return wf
+        self.misses += 1
+        if is_journal(record.state):
+            wf, stored = decode_state(record.state, definition, script_engine=script_engine)
+            setattr(wf, _STORED, stored)
+        else:
+            wf = load_state(record.state, definition, script_engine=script_engine)
+        setattr(wf, _DEFINITION, definition)
+        return wf
+
+    def encode(self, wf: Any, definition: str | None = None) -> str:
+        """The state text to commit for ``wf`` now: a frame appended to what its last commit
+        stored, or a fresh snapshot. ``definition`` is the process definition the workflow
+        runs (known already for a workflow from :meth:`checkout`)."""
+        if definition is not None:
+            setattr(wf, _DEFINITION, definition)
+        stored = encode_state(wf, getattr(wf, _STORED, None))
+        if self.verify:
+            _verify(wf, stored, getattr(wf, _DEFINITION, None))
+        setattr(wf, _PENDING, stored)
+        return stored.text
+
+    def checkin(self, instance_id: str, version: int, wf: Any, *, keep: bool = True) -> None:
+        """``wf``'s state (from :meth:`encode`) is committed as ``version``: remember it.
+        ``keep=False`` (a finished or cancelled instance) only forgets older entries."""
+        stored = getattr(wf, _PENDING, None)
+        if stored is None:
+            raise EngineError("checkin of a workflow whose state was not encoded by this cache")
+        delattr(wf, _PENDING)
+        setattr(wf, _STORED, stored)
+        if not keep or self.max_instances <= 0:
+            self.drop(instance_id)
+            return
+        entry = _Entry(version, wf, _task_count(wf))
+        with self._lock:
+            old = self._entries.pop(instance_id, None)
+            if old is not None:
+                self._tasks -= old.tasks
+            self._entries[instance_id] = entry
+            self._tasks += entry.tasks
+            while self._entries and (
+                len(self._entries) > self.max_instances or self._tasks > self.max_tasks
+            ):
+                _, evicted = self._entries.popitem(last=False)
+                self._tasks -= evicted.tasks
+
+    def drop(self, instance_id: str) -> None:
+        self._take(instance_id)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._tasks = 0
+
+    def _take(self, instance_id: str) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.pop(instance_id, None)
+            if entry is not None:
+                self._tasks -= entry.tasks
+            return entry
+
+
+def _task_count(wf: Any) -> int:
+    return len(wf.tasks) + sum(len(sp.tasks) for sp in wf.subprocesses.values())
+
+
+def _verify(wf: Any, stored: StoredState, definition: str | None) -> None:
+    """Load ``stored`` back and compare it with the live workflow, task by task."""
+    if definition is None:
+        raise EngineError("cannot verify a stored state without the workflow's definition")
+    loaded, _ = decode_state(stored.text, definition, script_engine=None)
+    expected = json.loads(json.dumps(dump_document(wf), ensure_ascii=False))
+    actual = json.loads(json.dumps(dump_document(loaded), ensure_ascii=False))
+    if expected != actual or list(expected["tasks"]) != list(actual["tasks"]):
+        raise EngineError(
+            f"stored state differs from the live workflow: {_difference(expected, actual)}"
+        )
+
+
+def _difference(expected: dict[str, Any], actual: dict[str, Any]) -> str:
+    for key in sorted(set(expected) | set(actual)):
+        if key == "tasks":
+            for task_id in sorted(set(expected["tasks"]) | set(actual["tasks"])):
+                if expected["tasks"].get(task_id) != actual["tasks"].get(task_id):
+                    return (
+                        f"task {task_id}: {expected['tasks'].get(task_id)!r} != "
+                        f"{actual['tasks'].get(task_id)!r}"
+                    )
+        elif expected.get(key) != actual.get(key):
+            return f"{key}: {expected.get(key)!r} != {actual.get(key)!r}"
+    return "task order"
