@@ -134,6 +134,11 @@ class Relay:
     def __repr__(self) -> str:
         return f"Relay(worker_id={self.worker_id!r}, store={self._store!r})"
 
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim of this relay keeps other relays off a row."""
+        return self._lease_seconds
+
     def deliver_once(self) -> DeliveryReport:
         """Claim what is deliverable now, send one array call per endpoint, record outcomes."""
         rows = self._store.claim(
@@ -144,6 +149,20 @@ class Relay:
         )
         if rows:
             crashpoint("relay.after_claim")
+        report = DeliveryReport(rounds=1, claimed=len(rows))
+        groups: dict[Endpoint, list[OutboxRow]] = {}
+        for row in rows:
+            groups.setdefault(row.endpoint, []).append(row)
+        for endpoint, group in groups.items():
+            report += self._deliver(endpoint, group)
+        return report
+
+    def deliver_claimed(self, rows: Sequence[OutboxRow]) -> DeliveryReport:
+        """Send rows already leased to this relay (``StepClaim``: claimed in the step's own
+        transaction) and record their outcomes, exactly as a round of ``deliver_once``."""
+        if not rows:
+            return DeliveryReport()
+        crashpoint("relay.after_claim")
         report = DeliveryReport(rounds=1, claimed=len(rows))
         groups: dict[Endpoint, list[OutboxRow]] = {}
         for row in rows:

@@ -76,7 +76,7 @@ LINT_CODES = (
     "implicit-join",
 )
 
-_HUMAN_TASKS = ("userTask", "manualTask", "task")
+_HUMAN_TASKS = ("userTask", "manualTask")  # a plain bpmn:task is passed through
 _PROCESS_TEMPLATE_KEYS = ("transactionName", "transSummary", *URL_PROPERTIES)
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from SpiffWorkflow.bpmn.specs.mixins.manual_task import ManualTask
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.util.task import TaskState
 
 __all__ = ["STATES", "NodeState", "State", "element_states", "instance_states"]
@@ -38,7 +40,7 @@ def _task_state(task: Any) -> State:
     spec = task.task_spec
     if state == TaskState.COMPLETED:
         return "done"
-    if state == TaskState.READY and getattr(spec, "manual", False):
+    if state == TaskState.READY and isinstance(spec, UserTask | ManualTask):
         return "waiting"
     if state in (TaskState.READY, TaskState.STARTED, TaskState.WAITING, TaskState.ERROR):
         return "active"

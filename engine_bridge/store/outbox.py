@@ -9,10 +9,22 @@ an operator retries or discards it, instead of letting later calls overtake it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, RowMapping, and_, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    RowMapping,
+    and_,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from engine_bridge.errors import InputError
 from engine_bridge.facts import Endpoint
@@ -20,9 +32,26 @@ from engine_bridge.store.database import Database
 from engine_bridge.store.records import OUTBOX_STATUSES, OutboxRow
 from engine_bridge.store.schema import outbox
 
-__all__ = ["MAX_ERROR_CHARS", "Outbox"]
+__all__ = ["MAX_ERROR_CHARS", "Outbox", "StepClaim"]
 
 MAX_ERROR_CHARS = 2000  # one error message stored per attempt; enough to read, bounded in size
+
+
+@dataclass
+class StepClaim:
+    """Lease a step's first call to ``worker`` inside the step's own transaction.
+
+    A bridge that delivers right after each commit would otherwise pay a second write
+    transaction (and a second wait for the disk) to claim the row it just wrote. With this
+    passed to ``Store.commit_step`` the row is written already claimed, exactly as ``claim``
+    would have left it, if and only if it is its instance's head (no earlier call of the
+    instance is pending or dead); ``rows`` then holds it after the commit. Later calls of
+    the same step, and a step behind an undelivered call, are left for ``claim`` as usual.
+    """
+
+    worker: str
+    lease_seconds: float
+    rows: list[OutboxRow] = field(default_factory=list)
 
 
 class Outbox:
@@ -80,6 +109,35 @@ class Outbox:
             rows = conn.execute(select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
             return [_to_row(r) for r in rows]
 
+    def claim_step_head(
+        self, conn: Connection, values: list[dict[str, Any]], claim: StepClaim, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Inside ``commit_step``: insert the first of a step's new rows claimed for
+        ``claim.worker`` when nothing of its instance is still undelivered, record it in
+        ``claim.rows``, and return the rows still to insert (all of them otherwise)."""
+        first = values[0]
+        # Rows are sent strictly in seq order, so the instance's last row tells: if it was
+        # delivered or discarded, so were all before it, and the new row is the head.
+        last = conn.execute(
+            select(outbox.c.status)
+            .where(outbox.c.instance_id == first["instance_id"])
+            .order_by(outbox.c.seq.desc())
+            .limit(1)
+        ).scalar()
+        if last is not None and last not in ("delivered", "discarded"):
+            return values
+        claimed = {
+            **first,
+            "claimed_by": claim.worker,
+            "claim_expires_at": now + timedelta(seconds=claim.lease_seconds),
+            "attempts": 1,
+            "first_attempt_at": now,
+        }
+        key = conn.execute(insert(outbox).values(**claimed)).inserted_primary_key
+        assert key is not None  # a single-row insert always reports its key
+        claim.rows.append(_row_from_values(int(key[0]), claimed))
+        return values[1:]
+
     def mark_delivered(
         self, row_ids: Sequence[int], *, worker: str, now: datetime, response: Any = None
     ) -> None:
@@ -87,10 +145,15 @@ class Outbox:
 
         Accepted whoever holds the claim now: the centre's acceptance is a fact, and a worker
         that took over an expired lease will find the row no longer pending.
+
+        Not a durable commit (see ``Database.write``): the claim before the send was, so if a
+        power loss takes this record the row is still claimed, its lease runs out, the next
+        claim marks it "maybe applied", and the centre's "already done" answer to the resend
+        delivers it. Nothing is lost or doubled; only a resend is spent.
         """
         if not row_ids:
             return
-        with self._db.write() as conn:
+        with self._db.write(durable=False) as conn:
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id.in_(list(row_ids)), outbox.c.status == "pending")
@@ -257,6 +320,28 @@ def _check_status(status: str) -> None:
         raise InputError(
             f"unknown outbox status {status!r}; use one of {', '.join(OUTBOX_STATUSES)}"
         )
+
+
+def _row_from_values(row_id: int, values: dict[str, Any]) -> OutboxRow:
+    return OutboxRow(
+        id=row_id,
+        instance_id=values["instance_id"],
+        seq=int(values["seq"]),
+        endpoint=Endpoint(values["endpoint"]),
+        item=dict(values["item"]),
+        status=values["status"],
+        attempts=int(values["attempts"]),
+        next_attempt_at=values["next_attempt_at"],
+        claimed_by=values.get("claimed_by"),
+        claim_expires_at=values.get("claim_expires_at"),
+        last_error=None,
+        errors=list(values["errors"]),
+        created_at=values["created_at"],
+        delivered_at=None,
+        first_attempt_at=values.get("first_attempt_at"),
+        maybe_applied=bool(values["maybe_applied"]),
+        response=None,
+    )
 
 
 def _to_row(r: Row[Any]) -> OutboxRow:

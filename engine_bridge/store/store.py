@@ -35,7 +35,7 @@ from engine_bridge.store.incidents import (
     request_retry,
 )
 from engine_bridge.store.incidents import apply_change as apply_incident_change
-from engine_bridge.store.outbox import Outbox
+from engine_bridge.store.outbox import Outbox, StepClaim
 from engine_bridge.store.records import (
     INSTANCE_STATUSES,
     HistoryEntry,
@@ -211,14 +211,21 @@ class Store:
 
     # -- the step ---------------------------------------------------------------------------
 
-    def commit_step(self, step: StepRecord, *, incident: IncidentChange | None = None) -> int:
+    def commit_step(
+        self,
+        step: StepRecord,
+        *,
+        incident: IncidentChange | None = None,
+        claim: StepClaim | None = None,
+    ) -> int:
         """Commit one step atomically and return the instance's new version.
 
         In one transaction: create the instance (``expected_version is None``) or update it
         only if its version is still ``expected_version``; bring the todo index in line with
         the ledger (todos that left it stay indexed as closed); append the calls to the
         outbox with the instance's next ``seq`` numbers; append the history entry; apply
-        ``incident`` (the step stopped at a failed service task, or ended an incident).
+        ``incident`` (the step stopped at a failed service task, or ended an incident);
+        with ``claim``, lease the step's first call to the caller's relay (``StepClaim``).
         Raises ``ConflictError`` when another writer got there first (version moved, id or
         business key or idempotency key taken) and nothing is written.
         """
@@ -237,13 +244,14 @@ class Store:
                     version, first_seq, history_seq = self._update(conn, step, ledger_doc)
                 self._index_todos(conn, step.instance_id, step.ledger)
                 if items:
-                    conn.execute(
-                        insert(outbox_table),
-                        [
-                            _outbox_values(step, call.endpoint.value, item, first_seq + n)
-                            for n, (call, item) in enumerate(zip(step.calls, items, strict=True))
-                        ],
-                    )
+                    rows = [
+                        _outbox_values(step, call.endpoint.value, item, first_seq + n)
+                        for n, (call, item) in enumerate(zip(step.calls, items, strict=True))
+                    ]
+                    if claim is not None:
+                        rows = self._outbox.claim_step_head(conn, rows, claim, step.history.at)
+                    if rows:
+                        conn.execute(insert(outbox_table), rows)
                 conn.execute(
                     insert(history).values(
                         instance_id=step.instance_id,
@@ -263,8 +271,12 @@ class Store:
                         at=step.history.at,
                     )
                 crashpoint("store.before_commit")
-        except IntegrityError as exc:
-            raise ConflictError(_integrity_message(step, exc)) from None
+        except BaseException as exc:
+            if claim is not None:
+                claim.rows.clear()  # nothing was committed, so nothing was claimed
+            if isinstance(exc, IntegrityError):
+                raise ConflictError(_integrity_message(step, exc)) from None
+            raise
         return version
 
     def _create(
