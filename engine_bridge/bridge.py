@@ -35,6 +35,7 @@ from engine_bridge.errors import (
     UnknownInstanceError,
 )
 from engine_bridge.facts import CenterCall, Ledger, Plan, StepFacts
+from engine_bridge.inline_delivery import InlineDelivery
 from engine_bridge.instance_cache import InstanceCache
 from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.library import WorkflowLibrary
@@ -51,6 +52,7 @@ from engine_bridge.services import (
 )
 from engine_bridge.store import HistoryDraft, HistoryEntry, InstanceRecord, StepRecord, Store
 from engine_bridge.store.incidents import Incident, IncidentChange, IncidentDraft
+from engine_bridge.store.outbox import StepClaim
 from engine_bridge.ttc import TTCClient
 
 __all__ = ["Bridge"]
@@ -102,6 +104,7 @@ class Bridge:
         self.relay = (
             Relay(store, sender, clock=clock, batch_size=batch_size) if sender is not None else None
         )
+        self._inline = InlineDelivery(store, self.relay) if self.relay is not None else None
         self._definitions: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ construction
@@ -226,6 +229,7 @@ class Bridge:
         planned = self._plan(facts, Ledger())
         crashpoint("bridge.after_engine_step")
         stop = self.engine.stopped_at(wf)
+        claim = self._step_claim()
         version = self.store.commit_step(
             StepRecord(
                 instance_id=instance_id,
@@ -254,12 +258,13 @@ class Bridge:
                 next_timer_at=None if stop else self.engine.next_timer_at(wf),
             ),
             incident=_incident_change(stop, was="running", status="running"),
+            claim=claim,
         )
         _log_stop(instance_id, stop)
         self.instances.checkin(instance_id, version, wf, keep=not (facts.finished or stop))
         del definition
         crashpoint("bridge.after_commit")
-        self._after_commit()
+        self._after_commit(claim, len(planned.calls))
         return self._instance(self.store.get_instance(instance_id), calls=planned.calls)
 
     def complete(
@@ -542,6 +547,7 @@ class Bridge:
         stop = self.engine.stopped_at(wf)
         new_status = status or _status(facts.finished, stop)
         crashpoint("bridge.after_engine_step")
+        claim = self._step_claim() if deliver else None
         version = self.store.commit_step(
             StepRecord(
                 instance_id=record.id,
@@ -558,18 +564,27 @@ class Bridge:
                 next_timer_at=None if new_status != "running" else self.engine.next_timer_at(wf),
             ),
             incident=_incident_change(stop, was=record.status, status=new_status),
+            claim=claim,
         )
         _log_stop(record.id, stop)
         self.instances.checkin(record.id, version, wf, keep=new_status == "running")
         crashpoint("bridge.after_commit")
         if deliver:
-            self._after_commit()
+            self._after_commit(claim, len(planned.calls))
 
-    def _after_commit(self) -> None:
-        if not self.auto_deliver or self.relay is None:
+    def _step_claim(self) -> StepClaim | None:
+        """With auto-delivery, the step's commit also leases its first call to our relay."""
+        if not self.auto_deliver or self._inline is None:
+            return None
+        return self._inline.claim()
+
+    def _after_commit(self, claim: StepClaim | None = None, calls: int = 0) -> None:
+        """Deliver what the last commit(s) queued (engine_bridge/inline_delivery.py): the
+        step's claimed call, then a full drain when anything may be left."""
+        if not self.auto_deliver or self._inline is None:
             return
         try:
-            self.relay.drain()
+            self._inline.after_commit(claim, calls)
         except Exception as exc:  # delivery problems never undo a committed step
             log.warning("delivery deferred: %s", exc)
 

@@ -41,14 +41,20 @@ class InlineDelivery:
 
     def after_commit(self, claim: StepClaim | None, calls: int) -> DeliveryReport:
         """Deliver what the committed step queued (``calls`` rows, ``claim`` as passed to
-        ``commit_step``; None: the step claimed nothing) and anything else left over."""
+        ``commit_step``) and anything else left over. ``claim=None`` (steps committed without
+        one, e.g. a batch of timers) always runs a full drain."""
         rows = claim.rows if claim is not None else []
         report = DeliveryReport()
         try:
             if rows:
                 report += self._relay.deliver_claimed(rows)
             with self._lock:
-                drain = self._backlog or calls > len(rows) or report.delivered < len(rows)
+                drain = (
+                    claim is None  # the caller queued calls it did not claim
+                    or self._backlog
+                    or calls > len(rows)
+                    or report.delivered < len(rows)
+                )
                 self._backlog = self._backlog or drain
             if drain:
                 report += self._relay.drain()

@@ -200,13 +200,29 @@ def _after(
     )
 
 
-def _other_shares(held: LedgerTodo, handler: str) -> bool:
-    """Whether someone besides ``handler`` could still see ``held`` after a ``none``.
+GROUP_SHARE = "@group"
+"""Marker in ``LedgerTodo.handled``: the todo's handling groups have had their one share.
 
-    A todo offered to a handling group stays visible to the group's other members: the
-    bridge cannot know who they are, so it counts as having other shares.
-    """
-    return bool(held.handling_groups) or any(h != handler for h in held.open_handlers)
+The centre counts a todo's handling groups as ONE share (it cannot know the members): the
+first ``none`` by someone who is not a listed handler closes it.
+"""
+
+
+def _group_share_open(held: LedgerTodo) -> bool:
+    return bool(held.handling_groups) and GROUP_SHARE not in held.handled
+
+
+def _share_of(held: LedgerTodo, handler: str) -> str:
+    """The share a ``none`` by ``handler`` closes: their own, else the groups' one."""
+    return handler if handler in held.open_handlers else GROUP_SHARE
+
+
+def _other_shares(held: LedgerTodo, handler: str) -> bool:
+    """Whether the todo stays open at the centre after ``handler``'s ``none``."""
+    others = any(h != handler for h in held.open_handlers)
+    if _share_of(held, handler) == GROUP_SHARE:
+        return others
+    return others or _group_share_open(held)
 
 
 def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
@@ -223,7 +239,7 @@ def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
             f"instance {facts.instance_id!r}: todo {todo_id!r} completed by {handler!r} is not "
             "open in the ledger; the engine and the ledger disagree (bridge bug)."
         )
-    if handler not in held.open_handlers and not held.handling_groups:
+    if handler not in held.open_handlers and not _group_share_open(held):
         raise ValueError(
             f"instance {facts.instance_id!r}: handler {handler!r} has no open share of todo "
             f"{todo_id!r} (open: {list(held.open_handlers)}); the engine and the ledger "
@@ -243,7 +259,7 @@ def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
 
     if still_open is not None:
         # A countersign share: this signer is done, the others still sign the same todo.
-        shared = replace(held, handled=(*held.handled, handler))
+        shared = replace(held, handled=(*held.handled, _share_of(held, handler)))
         if set(shared.open_handlers) != set(still_open.handlers):
             raise ValueError(
                 f"instance {facts.instance_id!r}: after {handler!r} signs todo {todo_id!r} "

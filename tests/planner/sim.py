@@ -28,7 +28,7 @@ from engine_bridge.facts import (
     Todo,
     TransactionInfo,
 )
-from engine_bridge.planner import plan
+from engine_bridge.planner import GROUP_SHARE, plan
 
 APP = "APP-1"
 INSTANCE = "inst-1"
@@ -74,6 +74,10 @@ class SimTodo:
 
     def open_handlers(self) -> list[str]:
         return [h for h in self.handlers if h not in self.handled]
+
+    def group_open(self) -> bool:
+        """The centre counts all handling groups as one share, closed by a non-listed handler."""
+        return bool(self.groups) and GROUP_SHARE not in self.handled
 
 
 @dataclass
@@ -154,7 +158,7 @@ class SimCentre:
     def _handle(self, item: dict[str, Any]) -> None:
         target = self._open_todo(item.get("previousTaskId"))
         handler = str(item.get("handler", ""))
-        if handler not in target.open_handlers() and not target.groups:
+        if handler not in target.open_handlers() and not target.group_open():
             raise CentreRefused(f"{handler!r} is not an open handler of {target.todo_id}")
         if not TIME_RE.match(item.get("handleTime", "")):
             raise CentreRefused("handleTime not yyyy-MM-dd HH:mm:ss")
@@ -162,8 +166,8 @@ class SimCentre:
         if ("next" in item) != (status == "next"):
             raise CentreRefused("next[] only goes with status next")
         if status == "none":
-            target.handled.append(handler)
-            if not target.open_handlers() and not target.groups:
+            target.handled.append(handler if handler in target.open_handlers() else GROUP_SHARE)
+            if not target.open_handlers() and not target.group_open():
                 del self.open[target.todo_id]
         elif status == "next":
             if not item["next"]:
@@ -205,7 +209,9 @@ class SimCentre:
 
     def pairs(self) -> set[tuple[str, str]]:
         pairs = {(t.todo_id, h) for t in self.open.values() for h in t.open_handlers()}
-        return pairs | {(t.todo_id, "@" + g) for t in self.open.values() for g in t.groups}
+        return pairs | {
+            (t.todo_id, "@" + g) for t in self.open.values() if t.group_open() for g in t.groups
+        }
 
     def ledger(self) -> Ledger:
         return Ledger(

@@ -131,15 +131,26 @@ def test_single_handler_none_needs_no_withdraw() -> None:
     assert shape(result) == [(HANDLE, "A", "none", [])]
 
 
-def test_group_todo_completed_with_none_is_withdrawn_for_the_rest_of_the_group() -> None:
-    """A todo offered to a handling group stays visible to the group after one member's none."""
+def test_group_todo_completed_with_none_closes_with_the_groups_one_share() -> None:
+    """The centre counts a handling group as ONE share: a member's none closes a group-only
+    todo, so nothing is withdrawn (a withdraw would name a finished todo)."""
     run = Run()
     group_todo = todo("G", groups=("counsellors",))
     run.step("start", group_todo, C)
     assert run.centre.log[0].item["handlingGroup"] == "counsellors"
     assert "handlers" not in run.centre.log[0].item
     result = run.complete("G", "T009", C)
-    assert shape(result) == [(HANDLE, "G", "none", []), (WITHDRAW, "G", "next", [])]
+    assert shape(result) == [(HANDLE, "G", "none", [])]
+
+
+def test_listed_handler_none_withdraws_the_groups_still_open_share() -> None:
+    """A todo offered to T001 and a group: T001's none leaves the group's share open, so the
+    bridge withdraws it; a group member's none leaves T001's share open, likewise."""
+    for who in ("T001", "T009"):
+        run = Run()
+        run.step("start", todo("G", "T001", groups=("counsellors",)), C)
+        result = run.complete("G", who, C)
+        assert shape(result) == [(HANDLE, "G", "none", []), (WITHDRAW, "G", "next", [])], who
 
 
 def test_sequential_signing_carries_each_following_signer_in_next() -> None:

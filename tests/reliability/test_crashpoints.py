@@ -11,7 +11,7 @@ nothing is waiting, and the instance's history holds each action once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -80,7 +80,7 @@ def timeout_flow() -> list[Request]:
     ]
 
 
-FLOWS = {
+FLOWS: dict[str, tuple[Callable[[], list[Request]], dict[str, Any]]] = {
     "leave_approval": (approve_flow, LEAVE),
     "leave_cancelled": (cancel_flow, LEAVE),
     "timeout_escalation": (timeout_flow, ESCALATION),
@@ -224,7 +224,6 @@ def test_the_environment_arms_a_point_to_end_the_process() -> None:
             crashpoints.arm_from_env({crashpoints.ENV_VAR: "nowhere"})
     finally:
         crashpoints.disarm()
-
 
 
 @pytest.mark.parametrize("hit", [1, 2, 3])

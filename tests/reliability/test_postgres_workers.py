@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import subprocess
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -181,9 +181,7 @@ def test_four_workers_drain_10000_rows_once_each_in_order_with_takeover(
     # none sent twice while its claim was alive
     by_key = {(r.endpoint.value, item_key(r.endpoint.value, r.item)): r for r in rows}
     sent = sends(center.calls())
-    times = defaultdict(int)
-    for key in sent:
-        times[key] += 1
+    times = Counter(sent)
     assert set(times) == set(by_key)
     for key, count in times.items():
         row = by_key[key]

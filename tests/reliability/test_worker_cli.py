@@ -14,6 +14,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
@@ -63,6 +64,10 @@ def complete_node(app: Bridge, instance_ids: list[str], node: str, handler: str)
 def finish_all(app: Bridge, instance_ids: list[str]) -> None:
     complete_node(app, instance_ids, "counselor_review", "T001")
     complete_node(app, instance_ids, "dean_review", "D001")
+
+
+def delivered_since(app: Bridge, pending: int) -> bool:
+    return app.store.pending_count() < pending
 
 
 def no_secret_in(worker: Worker) -> None:
@@ -145,17 +150,17 @@ def test_kill_9_the_worker_during_a_backlog_then_finish_exactly_once(
 ) -> None:
     """SIGKILL the real worker right after it delivered something, several times; restart."""
     kills = soak(5)
-    ids = start_all(app, 8 * kills)
+    ids = start_all(app, 12 * kills)  # 36 calls per life: a life delivers far fewer
     finish_all(app, ids)
     rng = random.Random()
     for _ in range(kills):
         before = app.store.pending_count()
-        worker = Worker(worker_argv(sqlite_url, served.url, "--batch-size", "3"))
-        worker.wait_for(lambda b=before: app.store.pending_count() < b, "some delivery")
-        time.sleep(rng.uniform(0.0, 0.05))
+        worker = Worker(worker_argv(sqlite_url, served.url, "--batch-size", "1"))
+        worker.wait_for(partial(delivered_since, app, before), "some delivery")
+        time.sleep(rng.uniform(0.0, 0.03))
         assert worker.kill() == -signal.SIGKILL
     assert app.store.pending_count() > 0, "the backlog was too small for the kills"
-    worker = Worker(worker_argv(sqlite_url, served.url, "--batch-size", "3"))
+    worker = Worker(worker_argv(sqlite_url, served.url, "--batch-size", "5"))
     worker.wait_for(lambda: app.store.pending_count() == 0, "the last worker to finish")
     assert worker.terminate() == 0, worker.output
     assert_exactly_once(center, app.store)

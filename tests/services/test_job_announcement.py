@@ -137,16 +137,6 @@ def test_the_main_path_runs_to_the_end_with_the_centre_in_step(harness: Harness)
     assert harness.endpoints()[-1] == "taskHandle:end"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known planner/fake disagreement, not about services: a handling-group todo "
-    "completed with status 'none' (here 'publish', whose completion stops at the failing "
-    "service) is closed by the fake centre, while the planner still sends a taskWithdraw for "
-    "it, which the fake refuses (2005) and the relay keeps as a dead letter. The same happens "
-    "for a group todo in a parallel branch that ends before its join. Remove this marker when "
-    "planner and fake agree.",
-)
 def test_a_failing_post_stops_the_announcement_until_it_is_retried(harness: Harness) -> None:
     """The publication's website post fails: the publish completion stands, an incident is
     open, and a retry after the website is back posts and runs to the end."""
