@@ -86,6 +86,7 @@ class Bridge:
         batch_size: int = 50,
         services: Mapping[str, Any] | None = None,
         resolvers: Mapping[str, Any] | None = None,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.library = library
         self.store = store
@@ -102,7 +103,9 @@ class Bridge:
         self.instances = InstanceCache()
         self.sender = sender
         self.relay = (
-            Relay(store, sender, clock=clock, batch_size=batch_size) if sender is not None else None
+            Relay(store, sender, clock=clock, batch_size=batch_size, lease_seconds=lease_seconds)
+            if sender is not None
+            else None
         )
         self._inline = InlineDelivery(store, self.relay) if self.relay is not None else None
         self._definitions: dict[tuple[str, str], str] = {}
@@ -125,6 +128,7 @@ class Bridge:
         exchange_hook: Any = None,
         resolvers: Mapping[str, Any] | None = None,
         services: Mapping[str, ServiceFn] | None = None,
+        lease_seconds: float = 30.0,
     ) -> Bridge:
         """Load the BPMN files, open (and create) the database, connect the centre.
 
@@ -138,6 +142,8 @@ class Bridge:
         by the full name (``"svc.findEditor": fn``) or the bean (``"svc": obj``); see
         :meth:`resolver`. ``services`` are service handlers by key; see :meth:`service`. Each
         service task no handler answers is logged as a warning (:meth:`check` lists them).
+        ``lease_seconds`` is how long this bridge's relay holds a claimed outbox row (keep it
+        above the client's timeout); a restarted process re-sends a dead one's rows after it.
         """
         library = WorkflowLibrary.load(workflows, transforms=(translate_dialects,))
         store = Store.open(database)
@@ -160,6 +166,7 @@ class Bridge:
             batch_size=batch_size,
             resolvers=resolvers,
             services=services,
+            lease_seconds=lease_seconds,
         )
         for problem in missing_service_problems(library, bridge.registry.services):
             log.warning("%s", problem)

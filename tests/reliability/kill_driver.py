@@ -12,9 +12,10 @@ the database says is possible (start a planned instance; complete an open todo a
 open handlers; cancel an instance marked for cancelling), writes its INTENT to a journal,
 performs it with an idempotency key (business key for a start, ``key=`` for a completion),
 then writes that it is done: a client that retries its last unanswered request, as a web
-form does. A restarted child first re-sends the intent that has no "done" line. Between
-actions it drains the outbox with a relay whose lease is short, so a dead child's claims pass
-to the next child quickly. It prints ``event PID action|delivered|replay`` as it goes and
+form does. A restarted child first re-sends the intent that has no "done" line. Half the
+children let each action deliver its own calls (the bridge's auto-delivery), the others
+drain the outbox between actions with a separate relay; leases are short either way, so a
+dead child's claims pass to the next child quickly. It prints ``event PID action|delivered|replay`` as it goes and
 ``done PID`` once every planned instance has ended and the outbox is empty.
 
 ``POINT@N`` arms a named crash point (``engine_bridge.crashpoints``) to end the child with
@@ -162,13 +163,18 @@ def child(plan: dict[str, Any], library: WorkflowLibrary, seed: int, crash: str 
         client_secret="test-secret",
         timeout=plan["timeout"],
     )
+    # Half the lives deliver as an application embedding the bridge does (each action sends
+    # its own calls before it returns); the others queue and drain with a separate relay, as
+    # with an ``engine-bridge worker`` beside the application.
+    inline = rng.random() < 0.5
     bridge = Bridge(
         library=library,
         store=store,
         sender=client,
         clock=clock,
         app_id=APP,
-        auto_deliver=False,
+        auto_deliver=inline,
+        lease_seconds=plan["lease_seconds"],
     )
     relay = Relay(
         store,
