@@ -272,7 +272,26 @@ class Bridge:
         del definition
         crashpoint("bridge.after_commit")
         self._after_commit(claim, len(planned.calls))
-        return self._instance(self.store.get_instance(instance_id), calls=planned.calls)
+        # What was just committed, without reading it back: the index holds these todos.
+        return Instance(
+            id=instance_id,
+            process_id=process_id,
+            status=_status(facts.finished, stop),
+            business_key=key,
+            initiator=initiator,
+            todos=tuple(
+                OpenTodo(
+                    task_id=t.todo_id,
+                    instance_id=instance_id,
+                    node_id=t.node_id,
+                    node_name=t.node_name,
+                    handlers=t.open_handlers,
+                    handling_groups=t.handling_groups,
+                )
+                for t in planned.ledger.open
+            ),
+            calls=planned.calls,
+        )
 
     def complete(
         self,
@@ -301,9 +320,7 @@ class Bridge:
             raise self._in_incident(record, f"todo {task_id!r} cannot be completed")
         form = _check_data(data, what="completion data")
         loaded = self._load(record)
-        wf = self.instances.checkout(
-            record, loaded.definition, script_engine=self._script_engine()
-        )
+        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
         facts = self.engine.complete(
             wf,
             loaded.process,
@@ -340,9 +357,7 @@ class Bridge:
         if record.status not in ("running", "incident"):
             raise TaskNotOpenError(f"instance {instance_id} is {record.status}; cannot cancel")
         loaded = self._load(record)
-        wf = self.instances.checkout(
-            record, loaded.definition, script_engine=self._script_engine()
-        )
+        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
         facts = self.engine.cancel(wf, loaded.process, instance_id=record.id, by=by)
         if opinion:
             facts = _with_opinion(facts, opinion)

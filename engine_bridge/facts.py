@@ -117,7 +117,10 @@ class LedgerTodo:
 
     @property
     def open_handlers(self) -> tuple[str, ...]:
-        return tuple(h for h in self.handlers if h not in self.handled)
+        if not self.handled:
+            return self.handlers
+        handled = set(self.handled)  # a set: N signers must cost O(N), not O(N²)
+        return tuple(h for h in self.handlers if h not in handled)
 
 
 @dataclass(frozen=True)

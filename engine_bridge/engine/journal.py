@@ -4,12 +4,19 @@ Serializing the whole workflow after every step costs O(tasks): for a countersig
 signers that is ~440 KB of JSON and ~12 ms per completion, while SpiffWorkflow itself spends
 ~2 ms on the completion. Here a step appends a *frame* holding only the tasks the step
 changed; a fresh snapshot is written when the frames outgrow it, when the process finishes,
-or when the workflow is in a shape frames do not cover. The column value is text::
+or when the workflow is in a shape frames do not cover. The column value is text, one part
+per line::
 
-    ebstate1;<snapshot>;<frame 1>;<frame 2>;...
+    ebstate1
+    <snapshot>
+    <frame 1>
+    ...
 
-where each part is base64 of zlib-compressed JSON. The snapshot is :func:`dump_document`
-output (SpiffWorkflow's own format without the specs). A frame is::
+A part is compact JSON (it never holds a raw newline), or base64 of zlib-compressed JSON: a
+running instance's parts are left uncompressed (compressing costs more CPU per step than the
+bytes it saves cost to write), the snapshot of a finished instance, stored for good, is
+compressed. The snapshot is :func:`dump_document` output (SpiffWorkflow's own format without
+the specs). A frame is::
 
     {"tasks": [task record, ...], "removed": [task id, ...], "workflow": {top-level fields}}
 
@@ -54,10 +61,10 @@ __all__ = [
     "is_journal",
 ]
 
-JOURNAL_PREFIX = "ebstate1;"
+JOURNAL_PREFIX = "ebstate1\n"
 MAX_FRAMES = 200  # bounds the work a load does; a snapshot is written after this many frames
-_SEPARATOR = ";"
-_BIG = 64 * 1024  # parts larger than this are compressed at level 1 (speed) instead of 6
+_SEPARATOR = "\n"
+_LEVEL = 6  # zlib level of a finished instance's snapshot
 _VOLATILE = TaskState.WAITING | TaskState.PREDICTED_MASK
 
 Stamp = tuple[float, int]
@@ -122,13 +129,14 @@ def decode_state(text: str, definition: str, *, script_engine: Any) -> tuple[Any
 
 
 def _snapshot(wf: Any) -> StoredState:
-    packed = _pack(dump_document(wf))
+    finished = wf.is_completed()
+    packed = _pack(dump_document(wf), compress=finished)
     stamps, parents = _stamps(wf)
     return StoredState(
         text=JOURNAL_PREFIX + packed,
         stamps=stamps,
         parents=parents,
-        incremental=_frames_allowed(wf) and not wf.is_completed(),
+        incremental=_frames_allowed(wf) and not finished,
         snapshot_chars=len(packed),
     )
 
@@ -212,23 +220,25 @@ def _workflow_fields(wf: Any) -> dict[str, Any]:
     }
 
 
-def _pack(document: dict[str, Any]) -> str:
-    raw = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    level = 1 if len(raw) > _BIG else 6
-    return base64.b64encode(zlib.compress(raw, level)).decode("ascii")
+def _pack(document: dict[str, Any], *, compress: bool = False) -> str:
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    if not compress:
+        return text
+    return base64.b64encode(zlib.compress(text.encode("utf-8"), _LEVEL)).decode("ascii")
 
 
 # ---------------------------------------------------------------------------- reading
 
 
 def _unpack(part: str, what: str) -> dict[str, Any]:
-    try:
-        raw = zlib.decompress(base64.b64decode(part, validate=True))
-    except (ValueError, zlib.error) as exc:
-        raise EngineError(
-            f"the stored workflow state is damaged: its {what} is unreadable"
-        ) from exc
-    return parse_json(raw.decode("utf-8"), f"workflow state {what}")
+    if not part.startswith("{"):
+        try:
+            part = zlib.decompress(base64.b64decode(part, validate=True)).decode("utf-8")
+        except (ValueError, zlib.error) as exc:
+            raise EngineError(
+                f"the stored workflow state is damaged: its {what} is unreadable"
+            ) from exc
+    return parse_json(part, f"workflow state {what}")
 
 
 def _apply(wf: Any, frame: dict[str, Any]) -> None:

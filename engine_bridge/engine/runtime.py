@@ -39,6 +39,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
+from engine_bridge.engine.scan import has_ready_task
 from engine_bridge.engine.script_engine import RestrictedScriptEngine, render_template
 from engine_bridge.engine.state import definition_json, restore_specs
 from engine_bridge.engine.timers import due_time
@@ -50,6 +51,7 @@ from engine_bridge.engine.todos import (
     find_task,
     is_todo_task,
     run_pass_through,
+    signer_share,
 )
 from engine_bridge.errors import (
     EngineBridgeError,
@@ -274,6 +276,9 @@ class Engine:
             )
         spec = anchor.task_spec
         if isinstance(spec, ParallelMultiInstanceTask) and anchor.state == TaskState.STARTED:
+            share = signer_share(anchor, handler)
+            if share is not None:
+                return share
             shares = [c for c in instances(anchor) if c.state == TaskState.READY]
             shares = [c for c in shares if is_todo_task(c)]
             if shares:
@@ -336,7 +341,7 @@ class Engine:
                 setattr(wf, _LAST_STOP, exc.task)
                 return
             ran = run_pass_through(wf)
-            if ran == 0 and wf.get_next_task(state=TaskState.READY, manual=False) is None:
+            if ran == 0 and not has_ready_task(wf, manual=False):
                 setattr(wf, _LAST_STOP, None)
                 return
         raise EngineError(

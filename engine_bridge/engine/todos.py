@@ -29,6 +29,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.engine.countersign import instances, parallel_parent
+from engine_bridge.engine.scan import ready_tasks
 from engine_bridge.engine.script_engine import Registry, evaluate_expression, render_template
 from engine_bridge.errors import EngineBridgeError, EngineError
 from engine_bridge.facts import Todo
@@ -44,6 +45,7 @@ __all__ = [
     "node_settings",
     "ready_manual_tasks",
     "run_pass_through",
+    "signer_share",
     "todo_id_of",
 ]
 
@@ -70,18 +72,22 @@ def is_todo_task(task: Any) -> bool:
 
 
 def ready_manual_tasks(wf: Any) -> list[Any]:
-    """Every READY task SpiffWorkflow waits on someone for, subprocesses included."""
-    return list(wf.get_tasks(state=TaskState.READY, manual=True))
+    """Every READY task SpiffWorkflow waits on someone for, subprocesses included, in tree
+    order (found without a tree walk: see :mod:`engine_bridge.engine.scan`)."""
+    return ready_tasks(wf, manual=True)
 
 
 def run_pass_through(wf: Any) -> int:
     """Complete READY manual tasks that are not todos (``bpmn:task``); return how many ran."""
     ran = 0
-    for task in ready_manual_tasks(wf):
-        if not is_todo_task(task):
-            task.run()
-            ran += 1
+    for task in ready_tasks(wf, manual=True, where=_not_a_todo):
+        task.run()
+        ran += 1
     return ran
+
+
+def _not_a_todo(task: Any) -> bool:
+    return not is_todo_task(task)
 
 
 def todo_id_of(instance_id: str, anchor: Any) -> str:
@@ -101,6 +107,23 @@ def find_task(wf: Any, instance_id: str, todo_id: str) -> Any | None:
         return wf.get_task_from_id(task_id)
     except Exception:  # SpiffWorkflow raises TaskNotFoundException for unknown ids
         return None
+
+
+def signer_share(anchor: Any, handler: str) -> Any | None:
+    """The READY instance of countersign ``anchor`` that names ``handler`` among its kept
+    handlers, found in one pass over the anchor's children (None: look the slow way)."""
+    child_spec = anchor.task_spec.task_spec
+    tasks = anchor.workflow.tasks
+    for child_id in anchor._children:
+        child = tasks.get(child_id)
+        if child is None or child._state != TaskState.READY:
+            continue
+        if child.task_spec.name != child_spec or not is_todo_task(child):
+            continue
+        stored = child.internal_data.get(_HANDLERS)
+        if stored is not None and handler in stored:
+            return child
+    return None
 
 
 def node_settings(process: LoadedProcess, task: Any) -> NodeSettings:
@@ -255,14 +278,28 @@ class _Countersign:
 
 
 def collect_todos(wf: Any, ctx: TodoContext) -> tuple[Todo, ...]:
-    """Every open todo of the instance, in task-tree order (one per countersign node)."""
+    """Every open todo of the instance, in task-tree order (one per countersign node).
+
+    Runs after every action over every READY task, so a countersign with N open signers
+    costs N passes of this loop: the handlers kept on each task are read in place, and
+    whether a task is a countersign instance is decided once per parent and spec.
+    """
     slots: list[Any] = []  # a READY task, or the _Countersign of its multi-instance
     countersigns: dict[UUID, _Countersign] = {}
+    parents: dict[tuple[Any, str], Any] = {}
     for task in ready_manual_tasks(wf):
         if not is_todo_task(task):
             continue
-        handlers, groups = assignment(task, ctx)
-        parent = parallel_parent(task)
+        stored = task.internal_data.get(_HANDLERS)
+        if stored is None:
+            handlers, groups = assignment(task, ctx)
+        else:
+            handlers, groups = stored, task.internal_data.get(_GROUPS, ())
+        key = (task._parent, task.task_spec.name)
+        if key in parents:
+            parent = parents[key]
+        else:
+            parent = parents[key] = parallel_parent(task)
         if parent is None:
             slots.append(task)
             continue
@@ -272,7 +309,8 @@ def collect_todos(wf: Any, ctx: TodoContext) -> tuple[Todo, ...]:
             countersigns[parent.id] = entry
             slots.append(entry)
         entry.handlers.update(dict.fromkeys(handlers))
-        entry.groups.update(dict.fromkeys(groups))
+        if groups:
+            entry.groups.update(dict.fromkeys(groups))
     todos: list[Todo] = []
     for slot in slots:
         if isinstance(slot, _Countersign):

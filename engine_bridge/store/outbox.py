@@ -20,7 +20,6 @@ from sqlalchemy import (
     and_,
     exists,
     func,
-    insert,
     or_,
     select,
     update,
@@ -28,6 +27,7 @@ from sqlalchemy import (
 
 from engine_bridge.errors import InputError
 from engine_bridge.facts import Endpoint
+from engine_bridge.store import statements as sql
 from engine_bridge.store.database import Database
 from engine_bridge.store.records import OUTBOX_STATUSES, OutboxRow
 from engine_bridge.store.schema import outbox
@@ -122,12 +122,7 @@ class Outbox:
         first = values[0]
         # Rows are sent strictly in seq order, so the instance's last row tells: if it was
         # delivered or discarded, so were all before it, and the new row is the head.
-        last = conn.execute(
-            select(outbox.c.status)
-            .where(outbox.c.instance_id == first["instance_id"])
-            .order_by(outbox.c.seq.desc())
-            .limit(1)
-        ).scalar()
+        last = conn.execute(sql.LAST_OUTBOX_STATUS, {"instance_id": first["instance_id"]}).scalar()
         if last is not None and last not in ("delivered", "discarded"):
             return values
         claimed = {
@@ -137,7 +132,7 @@ class Outbox:
             "attempts": 1,
             "first_attempt_at": now,
         }
-        key = conn.execute(insert(outbox).values(**claimed)).inserted_primary_key
+        key = conn.execute(sql.INSERT_OUTBOX, claimed).inserted_primary_key
         assert key is not None  # a single-row insert always reports its key
         claim.rows.append(_row_from_values(int(key[0]), claimed))
         return values[1:]
@@ -159,15 +154,8 @@ class Outbox:
             return
         with self._db.write(durable=False) as conn:
             conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(list(row_ids)), outbox.c.status == "pending")
-                .values(
-                    status="delivered",
-                    delivered_at=now,
-                    claimed_by=None,
-                    claim_expires_at=None,
-                    response=response,
-                )
+                sql.MARK_DELIVERED,
+                {"row_ids": list(row_ids), "delivered_at": now, "response": response},
             )
 
     def mark_retry(

@@ -13,7 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from engine_bridge.crashpoints import crashpoint
@@ -25,6 +25,7 @@ from engine_bridge.errors import (
     UnknownProcessError,
 )
 from engine_bridge.facts import Ledger, LedgerTodo
+from engine_bridge.store import statements as sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_from_json, todo_to_json
 from engine_bridge.store.database import Database
 from engine_bridge.store.incidents import (
@@ -44,7 +45,6 @@ from engine_bridge.store.records import (
     StepRecord,
 )
 from engine_bridge.store.schema import definitions, history, instances, todos
-from engine_bridge.store.schema import outbox as outbox_table
 
 __all__ = ["DEFAULT_DATABASE_URL", "Store"]
 
@@ -142,7 +142,7 @@ class Store:
 
     def get_instance(self, instance_id: str) -> InstanceRecord:
         with self._db.read() as conn:
-            row = conn.execute(select(instances).where(instances.c.id == instance_id)).first()
+            row = conn.execute(sql.INSTANCE_BY_ID, {"instance_id": instance_id}).first()
         if row is None:
             raise UnknownInstanceError(f"no process instance with id {instance_id!r}")
         return _to_instance(row)
@@ -157,9 +157,8 @@ class Store:
 
     def find_by_todo(self, todo_id: str) -> InstanceRecord | None:
         """The instance a todo belongs to, whether the todo is still open or not."""
-        query = select(instances).join(todos, todos.c.instance_id == instances.c.id)
         with self._db.read() as conn:
-            row = conn.execute(query.where(todos.c.todo_id == todo_id)).first()
+            row = conn.execute(sql.INSTANCE_BY_TODO, {"todo_id": todo_id}).first()
         return None if row is None else _to_instance(row)
 
     def list_instances(
@@ -251,16 +250,17 @@ class Store:
                     if claim is not None:
                         rows = self._outbox.claim_step_head(conn, rows, claim, step.history.at)
                     if rows:
-                        conn.execute(insert(outbox_table), rows)
+                        conn.execute(sql.INSERT_OUTBOX, rows)
                 conn.execute(
-                    insert(history).values(
-                        instance_id=step.instance_id,
-                        seq=history_seq,
-                        kind=step.history.kind,
-                        payload=payload,
-                        at=step.history.at,
-                        idempotency_key=step.history.idempotency_key,
-                    )
+                    sql.INSERT_HISTORY,
+                    {
+                        "instance_id": step.instance_id,
+                        "seq": history_seq,
+                        "kind": step.history.kind,
+                        "payload": payload,
+                        "at": step.history.at,
+                        "idempotency_key": step.history.idempotency_key,
+                    },
                 )
                 if incident is not None:
                     apply_incident_change(
@@ -282,7 +282,7 @@ class Store:
     def _create(
         self, conn: Connection, step: StepRecord, ledger_doc: dict[str, Any]
     ) -> tuple[int, int, int]:
-        taken = conn.execute(select(instances.c.id).where(instances.c.id == step.instance_id))
+        taken = conn.execute(sql.INSTANCE_ID_TAKEN, {"instance_id": step.instance_id})
         if taken.first() is not None:
             raise ConflictError(f"process instance {step.instance_id!r} already exists")
         if step.business_key is not None:
@@ -293,22 +293,23 @@ class Store:
                     f"business key {step.business_key!r}"
                 )
         conn.execute(
-            insert(instances).values(
-                id=step.instance_id,
-                process_id=step.process_id,
-                definition_version=step.definition_version,
-                business_key=step.business_key,
-                initiator=step.initiator,
-                status=step.status,
-                state=step.state,
-                version=1,
-                ledger=ledger_doc,
-                next_timer_at=step.next_timer_at,
-                created_at=step.history.at,
-                updated_at=step.history.at,
-                outbox_seq=len(step.calls),
-                history_seq=1,
-            )
+            sql.INSERT_INSTANCE,
+            {
+                "id": step.instance_id,
+                "process_id": step.process_id,
+                "definition_version": step.definition_version,
+                "business_key": step.business_key,
+                "initiator": step.initiator,
+                "status": step.status,
+                "state": step.state,
+                "version": 1,
+                "ledger": ledger_doc,
+                "next_timer_at": step.next_timer_at,
+                "created_at": step.history.at,
+                "updated_at": step.history.at,
+                "outbox_seq": len(step.calls),
+                "history_seq": 1,
+            },
         )
         return 1, 1, 1
 
@@ -316,48 +317,43 @@ class Store:
         self, conn: Connection, step: StepRecord, ledger_doc: dict[str, Any]
     ) -> tuple[int, int, int]:
         assert step.expected_version is not None
-        result = conn.execute(
-            update(instances)
-            .where(
-                instances.c.id == step.instance_id,
-                instances.c.version == step.expected_version,
-            )
-            .values(
-                definition_version=step.definition_version,
-                status=step.status,
-                state=step.state,
-                ledger=ledger_doc,
-                next_timer_at=step.next_timer_at,
-                updated_at=step.history.at,
-                version=instances.c.version + 1,
-                outbox_seq=instances.c.outbox_seq + len(step.calls),
-                history_seq=instances.c.history_seq + 1,
-            )
-        )
-        if result.rowcount != 1:
-            now_at = conn.execute(
-                select(instances.c.version).where(instances.c.id == step.instance_id)
-            ).scalar()
+        updated = conn.execute(
+            sql.UPDATE_INSTANCE,
+            {
+                "b_id": step.instance_id,
+                "b_expected_version": step.expected_version,
+                "b_calls": len(step.calls),
+                "definition_version": step.definition_version,
+                "status": step.status,
+                "state": step.state,
+                "ledger": ledger_doc,
+                "next_timer_at": step.next_timer_at,
+                "updated_at": step.history.at,
+            },
+        ).first()
+        if updated is None:
+            now_at = conn.execute(sql.INSTANCE_VERSION, {"instance_id": step.instance_id}).scalar()
             if now_at is None:
                 raise UnknownInstanceError(f"no process instance with id {step.instance_id!r}")
             raise ConflictError(
                 f"process instance {step.instance_id!r} is at version {now_at}, the step was "
                 f"computed from version {step.expected_version}; reload it and try again"
             )
-        version, outbox_seq, history_seq = conn.execute(
-            select(instances.c.version, instances.c.outbox_seq, instances.c.history_seq).where(
-                instances.c.id == step.instance_id
-            )
-        ).one()
+        version, outbox_seq, history_seq = updated
         return int(version), int(outbox_seq) - len(step.calls) + 1, int(history_seq)
 
     def _index_todos(self, conn: Connection, instance_id: str, ledger: Ledger) -> None:
         wanted = {t.todo_id: (pos, t) for pos, t in enumerate(ledger.open)}
-        if wanted:
+        known = {
+            str(todo_id): bool(is_open)
+            for todo_id, is_open in conn.execute(
+                sql.TODOS_OF_INSTANCE, {"instance_id": instance_id}
+            )
+        }
+        new = [todo_id for todo_id in wanted if todo_id not in known]
+        if new:
             foreign = conn.execute(
-                select(todos.c.todo_id, todos.c.instance_id).where(
-                    todos.c.todo_id.in_(list(wanted)), todos.c.instance_id != instance_id
-                )
+                sql.TODO_OWNERS, {"todo_ids": new, "instance_id": instance_id}
             ).first()
             if foreign is not None:
                 raise ConflictError(
@@ -365,27 +361,35 @@ class Store:
                     f"{foreign.instance_id!r}, not {instance_id!r}; todo ids must be unique",
                     retryable=False,
                 )
-        known = {
-            str(todo_id)
-            for todo_id in conn.execute(
-                select(todos.c.todo_id).where(todos.c.instance_id == instance_id)
-            ).scalars()
-        }
-        for todo_id, (pos, todo) in wanted.items():
-            values = {"open": True, "position": pos, "todo": todo_to_json(todo)}
-            if todo_id in known:
-                conn.execute(update(todos).where(todos.c.todo_id == todo_id).values(**values))
-            else:
-                conn.execute(
-                    insert(todos).values(todo_id=todo_id, instance_id=instance_id, **values)
-                )
-        closing = known - set(wanted)
-        if closing:
             conn.execute(
-                update(todos)
-                .where(todos.c.todo_id.in_(sorted(closing)), todos.c.open.is_(True))
-                .values(open=False)
+                sql.INSERT_TODO,
+                [
+                    {
+                        "todo_id": todo_id,
+                        "instance_id": instance_id,
+                        "open": True,
+                        "position": wanted[todo_id][0],
+                        "todo": todo_to_json(wanted[todo_id][1]),
+                    }
+                    for todo_id in new
+                ],
             )
+        kept = [todo_id for todo_id in wanted if todo_id in known]
+        if kept:
+            conn.execute(
+                sql.UPDATE_TODO,
+                [
+                    {
+                        "b_todo_id": todo_id,
+                        "position": wanted[todo_id][0],
+                        "todo": todo_to_json(wanted[todo_id][1]),
+                    }
+                    for todo_id in kept
+                ],
+            )
+        closing = sorted(t for t, is_open in known.items() if is_open and t not in wanted)
+        if closing:
+            conn.execute(sql.CLOSE_TODOS, {"todo_ids": closing})
 
     # -- outbox -----------------------------------------------------------------------------
 

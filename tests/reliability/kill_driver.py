@@ -15,8 +15,9 @@ then writes that it is done: a client that retries its last unanswered request, 
 form does. A restarted child first re-sends the intent that has no "done" line. Half the
 children let each action deliver its own calls (the bridge's auto-delivery), the others
 drain the outbox between actions with a separate relay; leases are short either way, so a
-dead child's claims pass to the next child quickly. It prints ``event PID action|delivered|replay`` as it goes and
-``done PID`` once every planned instance has ended and the outbox is empty.
+dead child's claims pass to the next child quickly. It prints
+``event PID action|delivered|replay`` as it goes and ``done PID`` once every planned instance
+has ended and the outbox is empty.
 
 ``POINT@N`` arms a named crash point (``engine_bridge.crashpoints``) to end the child with
 ``os._exit`` the N-th time it is reached.

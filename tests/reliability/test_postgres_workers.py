@@ -29,7 +29,8 @@ from sqlalchemy import create_engine, text
 
 from engine_bridge.crashpoints import CRASH_EXIT_CODE, ENV_VAR
 from engine_bridge.facts import CenterCall, Endpoint, Ledger
-from engine_bridge.store import SCHEMA_VERSION, HistoryDraft, StepRecord, Store
+from engine_bridge.store import SCHEMA_VERSION, HistoryDraft, SchemaError, StepRecord, Store
+from engine_bridge.store.schema import MIGRATIONS, schema_version
 from engine_bridge.testing import FakeCenter, FakeCenterServer
 
 from .conftest import executable, soak
@@ -115,6 +116,30 @@ def test_db_upgrade_creates_a_fresh_postgresql_schema_then_finds_it_current(
         engine.dispose()
     assert {"schema_version", "definitions", "instances", "todos", "history", "outbox"} <= tables
     assert versions == [SCHEMA_VERSION]
+
+
+def test_db_upgrade_migrates_a_postgresql_schema_left_at_the_first_version(pg_url: str) -> None:
+    """A database created by the first release is brought to the current schema in place,
+    its rows kept."""
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            schema_version.create(conn)
+            MIGRATIONS[0].apply(conn)
+            conn.execute(schema_version.insert().values(version=MIGRATIONS[0].version))
+    finally:
+        engine.dispose()
+    if SCHEMA_VERSION > 1:
+        with pytest.raises(SchemaError, match="engine-bridge db upgrade"):
+            Store.open(pg_url, create=False)
+    upgraded = engine_bridge("db", "upgrade", "--database", pg_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    if SCHEMA_VERSION > 1:
+        assert f"upgraded from version 1 to {SCHEMA_VERSION}" in upgraded.stdout
+    with Store.open(pg_url, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        store.commit_step(synthetic_step(1))
+        assert store.pending_count() == 4
 
 
 def test_db_upgrade_run_by_three_machines_at_once_is_applied_once(pg_url: str) -> None:

@@ -88,7 +88,8 @@ def test_worker_delivers_a_backlog_shows_progress_and_stops_on_sigterm(
     assert worker.terminate() == 0, worker.output
     assert worker.out[-1] == "worker: stopped; delivered 60, dead 0"
     progress = [line for line in worker.out if line.startswith("worker: delivered")]
-    assert progress and progress[-1].startswith("worker: delivered 60, retried 0, dead 0")
+    assert progress and progress[-1].startswith("worker: delivered 60, ")
+    assert progress[-1].endswith(", pending 0") and ", dead 0," in progress[-1]
     assert_exactly_once(center, app.store)
     assert all(row.claimed_by is None for row in app.store.outbox(limit=1000))
     no_secret_in(worker)
@@ -140,7 +141,7 @@ def test_a_worker_crashed_after_sending_is_taken_over_after_its_lease(
     assert taker.terminate() == 0, taker.output
     verdict = assert_exactly_once(center, app.store)
     resent = [r for r in verdict.rows if r.id in {h.id for h in held}]
-    assert all(r.attempts == 2 and r.maybe_applied for r in resent)
+    assert all(r.attempts >= 2 and r.maybe_applied for r in resent)
     assert all(r.response and r.response["applied_earlier"] for r in resent)
 
 

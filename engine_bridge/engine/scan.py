@@ -1,0 +1,80 @@
+"""READY tasks of a workflow, found without walking its task tree.
+
+``wf.get_tasks(state=READY, ...)`` walks the task tree with an iterator that pops from the
+front of a Python list and rebuilds it at every node: ~1.5 ms per walk at 1000 tasks, and the
+engine asked three times per action (pass-through tasks, engine tasks left, open todos). A
+countersign with N signers therefore cost O(N) per completion in walks alone, several times
+SpiffWorkflow's own cost. Every task of a workflow is also in ``wf.tasks`` (a dict in
+creation order), so a filter over it finds the same tasks in ~0.1 µs each; they are then put
+in the tree's depth-first order, which is what SpiffWorkflow returns and what todo order (and
+so the order of ``next[]``) has always followed.
+
+Workflows with subprocesses or call activities are walked by SpiffWorkflow as before: their
+tasks live in other workflows, and they are small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.util.task import TaskState
+
+__all__ = ["has_ready_task", "ready_tasks"]
+
+_READY = TaskState.READY
+
+
+def ready_tasks(wf: Any, *, manual: bool, where: Callable[[Any], bool] | None = None) -> list[Any]:
+    """READY tasks whose spec's ``manual`` is ``manual`` (and for which ``where`` holds), in
+    depth-first tree order: the order of ``wf.get_tasks(state=TaskState.READY, ...)``."""
+    if wf.subprocesses:
+        found = list(wf.get_tasks(state=_READY, manual=manual))
+        return found if where is None else [t for t in found if where(t)]
+    found = [t for t in wf.tasks.values() if t._state == _READY and t.task_spec.manual == manual]
+    if where is not None:
+        found = [t for t in found if where(t)]
+    if len(found) > 1:
+        found = _in_tree_order(found, wf.tasks)
+    return found
+
+
+def has_ready_task(wf: Any, *, manual: bool) -> bool:
+    """Whether any task is READY with ``task_spec.manual == manual``."""
+    if wf.subprocesses:
+        return wf.get_next_task(state=_READY, manual=manual) is not None
+    return any(t._state == _READY and t.task_spec.manual == manual for t in wf.tasks.values())
+
+
+def _in_tree_order(found: list[Any], tasks: dict[UUID, Any]) -> list[Any]:
+    """``found`` (in creation order) sorted by position in a depth-first walk.
+
+    SpiffWorkflow only ever appends to a task's children, so siblings are already in tree
+    order; only tasks under different parents need sorting, by the path of child indexes
+    from the root (worked out once per distinct parent).
+    """
+    parents = {t._parent for t in found}
+    if len(parents) == 1:
+        return found
+    paths = {parent_id: _path(parent_id, tasks) for parent_id in parents}
+    indexes: dict[UUID, int] = {}
+    for parent_id in parents:
+        parent = tasks.get(parent_id) if parent_id is not None else None
+        if parent is not None:
+            indexes.update((child, n) for n, child in enumerate(parent._children))
+    return sorted(found, key=lambda t: (*paths[t._parent], indexes.get(t.id, 0)))
+
+
+def _path(task_id: UUID | None, tasks: dict[UUID, Any]) -> tuple[int, ...]:
+    """Child indexes from the root down to ``task_id`` (empty for the root or None)."""
+    path: list[int] = []
+    while task_id is not None:
+        task = tasks[task_id]
+        parent_id = task._parent
+        if parent_id is None:
+            break
+        path.append(tasks[parent_id]._children.index(task_id))
+        task_id = parent_id
+    path.reverse()
+    return tuple(path)
