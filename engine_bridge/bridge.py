@@ -28,6 +28,7 @@ from engine_bridge.engine.runtime import Engine
 from engine_bridge.engine.script_engine import Registry, RestrictedScriptEngine
 from engine_bridge.engine.state import definition_json, load_state
 from engine_bridge.errors import (
+    ConflictError,
     EngineBridgeError,
     InputError,
     InvalidDataError,
@@ -237,6 +238,7 @@ class Bridge:
         crashpoint("bridge.after_engine_step")
         stop = self.engine.stopped_at(wf)
         claim = self._step_claim()
+        encoded = self.instances.encode(wf, definition)
         version = self.store.commit_step(
             StepRecord(
                 instance_id=instance_id,
@@ -246,7 +248,8 @@ class Bridge:
                 business_key=key,
                 initiator=initiator,
                 status=_status(facts.finished, stop),
-                state=self.instances.encode(wf, definition),
+                state=encoded.text,
+                state_frame=encoded.frame,
                 ledger=planned.ledger,
                 calls=planned.calls,
                 history=_history(
@@ -311,7 +314,8 @@ class Bridge:
             seen = self.store.find_history(key)
             if seen is not None:
                 return _outcome_from_history(seen)
-        record = self.store.find_by_todo(task_id)
+        # The state is read only if the workflow is not cached (large instances are large).
+        record = self.store.find_by_todo(task_id, with_state=False)
         if record is None or record.ledger.get(task_id) is None:
             raise TaskNotOpenError(
                 f"todo {task_id!r} is not open: it was finished, cancelled, or never existed"
@@ -320,7 +324,12 @@ class Bridge:
             raise self._in_incident(record, f"todo {task_id!r} cannot be completed")
         form = _check_data(data, what="completion data")
         loaded = self._load(record)
-        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
+        wf = self.instances.checkout(
+            record,
+            loaded.definition,
+            script_engine=self._script_engine(),
+            state=lambda: self.store.instance_state(record.id, record.version),
+        )
         facts = self.engine.complete(
             wf,
             loaded.process,
@@ -382,33 +391,46 @@ class Bridge:
         outcomes: list[Outcome] = []
         now = self.clock.now()
         for instance_id in self.store.due_instances(now, limit=limit):
-            record = self.store.get_instance(instance_id)
-            if record.status != "running":
+            try:
+                outcome = self._tick_one(instance_id, now)
+            except ConflictError:
+                # Another worker fired this timer first and committed; nothing is lost.
+                log.info("tick: instance %s changed under us; skipped", instance_id)
                 continue
-            loaded = self._load(record)
-            wf = self.instances.checkout(
-                record, loaded.definition, script_engine=self._script_engine()
-            )
-            facts = self.engine.tick(wf, loaded.process, instance_id=record.id)
-            if facts is None:
+            except EngineBridgeError as exc:
+                # One broken instance must not stop the timers of all the others; its state
+                # is unchanged and the next tick tries again.
+                log.warning("tick: instance %s failed: %s", instance_id, exc)
                 continue
-            planned = self._plan(facts, record.ledger)
-            outcome = self._outcome(facts, record.ledger, planned)
-            self._commit(
-                record,
-                wf,
-                facts,
-                planned,
-                kind="tick",
-                payload={"at": now.isoformat()},
-                key=None,
-                deliver=False,
-            )
-            outcomes.append(outcome)
+            if outcome is not None:
+                outcomes.append(outcome)
         outcomes += self._requested_retries(limit)
         if outcomes:
             self._after_commit()
         return outcomes
+
+    def _tick_one(self, instance_id: str, now: datetime) -> Outcome | None:
+        record = self.store.get_instance(instance_id)
+        if record.status != "running":
+            return None
+        loaded = self._load(record)
+        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
+        facts = self.engine.tick(wf, loaded.process, instance_id=record.id)
+        if facts is None:
+            return None
+        planned = self._plan(facts, record.ledger)
+        outcome = self._outcome(facts, record.ledger, planned)
+        self._commit(
+            record,
+            wf,
+            facts,
+            planned,
+            kind="tick",
+            payload={"at": now.isoformat()},
+            key=None,
+            deliver=False,
+        )
+        return outcome
 
     def deliver(self) -> DeliveryReport:
         """Send every outbox row that is due now; returns the relay's report. Rows that fail
@@ -570,6 +592,7 @@ class Bridge:
         new_status = status or _status(facts.finished, stop)
         crashpoint("bridge.after_engine_step")
         claim = self._step_claim() if deliver else None
+        encoded = self.instances.encode(wf)
         version = self.store.commit_step(
             StepRecord(
                 instance_id=record.id,
@@ -579,7 +602,8 @@ class Bridge:
                 business_key=record.business_key,
                 initiator=record.initiator,
                 status=new_status,
-                state=self.instances.encode(wf),
+                state=encoded.text,
+                state_frame=encoded.frame,
                 ledger=planned.ledger,
                 calls=planned.calls,
                 history=_history(kind, {**payload, "calls": len(planned.calls)}, facts.at, key),
@@ -671,11 +695,14 @@ def _make_sender(
         sender: CenterSender = center
         return sender
     if isinstance(center, httpx.BaseTransport):
+        # A transport is how tests plug in the fake centre: default to its test credentials.
+        from engine_bridge.testing.fake_center import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
         return TTCClient(
             _LOCAL_CENTER,
             app_id=app_id,
-            client_id=client_id or "test-client",
-            client_secret=client_secret or "test-secret",
+            client_id=client_id or DEFAULT_CLIENT_ID,
+            client_secret=client_secret or DEFAULT_CLIENT_SECRET,
             transport=center,
             exchange_hook=exchange_hook,
         )

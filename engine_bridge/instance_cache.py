@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine_bridge.engine.journal import StoredState, decode_state, encode_state, is_journal
+from engine_bridge.engine.journal import Encoded, decode_state, encode_state, is_journal
 from engine_bridge.engine.state import dump_document, load_state
 from engine_bridge.errors import EngineError
 from engine_bridge.store import InstanceRecord
@@ -38,6 +39,7 @@ DEFAULT_MAX_TASKS = 20_000
 _STORED = "_engine_bridge_stored"  # what the workflow's last commit stored
 _PENDING = "_engine_bridge_pending"  # what the step being committed will store
 _DEFINITION = "_engine_bridge_definition"  # the definition text the workflow was built from
+_TEXT = "_engine_bridge_text"  # the whole stored text (kept only when verifying)
 
 
 @dataclass
@@ -79,9 +81,17 @@ class InstanceCache:
 
     # ------------------------------------------------------------------ the action cycle
 
-    def checkout(self, record: InstanceRecord, definition: str, *, script_engine: Any) -> Any:
+    def checkout(
+        self,
+        record: InstanceRecord,
+        definition: str,
+        *,
+        script_engine: Any,
+        state: Callable[[], str] | None = None,
+    ) -> Any:
         """The workflow of ``record`` at ``record.version``: the cached object if it is that
-        version (and then no longer in the cache), else loaded from ``record.state``."""
+        version (and then no longer in the cache), else loaded from ``record.state`` (or, when
+        the record was read without it, from what ``state()`` returns)."""
         entry = self._take(record.id)
         if entry is not None and entry.version == record.version:
             self.hits += 1
@@ -89,25 +99,34 @@ class InstanceCache:
             wf.script_engine = script_engine
             return wf
         self.misses += 1
-        if is_journal(record.state):
-            wf, stored = decode_state(record.state, definition, script_engine=script_engine)
+        text = record.state if state is None or record.state else state()
+        if is_journal(text):
+            wf, stored = decode_state(text, definition, script_engine=script_engine)
             setattr(wf, _STORED, stored)
         else:
-            wf = load_state(record.state, definition, script_engine=script_engine)
+            wf = load_state(text, definition, script_engine=script_engine)
         setattr(wf, _DEFINITION, definition)
+        if self.verify:
+            setattr(wf, _TEXT, text)
         return wf
 
-    def encode(self, wf: Any, definition: str | None = None) -> str:
-        """The state text to commit for ``wf`` now: a frame appended to what its last commit
-        stored, or a fresh snapshot. ``definition`` is the process definition the workflow
-        runs (known already for a workflow from :meth:`checkout`)."""
+    def encode(self, wf: Any, definition: str | None = None) -> Encoded:
+        """What to commit for ``wf`` now: a frame appended to what its last commit stored,
+        or a fresh snapshot (see :class:`~engine_bridge.engine.journal.Encoded`).
+        ``definition`` is the process definition the workflow runs (known already for a
+        workflow from :meth:`checkout`)."""
         if definition is not None:
             setattr(wf, _DEFINITION, definition)
-        stored = encode_state(wf, getattr(wf, _STORED, None))
+        encoded = encode_state(wf, getattr(wf, _STORED, None))
         if self.verify:
-            _verify(wf, stored, getattr(wf, _DEFINITION, None))
-        setattr(wf, _PENDING, stored)
-        return stored.text
+            if encoded.frame is None:
+                text = encoded.text
+            else:
+                text = getattr(wf, _TEXT) + "\n" + encoded.frame
+            _verify(wf, text, getattr(wf, _DEFINITION, None))
+            setattr(wf, _TEXT, text)
+        setattr(wf, _PENDING, encoded.stored)
+        return encoded
 
     def checkin(self, instance_id: str, version: int, wf: Any, *, keep: bool = True) -> None:
         """``wf``'s state (from :meth:`encode`) is committed as ``version``: remember it.
@@ -153,11 +172,11 @@ def _task_count(wf: Any) -> int:
     return len(wf.tasks) + sum(len(sp.tasks) for sp in wf.subprocesses.values())
 
 
-def _verify(wf: Any, stored: StoredState, definition: str | None) -> None:
-    """Load ``stored`` back and compare it with the live workflow, task by task."""
+def _verify(wf: Any, text: str, definition: str | None) -> None:
+    """Load ``text`` back and compare it with the live workflow, task by task."""
     if definition is None:
         raise EngineError("cannot verify a stored state without the workflow's definition")
-    loaded, _ = decode_state(stored.text, definition, script_engine=None)
+    loaded, _ = decode_state(text, definition, script_engine=None)
     expected = json.loads(json.dumps(dump_document(wf), ensure_ascii=False))
     actual = json.loads(json.dumps(dump_document(loaded), ensure_ascii=False))
     if expected != actual or list(expected["tasks"]) != list(actual["tasks"]):

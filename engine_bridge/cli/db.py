@@ -46,8 +46,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _upgrade(args: argparse.Namespace) -> int:
     db = Database(args.database)
     try:
-        before = db.current_version()
-        Store(db).upgrade()
+        before = Store(db).upgrade()  # read under the upgrade's lock: concurrent runs agree
         after = db.current_version()
     finally:
         db.dispose()

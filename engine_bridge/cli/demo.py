@@ -52,7 +52,11 @@ def describe_call(call: CenterCall) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     from engine_bridge.bridge import Bridge
-    from engine_bridge.testing.fake_center import FakeCenter
+    from engine_bridge.testing.fake_center import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        FakeCenter,
+    )
 
     folder = Path(args.workflows)
     scenarios = sorted((folder / "scenarios").glob("*.json")) if folder.is_dir() else []
@@ -70,8 +74,8 @@ def _demo(args: argparse.Namespace) -> int:
             folder,
             database=f"sqlite:///{Path(tmp) / 'demo.db'}",
             center=server.url,
-            client_id="test-client",
-            client_secret="test-secret",
+            client_id=DEFAULT_CLIENT_ID,
+            client_secret=DEFAULT_CLIENT_SECRET,
             clock=clock,
         )
         try:

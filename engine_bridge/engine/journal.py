@@ -1,10 +1,10 @@
-"""Stored workflow state as a compressed snapshot plus a journal of per-step changes.
+"""Stored workflow state as a snapshot plus a journal of per-step changes.
 
 Serializing the whole workflow after every step costs O(tasks): for a countersign with 1000
 signers that is ~440 KB of JSON and ~12 ms per completion, while SpiffWorkflow itself spends
-~2 ms on the completion. Here a step appends a *frame* holding only the tasks the step
-changed; a fresh snapshot is written when the frames outgrow it, when the process finishes,
-or when the workflow is in a shape frames do not cover. The column value is text, one part
+~2 ms on the completion. Here a step writes a *frame* holding only the tasks it changed; a
+fresh snapshot is written when the frames add up to several snapshots, when the process
+finishes, or when the workflow is in a shape frames do not cover. The state text is one part
 per line::
 
     ebstate1
@@ -12,9 +12,11 @@ per line::
     <frame 1>
     ...
 
-A part is compact JSON (it never holds a raw newline), or base64 of zlib-compressed JSON: a
-running instance's parts are left uncompressed (compressing costs more CPU per step than the
-bytes it saves cost to write), the snapshot of a finished instance, stored for good, is
+The store keeps the first two lines in ``instances.state`` and each frame as a row of its own
+(``state_frames``), so a step writes its frame and nothing else; reading an instance gives the
+text back whole. A part is compact JSON (never a raw newline in it), or base64 of
+zlib-compressed JSON: a running instance's parts stay uncompressed (compressing costs more CPU
+per step than it saves in writing), the snapshot of a finished instance, kept for good, is
 compressed. The snapshot is :func:`dump_document` output (SpiffWorkflow's own format without
 the specs). A frame is::
 
@@ -35,7 +37,8 @@ task whose state changes, (b) in the parent of a task that changed, was created 
 children of a task whose state changed (they inherit its data), and (d) in WAITING and
 predicted tasks, which SpiffWorkflow re-evaluates after every completion. All of those go
 into the frame. Workflows with subprocesses or waiting events always get a snapshot: they are
-small and their extra bookkeeping is restored only by SpiffWorkflow's own loader.
+small and their extra bookkeeping is restored only by SpiffWorkflow's own loader. Tests load
+every stored state back and compare it with the live workflow (``InstanceCache(verify=True)``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -53,8 +56,10 @@ from engine_bridge.engine.state import REGISTRY, dump_document, load_document, p
 from engine_bridge.errors import EngineError
 
 __all__ = [
+    "COMPACT_RATIO",
     "JOURNAL_PREFIX",
     "MAX_FRAMES",
+    "Encoded",
     "StoredState",
     "decode_state",
     "encode_state",
@@ -62,7 +67,8 @@ __all__ = [
 ]
 
 JOURNAL_PREFIX = "ebstate1\n"
-MAX_FRAMES = 200  # bounds the work a load does; a snapshot is written after this many frames
+MAX_FRAMES = 500  # bounds the work a load does; a snapshot is written after this many frames
+COMPACT_RATIO = 4  # a snapshot is written once the frames are this many times its size
 _SEPARATOR = "\n"
 _LEVEL = 6  # zlib level of a finished instance's snapshot
 _VOLATILE = TaskState.WAITING | TaskState.PREDICTED_MASK
@@ -72,34 +78,42 @@ Stamp = tuple[float, int]
 
 @dataclass
 class StoredState:
-    """What one commit of an instance stored, remembered beside its live workflow so the next
-    step can append to it instead of serializing everything again."""
+    """What is stored for an instance at one commit, remembered beside its live workflow so
+    the next step can append a frame instead of serializing everything again."""
 
-    text: str  # the column value
     stamps: dict[UUID, Stamp]  # task id -> (last_state_change, state) at that commit
     parents: dict[UUID, UUID | None]  # task id -> parent id (never changes for a task)
     incremental: bool  # may the next step append a frame?
     snapshot_chars: int
     journal_chars: int = 0
     frames: int = 0
-    wrote_snapshot: bool = field(default=True, compare=False)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The outcome of :func:`encode_state`: either a new snapshot (``text`` is the whole state
+    text) or a frame to append to the stored state (``frame``; ``text`` is then empty)."""
+
+    stored: StoredState
+    text: str = ""
+    frame: str | None = None
 
 
 def is_journal(text: str) -> bool:
     return text.startswith(JOURNAL_PREFIX)
 
 
-def encode_state(wf: Any, previous: StoredState | None) -> StoredState:
-    """The state to store after a step: ``previous`` plus a frame, or a new snapshot."""
+def encode_state(wf: Any, previous: StoredState | None) -> Encoded:
+    """What to store after a step: a frame on top of ``previous``, or a new snapshot."""
     if previous is not None and previous.incremental and _frames_allowed(wf):
-        frame = _frame(wf, previous)
-        if frame is not None:
-            return frame
+        appended = _frame(wf, previous)
+        if appended is not None:
+            return appended
     return _snapshot(wf)
 
 
 def decode_state(text: str, definition: str, *, script_engine: Any) -> tuple[Any, StoredState]:
-    """Rebuild the workflow from :func:`encode_state` text, and what is stored for it."""
+    """Rebuild the workflow from journal text, and what is stored for it."""
     parts = text[len(JOURNAL_PREFIX) :].split(_SEPARATOR)
     wf = load_document(_unpack(parts[0], "snapshot"), definition, script_engine=script_engine)
     for number, part in enumerate(parts[1:], 1):
@@ -114,35 +128,35 @@ def decode_state(text: str, definition: str, *, script_engine: Any) -> tuple[Any
             ) from exc
     stamps, parents = _stamps(wf)
     return wf, StoredState(
-        text=text,
         stamps=stamps,
         parents=parents,
-        incremental=_frames_allowed(wf),
+        incremental=_frames_allowed(wf) and not wf.is_completed(),
         snapshot_chars=len(parts[0]),
-        journal_chars=sum(len(p) + 1 for p in parts[1:]),
+        journal_chars=sum(len(p) for p in parts[1:]),
         frames=len(parts) - 1,
-        wrote_snapshot=False,
     )
 
 
 # ---------------------------------------------------------------------------- writing
 
 
-def _snapshot(wf: Any) -> StoredState:
+def _snapshot(wf: Any) -> Encoded:
     finished = wf.is_completed()
     packed = _pack(dump_document(wf), compress=finished)
     stamps, parents = _stamps(wf)
-    return StoredState(
-        text=JOURNAL_PREFIX + packed,
+    stored = StoredState(
         stamps=stamps,
         parents=parents,
         incremental=_frames_allowed(wf) and not finished,
         snapshot_chars=len(packed),
     )
+    return Encoded(stored, text=JOURNAL_PREFIX + packed)
 
 
-def _frame(wf: Any, previous: StoredState) -> StoredState | None:
+def _frame(wf: Any, previous: StoredState) -> Encoded | None:
     """A frame with the tasks changed since ``previous``; None when a snapshot is due."""
+    if wf.is_completed() or previous.frames >= MAX_FRAMES:
+        return None  # a finished instance is stored as one compact snapshot
     tasks: dict[UUID, Any] = wf.tasks
     old = previous.stamps
     stamps: dict[UUID, Stamp] = {}
@@ -171,28 +185,26 @@ def _frame(wf: Any, previous: StoredState) -> StoredState | None:
         dirty.update(task._children)
         if task._parent is not None:
             dirty.add(task._parent)
-    if wf.is_completed():
-        return None  # a finished instance is stored as one compact snapshot
     records = [REGISTRY.convert(t) for i, t in tasks.items() if i in dirty]
-    frame = {
-        "tasks": records,
-        "removed": [str(i) for i in removed],
-        "workflow": _workflow_fields(wf),
-    }
-    packed = _pack(frame)
-    journal = previous.journal_chars + len(packed) + 1
-    if journal > previous.snapshot_chars or previous.frames >= MAX_FRAMES:
+    frame = _pack(
+        {
+            "tasks": records,
+            "removed": [str(i) for i in removed],
+            "workflow": _workflow_fields(wf),
+        }
+    )
+    journal = previous.journal_chars + len(frame)
+    if journal > COMPACT_RATIO * previous.snapshot_chars:
         return None
-    return StoredState(
-        text=previous.text + _SEPARATOR + packed,
+    stored = StoredState(
         stamps=stamps,
         parents=parents,
         incremental=True,
         snapshot_chars=previous.snapshot_chars,
         journal_chars=journal,
         frames=previous.frames + 1,
-        wrote_snapshot=False,
     )
+    return Encoded(stored, frame=frame)
 
 
 def _frames_allowed(wf: Any) -> bool:

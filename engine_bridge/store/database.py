@@ -97,7 +97,8 @@ class Database:
             return _read_version(conn)
 
     def upgrade(self) -> int:
-        """Create or migrate the schema to ``SCHEMA_VERSION``; idempotent; returns it."""
+        """Create or migrate the schema to ``SCHEMA_VERSION``; idempotent. Returns the version
+        found under the lock (0 for a new database), so a caller can say what it did."""
         with self.write() as conn:
             if self.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _UPGRADE_LOCK_KEY})
@@ -115,7 +116,7 @@ class Database:
                 conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
             elif current < SCHEMA_VERSION:
                 conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
-            return SCHEMA_VERSION
+            return current
 
     def require_current(self) -> None:
         """Refuse to work on a schema this code does not match, naming the fix."""

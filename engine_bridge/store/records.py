@@ -82,6 +82,11 @@ class StepRecord:
     ``expected_version`` is the version the step was computed from (``None`` creates the
     instance). ``calls`` are appended to the outbox in order; ``history.at`` is the time of the
     step and stamps the rows it writes (the store has no clock of its own).
+
+    ``state`` is the instance's whole state text. ``state_frame``, when given, is a journal
+    frame such that ``state`` is the stored state at ``expected_version`` + newline + frame
+    (``engine_bridge.engine.journal``): the store then writes the frame as a row of its own
+    instead of rewriting the whole state.
     """
 
     instance_id: str
@@ -96,6 +101,7 @@ class StepRecord:
     calls: Sequence[CenterCall] = ()
     history: HistoryDraft
     next_timer_at: datetime | None = None
+    state_frame: str | None = None
 
 
 @dataclass(frozen=True)

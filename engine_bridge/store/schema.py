@@ -44,6 +44,7 @@ __all__ = [
     "metadata",
     "outbox",
     "schema_version",
+    "state_frames",
     "todos",
 ]
 
@@ -167,6 +168,17 @@ outbox = Table(
 
 
 # Added by migration 2 (explicit DDL below): service failures that stopped an instance.
+#: Per-step frames of an instance's state journal (engine_bridge/engine/journal.py):
+#: ``instances.state`` holds the snapshot, these rows what each later step changed, keyed by
+#: the instance version that step committed. A new snapshot deletes them, in its own step.
+state_frames = Table(
+    "state_frames",
+    metadata,
+    Column("instance_id", String(200), ForeignKey("instances.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("frame", Text, nullable=False),
+)
+
 incidents = Table(
     "incidents",
     metadata,
@@ -234,8 +246,21 @@ def _create_v2(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_incidents_status ON incidents (status, id)")
 
 
+def _create_v3(conn: Connection) -> None:
+    """The state journal's frames: a step of a large instance writes only what it changed."""
+    conn.exec_driver_sql(
+        """CREATE TABLE state_frames (
+            instance_id VARCHAR(200) NOT NULL REFERENCES instances (id),
+            version INTEGER NOT NULL,
+            frame TEXT NOT NULL,
+            PRIMARY KEY (instance_id, version)
+        )"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "definitions, instances, todos, history, outbox", _create_v1),
     Migration(2, "incidents", _create_v2),
+    Migration(3, "state journal frames", _create_v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -10,26 +10,32 @@ column names in a SET clause carry a ``b_`` prefix, as SQLAlchemy requires.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, literal, select, update
 
-from engine_bridge.store.schema import history, instances, outbox, todos
+from engine_bridge.store.schema import history, instances, outbox, state_frames, todos
 
 __all__ = [
     "CLOSE_TODOS",
+    "DELETE_FRAMES",
+    "FRAMES_OF",
+    "INSERT_FRAME",
     "INSERT_HISTORY",
     "INSERT_INSTANCE",
     "INSERT_OUTBOX",
     "INSERT_TODO",
     "INSTANCE_BY_ID",
     "INSTANCE_BY_TODO",
+    "INSTANCE_BY_TODO_WITHOUT_STATE",
     "INSTANCE_ID_BY_KEY",
     "INSTANCE_ID_TAKEN",
+    "INSTANCE_STATE",
     "INSTANCE_VERSION",
     "LAST_OUTBOX_STATUS",
     "MARK_DELIVERED",
     "TODOS_OF_INSTANCE",
     "TODO_OWNERS",
     "UPDATE_INSTANCE",
+    "UPDATE_INSTANCE_KEEP_STATE",
     "UPDATE_TODO",
 ]
 
@@ -39,6 +45,17 @@ INSTANCE_BY_TODO = (
     select(instances)
     .join(todos, todos.c.instance_id == instances.c.id)
     .where(todos.c.todo_id == bindparam("todo_id"))
+)
+
+#: The same row with an empty ``state``: what a step needs when its workflow is cached.
+INSTANCE_BY_TODO_WITHOUT_STATE = (
+    select(*(c for c in instances.c if c.name != "state"), literal("").label("state"))
+    .join(todos, todos.c.instance_id == instances.c.id)
+    .where(todos.c.todo_id == bindparam("todo_id"))
+)
+
+INSTANCE_STATE = select(instances.c.state, instances.c.version).where(
+    instances.c.id == bindparam("instance_id")
 )
 
 INSTANCE_ID_TAKEN = select(instances.c.id).where(instances.c.id == bindparam("instance_id"))
@@ -52,6 +69,17 @@ INSTANCE_VERSION = select(instances.c.version).where(instances.c.id == bindparam
 
 INSERT_INSTANCE = insert(instances)
 
+_SET = {
+    "definition_version": bindparam("definition_version"),
+    "status": bindparam("status"),
+    "ledger": bindparam("ledger"),
+    "next_timer_at": bindparam("next_timer_at"),
+    "updated_at": bindparam("updated_at"),
+    "version": instances.c.version + 1,
+    "outbox_seq": instances.c.outbox_seq + bindparam("b_calls"),
+    "history_seq": instances.c.history_seq + 1,
+}
+
 #: Optimistic update: no row comes back when the version moved. RETURNING gives the new
 #: version and the counters in the same statement (SQLite >= 3.35, PostgreSQL).
 UPDATE_INSTANCE = (
@@ -60,18 +88,29 @@ UPDATE_INSTANCE = (
         instances.c.id == bindparam("b_id"),
         instances.c.version == bindparam("b_expected_version"),
     )
-    .values(
-        definition_version=bindparam("definition_version"),
-        status=bindparam("status"),
-        state=bindparam("state"),
-        ledger=bindparam("ledger"),
-        next_timer_at=bindparam("next_timer_at"),
-        updated_at=bindparam("updated_at"),
-        version=instances.c.version + 1,
-        outbox_seq=instances.c.outbox_seq + bindparam("b_calls"),
-        history_seq=instances.c.history_seq + 1,
-    )
+    .values(state=bindparam("state"), **_SET)
     .returning(instances.c.version, instances.c.outbox_seq, instances.c.history_seq)
+)
+
+#: The same, for a step whose state change is a journal frame: the snapshot stays as it is.
+UPDATE_INSTANCE_KEEP_STATE = (
+    update(instances)
+    .where(
+        instances.c.id == bindparam("b_id"),
+        instances.c.version == bindparam("b_expected_version"),
+    )
+    .values(**_SET)
+    .returning(instances.c.version, instances.c.outbox_seq, instances.c.history_seq)
+)
+
+INSERT_FRAME = insert(state_frames)
+
+DELETE_FRAMES = delete(state_frames).where(state_frames.c.instance_id == bindparam("instance_id"))
+
+FRAMES_OF = (
+    select(state_frames.c.frame)
+    .where(state_frames.c.instance_id == bindparam("instance_id"))
+    .order_by(state_frames.c.version)
 )
 
 TODOS_OF_INSTANCE = select(todos.c.todo_id, todos.c.open).where(

@@ -74,10 +74,10 @@ class Store:
             raise
         return store
 
-    def upgrade(self) -> None:
+    def upgrade(self) -> int:
         """Create the tables or apply pending migrations; safe to run any number of times,
-        and from several processes at once."""
-        self._db.upgrade()
+        and from several processes at once. Returns the version the database had before."""
+        return self._db.upgrade()
 
     def schema_version(self) -> int:
         return self._db.current_version()
@@ -143,9 +143,23 @@ class Store:
     def get_instance(self, instance_id: str) -> InstanceRecord:
         with self._db.read() as conn:
             row = conn.execute(sql.INSTANCE_BY_ID, {"instance_id": instance_id}).first()
-        if row is None:
-            raise UnknownInstanceError(f"no process instance with id {instance_id!r}")
-        return _to_instance(row)
+            if row is None:
+                raise UnknownInstanceError(f"no process instance with id {instance_id!r}")
+            return _to_instance(row, conn)
+
+    def instance_state(self, instance_id: str, version: int) -> str:
+        """The whole state text of ``instance_id`` as committed at ``version``; a
+        ``ConflictError`` if the instance has moved on since."""
+        with self._db.read() as conn:
+            row = conn.execute(sql.INSTANCE_STATE, {"instance_id": instance_id}).first()
+            if row is None:
+                raise UnknownInstanceError(f"no process instance with id {instance_id!r}")
+            if int(row.version) != version:
+                raise ConflictError(
+                    f"process instance {instance_id!r} is at version {row.version}, not "
+                    f"{version}; reload it and try again"
+                )
+            return _with_frames(conn, instance_id, str(row.state))
 
     def find_by_key(self, process_id: str, key: str) -> InstanceRecord | None:
         query = select(instances).where(
@@ -153,13 +167,20 @@ class Store:
         )
         with self._db.read() as conn:
             row = conn.execute(query).first()
-        return None if row is None else _to_instance(row)
+            return None if row is None else _to_instance(row, conn)
 
-    def find_by_todo(self, todo_id: str) -> InstanceRecord | None:
-        """The instance a todo belongs to, whether the todo is still open or not."""
+    def find_by_todo(self, todo_id: str, *, with_state: bool = True) -> InstanceRecord | None:
+        """The instance a todo belongs to, whether the todo is still open or not.
+
+        ``with_state=False`` leaves ``state`` empty (read it with ``instance_state`` when it
+        is needed): a large instance's state is not worth reading when the caller holds it.
+        """
+        query = sql.INSTANCE_BY_TODO if with_state else sql.INSTANCE_BY_TODO_WITHOUT_STATE
         with self._db.read() as conn:
-            row = conn.execute(sql.INSTANCE_BY_TODO, {"todo_id": todo_id}).first()
-        return None if row is None else _to_instance(row)
+            row = conn.execute(query, {"todo_id": todo_id}).first()
+            if row is None:
+                return None
+            return _to_instance(row, conn if with_state else None)
 
     def list_instances(
         self, *, status: str | None = None, limit: int = 100
@@ -169,7 +190,7 @@ class Store:
             _check_status(status)
             query = query.where(instances.c.status == status)
         with self._db.read() as conn:
-            return [_to_instance(r) for r in conn.execute(query)]
+            return [_to_instance(r, conn) for r in conn.execute(query).all()]
 
     def due_instances(self, now: datetime, limit: int = 100) -> list[str]:
         """Ids of running instances whose next timer is due at ``now``, earliest first."""
@@ -317,20 +338,20 @@ class Store:
         self, conn: Connection, step: StepRecord, ledger_doc: dict[str, Any]
     ) -> tuple[int, int, int]:
         assert step.expected_version is not None
-        updated = conn.execute(
-            sql.UPDATE_INSTANCE,
-            {
-                "b_id": step.instance_id,
-                "b_expected_version": step.expected_version,
-                "b_calls": len(step.calls),
-                "definition_version": step.definition_version,
-                "status": step.status,
-                "state": step.state,
-                "ledger": ledger_doc,
-                "next_timer_at": step.next_timer_at,
-                "updated_at": step.history.at,
-            },
-        ).first()
+        values = {
+            "b_id": step.instance_id,
+            "b_expected_version": step.expected_version,
+            "b_calls": len(step.calls),
+            "definition_version": step.definition_version,
+            "status": step.status,
+            "ledger": ledger_doc,
+            "next_timer_at": step.next_timer_at,
+            "updated_at": step.history.at,
+        }
+        if step.state_frame is None:
+            updated = conn.execute(sql.UPDATE_INSTANCE, {**values, "state": step.state}).first()
+        else:  # a journal frame: the stored snapshot stays, the frame becomes a row
+            updated = conn.execute(sql.UPDATE_INSTANCE_KEEP_STATE, values).first()
         if updated is None:
             now_at = conn.execute(sql.INSTANCE_VERSION, {"instance_id": step.instance_id}).scalar()
             if now_at is None:
@@ -340,6 +361,13 @@ class Store:
                 f"computed from version {step.expected_version}; reload it and try again"
             )
         version, outbox_seq, history_seq = updated
+        if step.state_frame is None:
+            conn.execute(sql.DELETE_FRAMES, {"instance_id": step.instance_id})
+        else:
+            conn.execute(
+                sql.INSERT_FRAME,
+                {"instance_id": step.instance_id, "version": version, "frame": step.state_frame},
+            )
         return int(version), int(outbox_seq) - len(step.calls) + 1, int(history_seq)
 
     def _index_todos(self, conn: Connection, instance_id: str, ledger: Ledger) -> None:
@@ -550,8 +578,18 @@ def _integrity_message(step: StepRecord, exc: IntegrityError) -> str:
     )
 
 
-def _to_instance(row: Row[Any]) -> InstanceRecord:
+def _with_frames(conn: Connection, instance_id: str, state: str) -> str:
+    """The state text with the instance's journal frames (``state_frames``) appended."""
+    if state.startswith("{"):
+        return state  # a plain JSON state: frames are only ever written after a journal
+    frames = conn.execute(sql.FRAMES_OF, {"instance_id": instance_id}).scalars().all()
+    return "\n".join([state, *frames]) if frames else state
+
+
+def _to_instance(row: Row[Any], conn: Connection | None) -> InstanceRecord:
+    """The record of an instance row; with ``conn``, its state text includes its frames."""
     m = row._mapping
+    state = m["state"] if conn is None else _with_frames(conn, m["id"], m["state"])
     return InstanceRecord(
         id=m["id"],
         process_id=m["process_id"],
@@ -559,7 +597,7 @@ def _to_instance(row: Row[Any]) -> InstanceRecord:
         business_key=m["business_key"],
         initiator=m["initiator"],
         status=m["status"],
-        state=m["state"],
+        state=state,
         version=int(m["version"]),
         ledger=ledger_from_json(m["ledger"]),
         next_timer_at=m["next_timer_at"],

@@ -121,6 +121,17 @@ def _optional(item: dict[str, Any], field: str, prefix: str = "") -> str | None:
     return _required(item, field, prefix)
 
 
+def _processed(response: httpx.Response) -> bool:
+    """Whether the centre processed the request's items (HTTP 200, outer code 0): a 401 or a
+    refused body applies nothing, so the request log must not say it was applied."""
+    if response.status_code != 200:
+        return False
+    try:
+        return bool(json.loads(response.content).get("code") == 0)
+    except (ValueError, AttributeError):
+        return False
+
+
 def _names(item: dict[str, Any], field: str, prefix: str) -> list[str]:
     """A comma-separated list field (``handlers``, ``handlingGroup``), de-duplicated."""
     raw = _optional(item, field, prefix)
@@ -129,14 +140,19 @@ def _names(item: dict[str, Any], field: str, prefix: str) -> list[str]:
     return list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
 
 
+# The fake's documented test credentials (never a real centre's).
+DEFAULT_CLIENT_ID = "test-client"
+DEFAULT_CLIENT_SECRET = "test-secret"  # noqa: S105
+
+
 class FakeCenter:
     """The centre's state and rules behind an HTTP seam; thread-safe (one lock)."""
 
     def __init__(
         self,
         *,
-        client_id: str = "test-client",
-        client_secret: str = "test-secret",  # noqa: S107  # the fake's documented default
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
         app_id: str | None = None,
         token_ttl_seconds: int = 3600,
         clock: Clock | None = None,
@@ -267,12 +283,13 @@ class FakeCenter:
             self._log(endpoint, request, attempt, answer, kind, applied=False)
             return answer
         response = self._apply(endpoint, request)
+        applied = _processed(response)
         if kind is FaultKind.APPLIED_ANSWER_LOST:
             answer = Answer(None, lost="applied")
-            self._log(endpoint, request, attempt, answer, kind, applied=True, lost=response)
+            self._log(endpoint, request, attempt, answer, kind, applied=applied, lost=response)
             return answer
         answer = Answer(response)
-        self._log(endpoint, request, attempt, answer, kind, applied=True)
+        self._log(endpoint, request, attempt, answer, kind, applied=applied)
         return answer
 
     @staticmethod

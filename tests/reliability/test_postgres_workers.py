@@ -155,6 +155,8 @@ def test_db_upgrade_run_by_three_machines_at_once_is_applied_once(pg_url: str) -
     ]
     results = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], results
+    said = sorted("upgraded from version 0" in out for out, _ in results)
+    assert said == [False, False, True], results  # one created it, two found it done
     engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:

@@ -58,6 +58,7 @@ def test_calls_need_a_valid_token(caller: Caller, center: FakeCenter) -> None:
     unknown = caller.client.post(url, json=[first("t1")], headers={"Authorization": "forged"})
     assert unknown.status_code == 401
     assert center.open_todos() == {}
+    assert [e["applied"] for e in center.calls("addTransaction")] == [False, False]
 
 
 def test_raw_and_bearer_tokens_are_both_accepted(caller: Caller, center: FakeCenter) -> None:

@@ -1,0 +1,37 @@
+"""Timers: one broken instance does not stop the others' timers, and stays as it was."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from engine_bridge.bridge import Bridge
+from engine_bridge.clock import FakeClock
+from engine_bridge.testing.fake_center import FakeCenter
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+
+
+def test_a_failing_timer_instance_does_not_block_the_others(tmp_path: Path) -> None:
+    """Instance A's escalation names a supervisor its data lacks: its tick fails and it keeps
+    its state; instance B, due at the same time, escalates normally."""
+    clock = FakeClock()
+    fake = FakeCenter(clock=clock)
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 't.db'}", center=fake.transport(), clock=clock
+    ) as bridge:
+        broken = bridge.start("timeout_escalation", initiator="1", data={"reviewer": "T001"})
+        good = bridge.start(
+            "timeout_escalation", initiator="2", data={"reviewer": "T002", "supervisor": "S001"}
+        )
+        before = bridge.store.get_instance(broken.id)
+        clock.advance(timedelta(hours=49))
+        outcomes = bridge.tick()
+        assert [o.instance_id for o in outcomes] == [good.id]
+        assert [t.node_id for t in bridge.todos(good.id)] == ["escalate"]
+        after = bridge.store.get_instance(broken.id)
+        assert (after.version, after.state) == (before.version, before.state)
+        assert [t.node_id for t in bridge.todos(broken.id)] == ["review"]
+        assert {k: v for k, v in fake.open_todos().items() if k.startswith(broken.id)} == {
+            broken.todos[0].task_id: ["T001"]
+        }
