@@ -3,32 +3,24 @@
 The fault and crash tests run in a bounded form in every suite run. ``ENGINE_BRIDGE_SOAK=1``
 multiplies their sizes (instances, kills, rows) by ``ENGINE_BRIDGE_SOAK_FACTOR`` (default 10).
 
-PostgreSQL: each test that needs it gets its own schema ``ebr_<random>`` (through the
-connection's ``search_path``), dropped afterwards. The server must be reachable
-(``ENGINE_BRIDGE_TEST_POSTGRES`` overrides the URL); when it is not, the test fails saying so.
+PostgreSQL: each test that needs it gets its own schema (``pg_schema_url`` in
+tests/conftest.py); an unreachable server fails the test, never skips it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from engine_bridge.testing import FakeCenter, FakeCenterServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "workflows"
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV") or ROOT / ".venv") / "bin"
-POSTGRES_URL = os.environ.get(
-    "ENGINE_BRIDGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 def soak(base: int) -> int:
@@ -46,32 +38,10 @@ def executable(name: str) -> str:
     return str(path)
 
 
-def with_search_path(url: str, schema: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
-
-
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The URL of an empty PostgreSQL schema of its own."""
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    schema = f"ebr_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc.orig}); the reliability tests "
-            "need it. Start the server or point ENGINE_BRIDGE_TEST_POSTGRES at one.",
-            pytrace=False,
-        )
-    try:
-        yield with_search_path(POSTGRES_URL, schema)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def pg_url(pg_schema_url: str) -> str:
+    """The URL of an empty PostgreSQL schema of its own (tests/conftest.py)."""
+    return pg_schema_url
 
 
 @pytest.fixture

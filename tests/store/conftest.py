@@ -1,64 +1,31 @@
 """Store fixtures: every store test runs on a fresh SQLite file AND on the real PostgreSQL.
 
-PostgreSQL isolation: each test gets its own schema ``eb_<random>`` (selected through the
-connection's ``search_path``) that is dropped afterwards, so runs never see each other's rows.
-The server must be reachable (``ENGINE_BRIDGE_TEST_POSTGRES`` overrides the URL); when it is
-not, the PostgreSQL variants fail with a message saying so instead of being skipped.
+PostgreSQL isolation: each test gets its own schema (``pg_schema_url`` in tests/conftest.py),
+so runs never see each other's rows; an unreachable server fails the test, never skips it.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from engine_bridge.facts import CenterCall, Endpoint, Ledger, LedgerTodo
 from engine_bridge.store import HistoryDraft, StepRecord, Store
 
-POSTGRES_URL = os.environ.get(
-    "ENGINE_BRIDGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
-
-
-def _with_search_path(url: str, schema: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
 @pytest.fixture(
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
 )
-def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     """A URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    schema = f"eb_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc.orig}); the store tests need it. "
-            "Start the server or point ENGINE_BRIDGE_TEST_POSTGRES at one.",
-            pytrace=False,
-        )
-    try:
-        yield _with_search_path(POSTGRES_URL, schema)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_schema_url"))
 
 
 @pytest.fixture

@@ -3,20 +3,15 @@ and HTML that are well formed, escaped and self-contained, and the ``show`` comm
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from lxml import etree
 from lxml import html as lxml_html
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from engine_bridge.bridge import Bridge
 from engine_bridge.errors import BpmnError
@@ -333,32 +328,14 @@ def test_show_errors_say_what_to_do(tmp_path: Path) -> None:
     assert not (tmp_path / "y.svg").exists()
 
 
-POSTGRES_URL = os.environ.get(
-    "ENGINE_BRIDGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
 @pytest.mark.postgres
-def test_show_reads_instances_from_postgresql(tmp_path: Path) -> None:
+def test_show_reads_instances_from_postgresql(tmp_path: Path, pg_schema_url: str) -> None:
     """The page is drawn from PostgreSQL as from SQLite (a fresh schema, dropped after)."""
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    schema = f"eb_show_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc.orig})", pytrace=False)
-    url = f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}')}"
-    try:
-        with Bridge.open(WORKFLOWS, database=url, center=FakeCenter().transport()) as bridge:
-            inst = bridge.start("leave_approval", initiator="2023001", data=LEAVE)
-        page = tmp_path / "pg.html"
-        result = show("--database", url, "--workflows", str(WORKFLOWS), "--html", str(page))
-        assert result.returncode == 0, result.stderr
-        text_ = page.read_text(encoding="utf-8")
-        assert inst.id in text_ and 'data-state="waiting"' in text_
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    url = pg_schema_url
+    with Bridge.open(WORKFLOWS, database=url, center=FakeCenter().transport()) as bridge:
+        inst = bridge.start("leave_approval", initiator="2023001", data=LEAVE)
+    page = tmp_path / "pg.html"
+    result = show("--database", url, "--workflows", str(WORKFLOWS), "--html", str(page))
+    assert result.returncode == 0, result.stderr
+    text_ = page.read_text(encoding="utf-8")
+    assert inst.id in text_ and 'data-state="waiting"' in text_

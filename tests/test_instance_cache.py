@@ -1,0 +1,204 @@
+"""The live-workflow cache and the state journal: a shortcut that never changes an outcome.
+
+Every stored state is loaded back and compared with the live workflow (``verify``) while the
+samples run; failures, other writers and crashes must leave the next step working from what
+is committed, never from a half-advanced or outdated workflow in memory.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine_bridge.bridge import Bridge
+from engine_bridge.clock import FakeClock
+from engine_bridge.crashpoints import CrashPointReached, armed
+from engine_bridge.engine.state import dump_state
+from engine_bridge.errors import EngineError, NotAHandlerError
+from engine_bridge.instance_cache import InstanceCache
+from engine_bridge.testing.fake_center import FakeCenter
+from engine_bridge.testing.scenario import load_scenario, run_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+SCENARIOS = sorted((WORKFLOWS / "scenarios").glob("*.json"))
+LEAVE = {"applicant_name": "张三", "reason": "探亲", "counselor": "T001", "dean": "D001", "days": 5}
+
+
+class Env:
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = tmp_path / "b.db"
+        self.clock = FakeClock()
+        self.fake = FakeCenter(clock=self.clock)
+        self.opened: list[Bridge] = []
+
+    def bridge(self, *, verify: bool = True) -> Bridge:
+        bridge = Bridge.open(
+            WORKFLOWS,
+            database=f"sqlite:///{self.db}",
+            center=self.fake.transport(),
+            clock=self.clock,
+        )
+        bridge.instances.verify = verify
+        self.opened.append(bridge)
+        return bridge
+
+    def sql(self, query: str, *args: object) -> list[tuple[object, ...]]:
+        with sqlite3.connect(self.db) as db:
+            rows = db.execute(query, args).fetchall()
+        db.close()
+        return rows
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    made = Env(tmp_path)
+    yield made
+    for bridge in made.opened:
+        bridge.close()
+
+
+def _countersign(bridge: Bridge, signers: int) -> tuple[str, list[str]]:
+    names = [f"S{n:03d}" for n in range(signers)]
+    data = {"title": "办法", "signers": names, "archivist": "A001"}
+    (todo,) = bridge.start("countersign_all", initiator="2023001", data=data).todos
+    return todo.task_id, names
+
+
+@pytest.mark.parametrize("scenario_path", SCENARIOS, ids=[s.stem for s in SCENARIOS])
+def test_every_stored_state_loads_back_as_the_live_workflow(
+    env: Env, scenario_path: Path
+) -> None:
+    """Each sample runs with verification on: every snapshot and frame written, loaded back,
+    equals the workflow in memory (tasks, data, order), and the scenario still passes."""
+    bridge = env.bridge()
+    run_scenario(bridge, load_scenario(scenario_path), advance=env.clock.advance)
+    assert bridge.store.pending_count() == 0
+
+
+def test_a_countersign_writes_frames_then_one_compact_snapshot(env: Env) -> None:
+    """While signers sign, each step adds a small frame row; the finished instance is one
+    compressed snapshot with no frames left."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 30)
+    instance_id = todo_id.split(":")[0]
+    for signer in signers[:10]:
+        bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
+    (frames,) = env.sql("SELECT COUNT(*) FROM state_frames WHERE instance_id = ?", instance_id)
+    assert frames[0] == 10
+    (sizes,) = env.sql(
+        "SELECT MAX(LENGTH(frame)), (SELECT LENGTH(state) FROM instances WHERE id = ?) "
+        "FROM state_frames WHERE instance_id = ?",
+        instance_id,
+        instance_id,
+    )
+    assert sizes[0] * 4 < sizes[1]  # a frame is a small part of the snapshot
+    for signer in signers[10:]:
+        last = bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
+    (archive,) = last.created
+    assert bridge.complete(archive.task_id, handler="A001").finished
+    assert env.sql("SELECT COUNT(*) FROM state_frames")[0][0] == 0
+    (state,) = env.sql("SELECT state FROM instances WHERE id = ?", instance_id)[0]
+    assert isinstance(state, str) and state.startswith("ebstate1\n")
+    assert "\n" not in state[len("ebstate1\n") :] and not state.endswith("}")  # compressed
+
+
+def test_a_new_bridge_continues_from_frames_on_disk(env: Env) -> None:
+    """Frames written by one bridge are read by another, which carries on correctly."""
+    first = env.bridge()
+    todo_id, signers = _countersign(first, 6)
+    for signer in signers[:3]:
+        first.complete(todo_id, handler=signer, data={"signature": "同意"})
+    second = env.bridge()
+    outcome = second.complete(todo_id, handler=signers[3], data={"signature": "同意"})
+    assert outcome.status == "none"
+    assert [t.handlers for t in second.todos()] == [tuple(signers[4:])]
+    assert second.instances.misses == 1
+
+
+def test_a_failed_step_does_not_leave_its_workflow_behind(env: Env) -> None:
+    """A completion that fails half-way (a gateway needs data it was not given) is discarded:
+    the next completion runs from the committed state, not the half-advanced one."""
+    bridge = env.bridge()
+    (todo,) = bridge.start("leave_approval", initiator="2023001", data=LEAVE).todos
+    with pytest.raises(EngineError, match="approved"):
+        bridge.complete(todo.task_id, handler="T001", data={})
+    outcome = bridge.complete(todo.task_id, handler="T001", data={"approved": True})
+    assert [t.node_id for t in outcome.created] == ["dean_review"]
+
+
+def test_another_writer_makes_the_cached_workflow_stale(env: Env) -> None:
+    """When another bridge commits a step, this bridge's cached workflow is not used."""
+    mine, theirs = env.bridge(), env.bridge()
+    todo_id, signers = _countersign(mine, 4)
+    mine.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+    theirs.complete(todo_id, handler=signers[1], data={"signature": "同意"})
+    misses = mine.instances.misses
+    mine.complete(todo_id, handler=signers[2], data={"signature": "同意"})
+    assert mine.instances.misses == misses + 1
+    assert [t.handlers for t in mine.todos()] == [(signers[3],)]
+
+
+def test_a_crash_inside_the_commit_forgets_the_step(env: Env) -> None:
+    """A step whose transaction never commits is not cached: repeating it works."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 3)
+    with armed("store.before_commit"), pytest.raises(CrashPointReached):
+        bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+    outcome = bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+    assert outcome.status == "none"
+    with pytest.raises(NotAHandlerError, match="already signed"):
+        bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+
+
+def test_a_plain_json_state_still_loads(env: Env) -> None:
+    """An instance stored as SpiffWorkflow JSON (before the journal) is loaded and moved on;
+    its next state is a journal."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 3)
+    instance_id = todo_id.split(":")[0]
+    record = bridge.store.get_instance(instance_id)
+    definition = bridge.store.get_definition(record.process_id, record.definition_version)
+    wf = bridge.instances.checkout(record, definition, script_engine=None)
+    with sqlite3.connect(env.db) as db:
+        db.execute("UPDATE instances SET state = ? WHERE id = ?", (dump_state(wf), instance_id))
+    db.close()
+    other = env.bridge()
+    assert other.complete(todo_id, handler=signers[0], data={"signature": "同意"}).status == "none"
+    assert other.store.get_instance(instance_id).state.startswith("ebstate1\n")
+
+
+def test_a_damaged_frame_is_a_clear_error(env: Env) -> None:
+    """A frame that does not apply is reported as such, naming the frame."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 3)
+    bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+    with sqlite3.connect(env.db) as db:
+        db.execute("UPDATE state_frames SET frame = ?", ('{"tasks": [{"nonsense": 1}]}',))
+    db.close()
+    with pytest.raises(EngineError, match="frame 1"):
+        env.bridge().complete(todo_id, handler=signers[1], data={"signature": "同意"})
+
+
+def test_the_cache_is_bounded_by_instances_and_tasks() -> None:
+    """Old entries leave first when either bound is reached; 0 instances turns it off."""
+    cache = InstanceCache(max_instances=2, max_tasks=1000)
+    assert repr(cache).startswith("InstanceCache(0 instances")
+
+    class _Wf:
+        def __init__(self, tasks: int) -> None:
+            self.tasks = dict.fromkeys(range(tasks))
+            self.subprocesses: dict[str, object] = {}
+            self._engine_bridge_pending = object()
+
+    for n in range(3):
+        cache.checkin(f"i{n}", 1, _Wf(10))
+    assert len(cache) == 2
+    cache.checkin("big", 1, _Wf(995))
+    assert len(cache) == 1  # 995 + 10 tasks would pass the bound
+    off = InstanceCache(max_instances=0)
+    off.checkin("i", 1, _Wf(1))
+    assert len(off) == 0
