@@ -28,41 +28,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine_bridge.loader.bpmn_names import ACTIVITIES as _ACTIVITIES
+from engine_bridge.loader.bpmn_names import EVENTS as _EVENTS
+from engine_bridge.loader.bpmn_names import GATEWAYS as _GATEWAYS
+from engine_bridge.loader.bpmn_names import SCOPES as _SCOPES
 from engine_bridge.loader.problems import Problem
 from engine_bridge.loader.xml_safety import BPMN_NS
 
 __all__ = ["check_flow"]
 
-_ACTIVITIES = frozenset(
-    {
-        "task",
-        "userTask",
-        "manualTask",
-        "scriptTask",
-        "serviceTask",
-        "sendTask",
-        "receiveTask",
-        "businessRuleTask",
-        "callActivity",
-        "subProcess",
-        "transaction",
-        "adHocSubProcess",
-    }
-)
-_EVENTS = frozenset(
-    {"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent"}
-)
-_GATEWAYS = frozenset(
-    {
-        "exclusiveGateway",
-        "parallelGateway",
-        "inclusiveGateway",
-        "eventBasedGateway",
-        "complexGateway",
-    }
-)
 _SPLITTING_GATEWAYS = frozenset({"parallelGateway", "inclusiveGateway", "complexGateway"})
-_SCOPES = frozenset({"subProcess", "transaction", "adHocSubProcess"})
 
 
 def _q(local: str) -> str:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine_bridge.loader.bpmn_names import FLOW_NODES
 from engine_bridge.loader.xml_safety import BPMN_NS, SPIFF_NS
 
 __all__ = [
@@ -177,33 +178,7 @@ def _flow_owner(element: Any, process_id: str) -> str:
     return process_id
 
 
-_OWNER_TAGS = frozenset(
-    {
-        "task",
-        "userTask",
-        "manualTask",
-        "scriptTask",
-        "serviceTask",
-        "sendTask",
-        "receiveTask",
-        "businessRuleTask",
-        "callActivity",
-        "subProcess",
-        "transaction",
-        "adHocSubProcess",
-        "startEvent",
-        "endEvent",
-        "intermediateCatchEvent",
-        "intermediateThrowEvent",
-        "boundaryEvent",
-        "exclusiveGateway",
-        "parallelGateway",
-        "inclusiveGateway",
-        "eventBasedGateway",
-        "complexGateway",
-        "sequenceFlow",
-    }
-)
+_OWNER_TAGS = FLOW_NODES | {"sequenceFlow"}
 
 
 def element_variables(task: Any) -> set[str]:

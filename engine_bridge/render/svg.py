@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from engine_bridge.loader.bpmn_names import ACTIVITIES as _ACTIVITIES
 from engine_bridge.render.diagram import Bounds, Diagram, Edge, Shape
 from engine_bridge.render.states import STATES, NodeState, State
 
@@ -56,22 +57,6 @@ LEGEND: Mapping[State, str] = {
 }
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_ACTIVITIES = frozenset(
-    {
-        "task",
-        "userTask",
-        "manualTask",
-        "scriptTask",
-        "serviceTask",
-        "sendTask",
-        "receiveTask",
-        "businessRuleTask",
-        "callActivity",
-        "subProcess",
-        "transaction",
-        "adHocSubProcess",
-    }
-)
 _EVENT_LETTERS = {"conditional": "≡", "link": "→", "compensate": "«", "multiple": "*"}
 _REACHED = frozenset({"done", "waiting", "active", "cancelled"})
 _MAX_HANDLERS = 4
