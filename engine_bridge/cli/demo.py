@@ -25,8 +25,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_demo)
 
 
-def describe_call(call: CenterCall) -> str:
+def describe_call(call: CenterCall, nodes: dict[str, str] | None = None) -> str:
+    """One line for a centre call. ``nodes`` (task id → node id, filled as todos are created)
+    lets a link name the node it follows instead of a long task id."""
     item = call.item
+    nodes = {} if nodes is None else nodes
+    for created in [item, *(item.get("next") or [])]:
+        if created.get("taskId") and created.get("nodeId"):
+            nodes.setdefault(str(created["taskId"]), str(created["nodeId"]))
     if call.endpoint is Endpoint.TASK_HANDLE:
         nxt = item.get("next") or []
         made = ", ".join(
@@ -36,7 +42,8 @@ def describe_call(call: CenterCall) -> str:
             f" next[{made}]" if made else ""
         )
     if call.endpoint is Endpoint.ADD_TRANSACTION:
-        link = f" after {item['previousTaskId']}" if item.get("previousTaskId") else " (first todo)"
+        previous = str(item.get("previousTaskId") or "")
+        link = f" after {nodes.get(previous, previous)}" if previous else " (first todo)"
         who = item.get("handlers") or item.get("handlingGroup")
         return f"addTransaction {item.get('nodeId')}→{who}{link}"
     if call.endpoint is Endpoint.TASK_WITHDRAW:
@@ -68,6 +75,7 @@ def _demo(args: argparse.Namespace) -> int:
     clock = FakeClock()
     fake = FakeCenter(clock=clock)
     failures = 0
+    nodes: dict[str, str] = {}
     with fake.serve() as server, tempfile.TemporaryDirectory(prefix="engine-bridge-demo-") as tmp:
         print(f"fake to-do centre listening on {server.url}\n")
         bridge = Bridge.open(
@@ -88,7 +96,7 @@ def _demo(args: argparse.Namespace) -> int:
                         return
                     print(f"  [{clock.now():%m-%d %H:%M}] {rec.description}")
                     for call in rec.calls:
-                        print(f"      → {describe_call(call)}")
+                        print(f"      → {describe_call(call, nodes)}")
 
                 try:
                     run = run_scenario(bridge, scenario, advance=clock.advance, on_step=show)
