@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ __all__ = [
     "best_of",
     "fmt_ms",
     "open_bridge",
+    "quiet_logs",
     "raw_serializer",
     "scratch_dir",
 ]
@@ -153,7 +153,3 @@ def open_bridge(
 def quiet_logs() -> None:
     """Benchmarks print their own lines; warnings from the library would interleave."""
     logging.getLogger("engine_bridge").setLevel(logging.ERROR)
-
-
-def elapsed(start: float) -> float:
-    return time.perf_counter() - start

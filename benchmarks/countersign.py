@@ -2,9 +2,14 @@
 
 The ``countersign_all`` sample with N = 10, 100 and 1000 signers: start, every signer signs
 (in list order), then the archivist completes the following task. Through the bridge, every
-completion is committed (SQLite file, durable commits) and its call delivered to the
-in-process fake centre before the next one. Raw SpiffWorkflow does the same in memory, with no
-serialization at all: each signer's task is looked up by id and run.
+completion is committed with its centre call (SQLite file, durable commits: state, ledger and
+outbox row in one transaction) before the next one. Raw SpiffWorkflow does the same in
+memory, with no serialization at all: each signer's task is looked up by id and run.
+
+The calls are left in the outbox rather than sent: what is measured is the cost of keeping an
+N-signer instance persisted, which is what grows with N. (Delivery is measured by the delivery
+benchmark; the fake centre itself scans a todo's N handlers on every handle, which at N=1000
+would cost more than the completion being measured.)
 
 SpiffWorkflow's own cost per completion grows with N (it walks the task tree and scans the
 instances on every completion), so the whole countersign is O(N²) even in memory. The bridge
@@ -61,7 +66,7 @@ def run_raw(count: int, timing: Timing) -> float:
 def run_bridge(count: int, timing: Timing) -> float:
     signers = _signers(count)
     with scratch_dir() as directory:
-        bridge, fake = open_bridge(directory)
+        bridge, _ = open_bridge(directory, center=None)
         try:
             start = time.perf_counter()
             instance = bridge.start(
@@ -75,7 +80,8 @@ def run_bridge(count: int, timing: Timing) -> float:
             (archive,) = outcome.created
             last = bridge.complete(archive.task_id, handler="A001")
             seconds = time.perf_counter() - start
-            if not last.finished or bridge.store.pending_count() or (fake and fake.open_todos()):
+            # addTransaction, one handle per signer, one for the archive: all committed
+            if not last.finished or bridge.store.pending_count() != count + 2:
                 raise AssertionError("the bridge's countersign did not finish cleanly")
         finally:
             bridge.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import resource
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -64,10 +65,15 @@ def child(count: int, url: str, directory: str) -> dict[str, float]:
             if n % DELIVER_EVERY == DELIVER_EVERY - 1:
                 bridge.deliver()
         bridge.deliver()
-        running = len(bridge.store.list_instances(status="running", limit=count + 1))
+        with sqlite3.connect(Path(directory) / "memory.db") as db:
+            (running,) = db.execute(
+                "SELECT COUNT(*) FROM instances WHERE status = 'running'"
+            ).fetchone()
+        db.close()
         if running != count or bridge.store.pending_count():
             raise AssertionError(f"{running} of {count} instances open, calls left in outbox")
-        return {"baseline_mb": baseline, "peak_mb": _peak_mb(), "end_mb": _rss_mb()}
+        end = _rss_mb()
+        return {"baseline_mb": baseline, "peak_mb": max(_peak_mb(), end), "end_mb": end}
     finally:
         bridge.close()
 

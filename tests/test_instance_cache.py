@@ -16,6 +16,7 @@ import pytest
 from engine_bridge.bridge import Bridge
 from engine_bridge.clock import FakeClock
 from engine_bridge.crashpoints import CrashPointReached, armed
+from engine_bridge.engine import journal
 from engine_bridge.engine.state import dump_state
 from engine_bridge.errors import EngineError, NotAHandlerError
 from engine_bridge.instance_cache import InstanceCache
@@ -54,7 +55,10 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    # Frames even for the small samples (normally they are written whole): every step of
+    # every sample then goes through the journal.
+    monkeypatch.setattr(journal, "FRAME_MIN_TASKS", 0)
     made = Env(tmp_path)
     yield made
     for bridge in made.opened:
@@ -69,9 +73,7 @@ def _countersign(bridge: Bridge, signers: int) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("scenario_path", SCENARIOS, ids=[s.stem for s in SCENARIOS])
-def test_every_stored_state_loads_back_as_the_live_workflow(
-    env: Env, scenario_path: Path
-) -> None:
+def test_every_stored_state_loads_back_as_the_live_workflow(env: Env, scenario_path: Path) -> None:
     """Each sample runs with verification on: every snapshot and frame written, loaded back,
     equals the workflow in memory (tasks, data, order), and the scenario still passes."""
     bridge = env.bridge()
@@ -79,31 +81,35 @@ def test_every_stored_state_loads_back_as_the_live_workflow(
     assert bridge.store.pending_count() == 0
 
 
-def test_a_countersign_writes_frames_then_one_compact_snapshot(env: Env) -> None:
-    """While signers sign, each step adds a small frame row; the finished instance is one
-    compressed snapshot with no frames left."""
+def test_a_countersign_writes_frames_then_one_compact_snapshot(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While signers sign, each step adds one small row beside the snapshot's; the finished
+    instance is one compressed snapshot and nothing else."""
+    monkeypatch.setattr(journal, "FRAME_MIN_TASKS", 64)
     bridge = env.bridge()
-    todo_id, signers = _countersign(bridge, 30)
+    todo_id, signers = _countersign(bridge, 80)  # over 64 tasks, a snapshot over 32 KB
     instance_id = todo_id.split(":")[0]
     for signer in signers[:10]:
         bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
-    (frames,) = env.sql("SELECT COUNT(*) FROM state_frames WHERE instance_id = ?", instance_id)
-    assert frames[0] == 10
-    (sizes,) = env.sql(
-        "SELECT MAX(LENGTH(frame)), (SELECT LENGTH(state) FROM instances WHERE id = ?) "
-        "FROM state_frames WHERE instance_id = ?",
-        instance_id,
-        instance_id,
-    )
-    assert sizes[0] * 4 < sizes[1]  # a frame is a small part of the snapshot
+    rows = [
+        len(str(frame))
+        for (frame,) in env.sql(
+            "SELECT frame FROM state_frames WHERE instance_id = ? ORDER BY version", instance_id
+        )
+    ]
+    assert len(rows) == 11  # the snapshot, then one frame per completion
+    assert max(rows[1:]) * 4 < rows[0]  # a frame is a small part of the snapshot
+    (head,) = env.sql("SELECT state FROM instances WHERE id = ?", instance_id)[0]
+    assert head == "ebstate1"  # the instance row itself stays small
     for signer in signers[10:]:
         last = bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
     (archive,) = last.created
     assert bridge.complete(archive.task_id, handler="A001").finished
-    assert env.sql("SELECT COUNT(*) FROM state_frames")[0][0] == 0
-    (state,) = env.sql("SELECT state FROM instances WHERE id = ?", instance_id)[0]
-    assert isinstance(state, str) and state.startswith("ebstate1\n")
-    assert "\n" not in state[len("ebstate1\n") :] and not state.endswith("}")  # compressed
+    state = bridge.store.get_instance(instance_id).state
+    assert state.startswith("ebstate1\n") and state.count("\n") == 1
+    assert not state.endswith("}")  # compressed
+    assert env.sql("SELECT COUNT(*) FROM state_frames")[0][0] == 0  # small: in the row
 
 
 def test_a_new_bridge_continues_from_frames_on_disk(env: Env) -> None:
@@ -177,10 +183,32 @@ def test_a_damaged_frame_is_a_clear_error(env: Env) -> None:
     todo_id, signers = _countersign(bridge, 3)
     bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
     with sqlite3.connect(env.db) as db:
-        db.execute("UPDATE state_frames SET frame = ?", ('{"tasks": [{"nonsense": 1}]}',))
+        db.execute(
+            "UPDATE state_frames SET frame = ? WHERE version = (SELECT MAX(version) FROM "
+            "state_frames)",
+            ('{"tasks": [{"nonsense": 1}]}',),
+        )
     db.close()
     with pytest.raises(EngineError, match="frame 1"):
         env.bridge().complete(todo_id, handler=signers[1], data={"signature": "同意"})
+
+
+def test_verification_catches_a_state_that_does_not_load_back_equal(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check the samples run under does fail when a frame misses a change."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 3)
+    real = journal._record
+
+    def stale(task: object, cache: dict[object, object]) -> object:
+        record = real(task, cache)  # type: ignore[arg-type]
+        record["state"] = 16  # written as READY whatever it is
+        return record
+
+    monkeypatch.setattr(journal, "_record", stale)
+    with pytest.raises(EngineError, match="differs from the live workflow"):
+        bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
 
 
 def test_the_cache_is_bounded_by_instances_and_tasks() -> None:

@@ -4,8 +4,8 @@ Serializing the whole workflow after every step costs O(tasks): for a countersig
 signers that is ~440 KB of JSON and ~12 ms per completion, while SpiffWorkflow itself spends
 ~2 ms on the completion. Here a step writes a *frame* holding only the tasks it changed; a
 fresh snapshot is written when the frames add up to several snapshots, when the process
-finishes, or when the workflow is in a shape frames do not cover. The state text is one part
-per line::
+finishes, or when the workflow is small or in a shape frames do not cover. The state text is
+one part per line::
 
     ebstate1
     <snapshot>
@@ -34,8 +34,9 @@ Which tasks a step changed is found without serializing the others. SpiffWorkflo
 ``last_state_change`` on every state change; data and internal data change only (a) in a
 task whose state changes, (b) in the parent of a task that changed, was created or removed
 (a multi-instance parent merges a finished instance's output and counts it), (c) in the
-children of a task whose state changed (they inherit its data), and (d) in WAITING and
-predicted tasks, which SpiffWorkflow re-evaluates after every completion. All of those go
+children of a task whose state changed (they inherit its data), and (d) in tasks not yet
+READY (WAITING, FUTURE, predicted), which SpiffWorkflow re-evaluates after completions (they
+are few: the path ahead of the process, not its instances). All of those go
 into the frame. Workflows with subprocesses or waiting events always get a snapshot: they are
 small and their extra bookkeeping is restored only by SpiffWorkflow's own loader. Tests load
 every stored state back and compare it with the live workflow (``InstanceCache(verify=True)``).
@@ -46,10 +47,11 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.engine.state import REGISTRY, dump_document, load_document, parse_json
@@ -57,6 +59,7 @@ from engine_bridge.errors import EngineError
 
 __all__ = [
     "COMPACT_RATIO",
+    "FRAME_MIN_TASKS",
     "JOURNAL_PREFIX",
     "MAX_FRAMES",
     "Encoded",
@@ -68,10 +71,13 @@ __all__ = [
 
 JOURNAL_PREFIX = "ebstate1\n"
 MAX_FRAMES = 500  # bounds the work a load does; a snapshot is written after this many frames
-COMPACT_RATIO = 4  # a snapshot is written once the frames are this many times its size
+COMPACT_RATIO = 8  # a snapshot is written once the frames are this many times its size
+#: Below this many tasks a snapshot is as cheap as a frame, and a frame would cost the store
+#: a row of its own: small workflows are written whole at every step.
+FRAME_MIN_TASKS = 64
 _SEPARATOR = "\n"
 _LEVEL = 6  # zlib level of a finished instance's snapshot
-_VOLATILE = TaskState.WAITING | TaskState.PREDICTED_MASK
+_VOLATILE = TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK
 
 Stamp = tuple[float, int]
 
@@ -87,6 +93,9 @@ class StoredState:
     snapshot_chars: int
     journal_chars: int = 0
     frames: int = 0
+    # task id -> ((number of children, last child), children ids as text): a multi-instance
+    # parent has a child per signer, and formatting N ids on every frame was most of a frame.
+    children: dict[UUID, tuple[tuple[int, UUID | None], list[str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -185,14 +194,17 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
         dirty.update(task._children)
         if task._parent is not None:
             dirty.add(task._parent)
-    records = [REGISTRY.convert(t) for i, t in tasks.items() if i in dirty]
-    frame = _pack(
-        {
-            "tasks": records,
-            "removed": [str(i) for i in removed],
-            "workflow": _workflow_fields(wf),
-        }
-    )
+    framed = [t for i, t in tasks.items() if i in dirty]
+    document = {
+        "tasks": [_record(t, previous.children) for t in framed],
+        "removed": [str(i) for i in removed],
+        "workflow": _workflow_fields(wf),
+    }
+    try:
+        frame = _pack(document)
+    except (TypeError, ValueError):  # a value JSON cannot take: SpiffWorkflow's converters
+        document["tasks"] = [REGISTRY.convert(t) for t in framed]
+        frame = _pack(document)
     journal = previous.journal_chars + len(frame)
     if journal > COMPACT_RATIO * previous.snapshot_chars:
         return None
@@ -203,12 +215,49 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
         snapshot_chars=previous.snapshot_chars,
         journal_chars=journal,
         frames=previous.frames + 1,
+        children=previous.children,
     )
     return Encoded(stored, frame=frame)
 
 
+def _record(task: Any, cache: dict[UUID, tuple[tuple[int, UUID | None], list[str]]]) -> Any:
+    """``TaskConverter.to_dict(task)`` with its typename, as SpiffWorkflow writes it, except
+    that internal data is left as it is (JSON encodes it directly; :func:`_frame` falls back to
+    the registry when it cannot) and the children's ids are formatted once per change of the
+    child list. SpiffWorkflow only appends children or removes them, so the count and the
+    last child together tell whether the list changed."""
+    kids = task._children
+    key = (len(kids), kids[-1] if kids else None)
+    cached = cache.get(task.id)
+    if cached is None or cached[0] != key:
+        cached = (key, [str(child) for child in kids])
+        cache[task.id] = cached
+    parent = task.parent
+    if parent is None:
+        data, delta = task.data, {}
+    else:
+        data = {}
+        delta = {
+            "updates": DeepMerge.get_updated_keys(parent.data, task.data),
+            "deletions": DeepMerge.get_deleted_keys(parent.data, task.data),
+        }
+    return {
+        "id": str(task.id),
+        "parent": str(task._parent) if parent is not None else None,
+        "children": cached[1],
+        "last_state_change": task.last_state_change,
+        "state": task.state,
+        "task_spec": task.task_spec.name,
+        "triggered": task.triggered,
+        "internal_data": task.internal_data,
+        "data": data,
+        "delta": delta,
+        "typename": "Task",
+    }
+
+
 def _frames_allowed(wf: Any) -> bool:
-    return not wf.subprocesses and not wf.event_manager.tasks
+    return len(wf.tasks) >= FRAME_MIN_TASKS and not wf.subprocesses and not wf.event_manager.tasks
 
 
 def _stamps(wf: Any) -> tuple[dict[UUID, Stamp], dict[UUID, UUID | None]]:

@@ -109,7 +109,10 @@ DELETE_FRAMES = delete(state_frames).where(state_frames.c.instance_id == bindpar
 
 FRAMES_OF = (
     select(state_frames.c.frame)
-    .where(state_frames.c.instance_id == bindparam("instance_id"))
+    .where(
+        state_frames.c.instance_id == bindparam("instance_id"),
+        state_frames.c.version <= bindparam("version"),
+    )
     .order_by(state_frames.c.version)
 )
 

@@ -159,7 +159,7 @@ class Store:
                     f"process instance {instance_id!r} is at version {row.version}, not "
                     f"{version}; reload it and try again"
                 )
-            return _with_frames(conn, instance_id, str(row.state))
+            return _with_frames(conn, instance_id, str(row.state), version)
 
     def find_by_key(self, process_id: str, key: str) -> InstanceRecord | None:
         query = select(instances).where(
@@ -322,7 +322,7 @@ class Store:
                 "business_key": step.business_key,
                 "initiator": step.initiator,
                 "status": step.status,
-                "state": step.state,
+                "state": _head(step.state),
                 "version": 1,
                 "ledger": ledger_doc,
                 "next_timer_at": step.next_timer_at,
@@ -332,6 +332,7 @@ class Store:
                 "history_seq": 1,
             },
         )
+        _write_body(conn, step.instance_id, 1, step.state)
         return 1, 1, 1
 
     def _update(
@@ -349,7 +350,9 @@ class Store:
             "updated_at": step.history.at,
         }
         if step.state_frame is None:
-            updated = conn.execute(sql.UPDATE_INSTANCE, {**values, "state": step.state}).first()
+            updated = conn.execute(
+                sql.UPDATE_INSTANCE, {**values, "state": _head(step.state)}
+            ).first()
         else:  # a journal frame: the stored snapshot stays, the frame becomes a row
             updated = conn.execute(sql.UPDATE_INSTANCE_KEEP_STATE, values).first()
         if updated is None:
@@ -363,6 +366,7 @@ class Store:
         version, outbox_seq, history_seq = updated
         if step.state_frame is None:
             conn.execute(sql.DELETE_FRAMES, {"instance_id": step.instance_id})
+            _write_body(conn, step.instance_id, version, step.state)
         else:
             conn.execute(
                 sql.INSERT_FRAME,
@@ -578,18 +582,54 @@ def _integrity_message(step: StepRecord, exc: IntegrityError) -> str:
     )
 
 
-def _with_frames(conn: Connection, instance_id: str, state: str) -> str:
-    """The state text with the instance's journal frames (``state_frames``) appended."""
+# A large state text of several lines (the journal: a header line, the snapshot, frames) is
+# kept apart from the instance row, whose every update would otherwise rewrite it: the first
+# line stays in ``instances.state``, the rest is a row of ``state_frames`` keyed by the
+# version that wrote it, and each later frame adds a row. A small state, or a one-line state
+# (SpiffWorkflow JSON), stays whole in the instance row.
+_INLINE_CHARS = 32 * 1024
+
+
+def _head(state: str) -> str:
+    return state if len(state) <= _INLINE_CHARS else state.split("\n", 1)[0]
+
+
+def _write_body(conn: Connection, instance_id: str, version: int, state: str) -> None:
+    if len(state) <= _INLINE_CHARS:
+        return
+    _head_line, newline, body = state.partition("\n")
+    if newline:
+        conn.execute(
+            sql.INSERT_FRAME, {"instance_id": instance_id, "version": version, "frame": body}
+        )
+
+
+def _with_frames(conn: Connection, instance_id: str, state: str, version: int) -> str:
+    """The whole state text at ``version``: the instance row's part and its frames rows.
+
+    Only rows written at or before ``version`` are read, and a header left without its
+    snapshot (a writer replaced it between the two reads, which PostgreSQL's READ COMMITTED
+    allows) is a ``ConflictError``: the caller reads again, it never gets a mixed state.
+    """
     if state.startswith("{"):
         return state  # a plain JSON state: frames are only ever written after a journal
-    frames = conn.execute(sql.FRAMES_OF, {"instance_id": instance_id}).scalars().all()
+    frames = (
+        conn.execute(sql.FRAMES_OF, {"instance_id": instance_id, "version": version})
+        .scalars()
+        .all()
+    )
+    if "\n" not in state and not frames:
+        raise ConflictError(
+            f"process instance {instance_id!r} changed while its state was read; read it again"
+        )
     return "\n".join([state, *frames]) if frames else state
 
 
 def _to_instance(row: Row[Any], conn: Connection | None) -> InstanceRecord:
     """The record of an instance row; with ``conn``, its state text includes its frames."""
     m = row._mapping
-    state = m["state"] if conn is None else _with_frames(conn, m["id"], m["state"])
+    version = int(m["version"])
+    state = m["state"] if conn is None else _with_frames(conn, m["id"], m["state"], version)
     return InstanceRecord(
         id=m["id"],
         process_id=m["process_id"],
@@ -598,7 +638,7 @@ def _to_instance(row: Row[Any], conn: Connection | None) -> InstanceRecord:
         initiator=m["initiator"],
         status=m["status"],
         state=state,
-        version=int(m["version"]),
+        version=version,
         ledger=ledger_from_json(m["ledger"]),
         next_timer_at=m["next_timer_at"],
         created_at=m["created_at"],

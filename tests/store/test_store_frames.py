@@ -6,6 +6,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from engine_bridge.crashpoints import CrashPointReached, armed
 from engine_bridge.errors import ConflictError
@@ -108,3 +109,16 @@ def test_a_step_that_is_not_committed_claims_nothing(store: Store, make_step: St
         store.commit_step(make_step("i1", calls=[(HANDLE, {"n": 1})]), claim=claim)
     assert claim.rows == []
     assert store.outbox() == []
+
+
+def test_a_large_state_lives_beside_the_instance_row(store: Store, make_step: StepFactory) -> None:
+    """A large snapshot is kept out of the instance row (which every step rewrites); reading
+    joins it back, and a header found without its snapshot is a conflict, never a half state."""
+    big = "ebstate1\n" + '{"snapshot": "' + "x" * 40_000 + '"}'
+    store.commit_step(make_step("i1", state=big))
+    store.commit_step(_frame_step(make_step, 1, '{"f": 1}'))
+    assert store.get_instance("i1").state == big + '\n{"f": 1}'
+    with store._db.write() as conn:
+        conn.execute(text("DELETE FROM state_frames"))  # what a concurrent rewrite looks like
+    with pytest.raises(ConflictError, match="changed while its state was read"):
+        store.instance_state("i1", 2)
