@@ -167,10 +167,10 @@ outbox = Table(
 )
 
 
-# Added by migration 2 (explicit DDL below): service failures that stopped an instance.
-#: Per-step frames of an instance's state journal (engine_bridge/engine/journal.py):
-#: ``instances.state`` holds the snapshot, these rows what each later step changed, keyed by
-#: the instance version that step committed. A new snapshot deletes them, in its own step.
+#: Added by migration 3: per-step frames of an instance's state journal
+#: (engine_bridge/engine/journal.py). ``instances.state`` holds the snapshot, these rows what
+#: each later step changed, keyed by the instance version that step committed. A new snapshot
+#: deletes them, in its own step.
 state_frames = Table(
     "state_frames",
     metadata,
@@ -179,6 +179,7 @@ state_frames = Table(
     Column("frame", Text, nullable=False),
 )
 
+# Added by migration 2 (explicit DDL below): service failures that stopped an instance.
 incidents = Table(
     "incidents",
     metadata,

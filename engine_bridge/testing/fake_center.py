@@ -581,7 +581,8 @@ class FakeCenter:
 
     @staticmethod
     def _open_shares(todo: dict[str, Any]) -> list[str]:
-        shares = [h for h in todo["handlers"] if h not in todo["handled"]]
+        handled = set(todo["handled"])  # a countersign may have a thousand signers
+        shares = [h for h in todo["handlers"] if h not in handled]
         if todo["handling_groups"] and todo["group_handled_by"] is None:
             shares += [f"group:{g}" for g in todo["handling_groups"]]
         return shares
