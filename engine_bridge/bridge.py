@@ -35,7 +35,7 @@ from engine_bridge.errors import (
     TaskNotOpenError,
     UnknownInstanceError,
 )
-from engine_bridge.facts import CenterCall, Ledger, Plan, StepFacts
+from engine_bridge.facts import CenterCall, Ledger, LedgerTodo, Plan, StepFacts, Todo
 from engine_bridge.inline_delivery import InlineDelivery
 from engine_bridge.instance_cache import InstanceCache
 from engine_bridge.loader.dialects import translate_dialects
@@ -282,17 +282,7 @@ class Bridge:
             status=_status(facts.finished, stop),
             business_key=key,
             initiator=initiator,
-            todos=tuple(
-                OpenTodo(
-                    task_id=t.todo_id,
-                    instance_id=instance_id,
-                    node_id=t.node_id,
-                    node_name=t.node_name,
-                    handlers=t.open_handlers,
-                    handling_groups=t.handling_groups,
-                )
-                for t in planned.ledger.open
-            ),
+            todos=tuple(_todo_view(instance_id, t) for t in planned.ledger.open),
             calls=planned.calls,
         )
 
@@ -445,17 +435,7 @@ class Bridge:
     # ------------------------------------------------------------------ queries
     def todos(self, instance_id: str | None = None) -> list[OpenTodo]:
         """Open todos (of one instance, or all), as the centre holds them once delivered."""
-        return [
-            OpenTodo(
-                task_id=t.todo_id,
-                instance_id=iid,
-                node_id=t.node_id,
-                node_name=t.node_name,
-                handlers=t.open_handlers,
-                handling_groups=t.handling_groups,
-            )
-            for iid, t in self.store.open_todos(instance_id)
-        ]
+        return [_todo_view(iid, t) for iid, t in self.store.open_todos(instance_id)]
 
     def waiting(self, instance_id: str) -> list[OpenTodo]:
         """The todos the ENGINE waits on (from the workflow state, not the ledger): tests compare
@@ -466,14 +446,7 @@ class Bridge:
         loaded = self._load(record)
         wf = load_state(record.state, loaded.definition, script_engine=self._script_engine())
         return [
-            OpenTodo(
-                task_id=t.todo_id,
-                instance_id=instance_id,
-                node_id=t.node_id,
-                node_name=t.node_name,
-                handlers=t.handlers,
-                handling_groups=t.handling_groups,
-            )
+            _todo_view(instance_id, t)
             for t in self.engine.open_todos(wf, loaded.process, instance_id=instance_id)
         ]
 
@@ -656,14 +629,7 @@ class Bridge:
         before_ids = {t.todo_id for t in before.open}
         after_ids = {t.todo_id for t in planned.ledger.open}
         created = tuple(
-            OpenTodo(
-                task_id=t.todo_id,
-                instance_id=facts.instance_id,
-                node_id=t.node_id,
-                node_name=t.node_name,
-                handlers=t.open_handlers,
-                handling_groups=t.handling_groups,
-            )
+            _todo_view(facts.instance_id, t)
             for t in planned.ledger.open
             if t.todo_id not in before_ids
         )
@@ -716,6 +682,20 @@ def _make_sender(
         )
     raise InvalidDataError(
         f"center must be a TTCClient, an httpx transport, a URL or None, not {type(center)!r}"
+    )
+
+
+def _todo_view(instance_id: str, todo: LedgerTodo | Todo) -> OpenTodo:
+    """What callers see of a todo: from the ledger (who may still act at the centre) or from
+    the engine (who the engine waits on)."""
+    handlers = todo.open_handlers if isinstance(todo, LedgerTodo) else todo.handlers
+    return OpenTodo(
+        task_id=todo.todo_id,
+        instance_id=instance_id,
+        node_id=todo.node_id,
+        node_name=todo.node_name,
+        handlers=handlers,
+        handling_groups=todo.handling_groups,
     )
 
 
