@@ -6,8 +6,8 @@ Run them all with ``make bench`` (``python -m benchmarks``), or one by name::
     python -m benchmarks --quick            # smaller sizes, for a smoke run
 
 Each benchmark measures the bridge and its baseline in one process run, prints the figures,
-and checks the ratio against the target of issue 6 (PASS/FAIL). The exit status is 1 when a
-target fails, so a run in CI shows it.
+and checks the ratio against its target (PASS/FAIL; docs/performance.md). The exit status is 1
+when a target fails, so a run in CI shows it.
 
 =============  =======================================================================  ========
 benchmark      what is compared                                                         target
