@@ -388,7 +388,14 @@ def analyse_paths(
             for pid in entries
             if pid not in known
         ]
-    return replace(analysis, problems=[*problems, *analysis.problems], settings=settings)
+    version = analysis.version
+    if overrides is not None:
+        # Overrides change the parsed models, so they are part of what a version names: a
+        # stored definition must never change under the same version.
+        version = hashlib.sha256(f"{version}\n{overrides!r}".encode()).hexdigest()
+    return replace(
+        analysis, problems=[*problems, *analysis.problems], settings=settings, version=version
+    )
 
 
 class WorkflowLibrary:

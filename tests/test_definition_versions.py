@@ -1,0 +1,37 @@
+"""A stored definition never changes under its version: editing what shapes the model (a
+BPMN file, or a node override in processes.yaml) gives new instances a new version, while
+running instances keep theirs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from engine_bridge.bridge import Bridge
+from engine_bridge.testing.fake_center import FakeCenter
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+LEAVE = {"days": 2, "counselor": "T001", "dean": "D001"}
+
+
+def test_a_node_override_added_later_starts_a_new_version_and_old_instances_go_on(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "wf"
+    shutil.copytree(WORKFLOWS, folder)
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    with Bridge.open(folder, database=db, center=FakeCenter().transport()) as bridge:
+        old = bridge.start("leave_approval", initiator="1", data=LEAVE)
+    settings = folder / "processes.yaml"
+    text = settings.read_text(encoding="utf-8")
+    override = "leave_approval:\n  nodes:\n    counselor_review:\n      handlers: \"'T999'\"\n"
+    settings.write_text(text.replace("leave_approval:\n", override, 1), encoding="utf-8")
+    with Bridge.open(folder, database=db, center=FakeCenter().transport()) as bridge:
+        new = bridge.start("leave_approval", initiator="1", data=LEAVE)
+        assert new.todos[0].handlers == ("T999",)
+        old_record = bridge.store.get_instance(old.id)
+        new_record = bridge.store.get_instance(new.id)
+        assert old_record.definition_version != new_record.definition_version
+        # the instance started before the change finishes on its own definition
+        out = bridge.complete(old.todos[0].task_id, handler="T001", data={"approved": True})
+        assert out.status == "end"
