@@ -35,3 +35,24 @@ def test_a_node_override_added_later_starts_a_new_version_and_old_instances_go_o
         # the instance started before the change finishes on its own definition
         out = bridge.complete(old.todos[0].task_id, handler="T001", data={"approved": True})
         assert out.status == "end"
+
+
+def test_an_instance_reaching_a_node_the_new_files_renamed_uses_its_own_definition(
+    tmp_path: Path,
+) -> None:
+    """dean_review is renamed in the files while an instance is at counselor_review: the
+    instance still runs on its stored definition and the dean's todo gets its handlers."""
+    folder = tmp_path / "wf"
+    shutil.copytree(WORKFLOWS, folder)
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    data = {**LEAVE, "days": 5}
+    with Bridge.open(folder, database=db, center=FakeCenter().transport()) as bridge:
+        inst = bridge.start("leave_approval", initiator="1", data=data)
+    bpmn = folder / "leave_approval.bpmn"
+    bpmn.write_text(
+        bpmn.read_text(encoding="utf-8").replace("dean_review", "dean_check"), encoding="utf-8"
+    )
+    with Bridge.open(folder, database=db, center=FakeCenter().transport()) as bridge:
+        out = bridge.complete(inst.todos[0].task_id, handler="T001", data={"approved": True})
+        assert out.status == "next"
+        assert [(t.node_id, t.handlers) for t in out.created] == [("dean_review", ("D001",))]

@@ -34,6 +34,7 @@ from engine_bridge.engine.script_engine import Registry, evaluate_expression, re
 from engine_bridge.errors import EngineBridgeError, EngineError
 from engine_bridge.facts import Todo
 from engine_bridge.loader.model import LoadedProcess, NodeSettings
+from engine_bridge.loader.settings import node_settings_of
 
 __all__ = [
     "MAX_SUMMARY_ITEMS",
@@ -127,12 +128,19 @@ def signer_share(anchor: Any, handler: str) -> Any | None:
 
 
 def node_settings(process: LoadedProcess, task: Any) -> NodeSettings:
-    """The bridge settings of a task's BPMN element; without any, the lane is the group."""
+    """The bridge settings of a task's BPMN element, as the loaded files give them.
+
+    An instance started on an older version may wait at a node the current files renamed or
+    removed: its settings are then read from the instance's own spec (the stored definition
+    carries the properties translation and overrides wrote), else its lane is the group.
+    """
     spec = task.task_spec
     node_id = spec.bpmn_id or spec.name
     found = process.nodes.get(node_id)
     if found is not None:
         return found
+    if getattr(spec, "bpmn_id", None):
+        return node_settings_of(spec)
     return NodeSettings(
         node_id=node_id, node_name=spec.bpmn_name or node_id, lane=getattr(spec, "lane", None)
     )

@@ -29,6 +29,7 @@ __all__ = [
     "SETTINGS_FILES",
     "URL_PROPERTIES",
     "default_process_settings",
+    "node_settings_of",
     "process_settings_from_mapping",
     "read_node_settings",
     "read_process_settings_file",
@@ -69,7 +70,8 @@ def _lane_expression(lane: str) -> str:
     return repr(lane)
 
 
-def _node_settings(task_spec: Any, location: SourceLocation | None) -> NodeSettings:
+def node_settings_of(task_spec: Any, location: SourceLocation | None = None) -> NodeSettings:
+    """The settings written on one task spec (its spiffworkflow properties, else its lane)."""
     extensions = getattr(task_spec, "extensions", None) or {}
     props: Mapping[str, str] = extensions.get("properties") or {}
     handlers = _text(props.get("handlers"))
@@ -113,7 +115,7 @@ def read_node_settings(
             if not bpmn_id or not isinstance(task_spec, UserTask | ManualTask):
                 continue  # a plain bpmn:task passes through: the engine completes it itself
             location = SourceLocation(file, lines.get(file, {}).get(bpmn_id))
-            settings = _node_settings(task_spec, location)
+            settings = node_settings_of(task_spec, location)
             if bpmn_id in nodes and origin[bpmn_id] != spec.name:
                 problems.append(
                     Problem(
