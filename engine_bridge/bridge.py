@@ -330,7 +330,7 @@ class Bridge:
             opinion=opinion,
         )
         planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned)
+        outcome = self._outcome(facts, record.ledger, planned, wf)
         self._commit(
             record,
             wf,
@@ -361,7 +361,7 @@ class Bridge:
         if opinion:
             facts = _with_opinion(facts, opinion)
         planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned)
+        outcome = self._outcome(facts, record.ledger, planned, wf)
         self._commit(
             record,
             wf,
@@ -409,7 +409,7 @@ class Bridge:
         if facts is None:
             return None
         planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned)
+        outcome = self._outcome(facts, record.ledger, planned, wf)
         self._commit(
             record,
             wf,
@@ -488,7 +488,7 @@ class Bridge:
         wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
         facts = self.engine.retry(wf, loaded.process, instance_id=record.id)
         planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned)
+        outcome = self._outcome(facts, record.ledger, planned, wf)
         payload = {
             "incident": incident.id,
             "node": incident.node_id,
@@ -625,7 +625,8 @@ class Bridge:
             calls=calls,
         )
 
-    def _outcome(self, facts: StepFacts, before: Ledger, planned: Plan) -> Outcome:
+    def _outcome(self, facts: StepFacts, before: Ledger, planned: Plan, wf: Any) -> Outcome:
+        stop = self.engine.stopped_at(wf)
         before_ids = {t.todo_id for t in before.open}
         after_ids = {t.todo_id for t in planned.ledger.open}
         created = tuple(
@@ -641,6 +642,7 @@ class Bridge:
             created=created,
             closed=tuple(sorted(before_ids - after_ids)),
             calls=planned.calls,
+            stopped_at=stop.node_id if stop is not None else None,
         )
 
 

@@ -32,7 +32,7 @@ class Instance:
 
     id: str
     process_id: str
-    status: str  # running | finished | cancelled
+    status: str  # running | finished | cancelled | incident
     business_key: str | None
     initiator: str
     todos: tuple[OpenTodo, ...] = ()
@@ -53,6 +53,9 @@ class Outcome:
     closed: tuple[str, ...] = ()  # todo ids closed by this action (completed, withdrawn, ended)
     calls: tuple[CenterCall, ...] = ()
     duplicate: bool = False  # True when the idempotency key was seen before: nothing changed
+    # The service task where the instance stopped with an incident (``bridge.incidents()``
+    # has the error); None when the step ran through.
+    stopped_at: str | None = None
 
     @property
     def next_nodes(self) -> tuple[str, ...]:

@@ -57,6 +57,7 @@ def test_a_failing_handler_keeps_the_completion_and_stops_before_the_service(
     outcome = bridge.complete(apply_todo, handler="T001", data={"reason": "ill"})
 
     assert (outcome.status, outcome.closed, outcome.created) == ("none", (apply_todo,), ())
+    assert outcome.stopped_at == "notify"
     assert bridge.instance(instance_id).status == "incident"
     [incident] = bridge.incidents()
     assert (incident.instance_id, incident.process_id, incident.node_id) == (
@@ -276,7 +277,8 @@ def test_a_successful_service_leaves_no_incident(harness: Harness) -> None:
     """The usual path writes no incident row and the instance stays running."""
     bridge = harness.bridge(services={NOTIFY: lambda data: {"dean": "D1"}})
     instance_id, apply_todo = _start_and_apply(bridge, harness)
-    assert bridge.complete(apply_todo, handler="T001").status == "next"
+    outcome = bridge.complete(apply_todo, handler="T001")
+    assert (outcome.status, outcome.stopped_at) == ("next", None)
     assert bridge.incidents() == []
     assert bridge.instance(instance_id).status == "running"
     harness.assert_in_step(bridge, instance_id)
