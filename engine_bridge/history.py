@@ -23,12 +23,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from engine_bridge.errors import InputError
-from engine_bridge.facts import CenterCall, Endpoint
+from engine_bridge.facts import CenterCall
 from engine_bridge.store import HistoryEntry, Store
-from engine_bridge.store.schema import outbox
 from engine_bridge.testing.golden import calls_as_json, comparable
 
 __all__ = ["export_history", "format_duration", "history_to_scenario", "instance_calls"]
@@ -47,14 +44,8 @@ def export_history(store: Store, instance_id: str) -> dict[str, Any]:
 
 def instance_calls(store: Store, instance_id: str) -> list[CenterCall]:
     """Every centre call the instance queued, in order, delivered or not."""
-    # Store has no per-instance outbox query; read the table it owns, read-only.
-    query = (
-        select(outbox.c.endpoint, outbox.c.item)
-        .where(outbox.c.instance_id == instance_id)
-        .order_by(outbox.c.seq)
-    )
-    with store._db.read() as conn:
-        return [CenterCall(Endpoint(str(e)), dict(i)) for e, i in conn.execute(query)]
+    rows = store.outbox(instance_id=instance_id, limit=1_000_000)
+    return [row.call for row in sorted(rows, key=lambda r: r.seq)]
 
 
 def history_to_scenario(

@@ -29,6 +29,7 @@ def register(subparsers: Any) -> None:
 
     listing = commands.add_parser("list", help="list outbox rows")
     listing.add_argument("--status", choices=OUTBOX_STATUSES, help="only rows with this status")
+    listing.add_argument("--instance", metavar="ID", help="only rows of this instance")
     listing.add_argument("--limit", type=int, default=100, help="at most this many rows (100)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     add_database_argument(listing)
@@ -69,7 +70,7 @@ def row_to_json(row: OutboxRow) -> dict[str, Any]:
 
 def _list(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        rows = store.outbox(status=args.status, limit=args.limit)
+        rows = store.outbox(status=args.status, instance_id=args.instance, limit=args.limit)
     if args.json:
         for row in rows:
             print(json.dumps(row_to_json(row), ensure_ascii=False))

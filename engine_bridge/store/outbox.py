@@ -219,11 +219,15 @@ class Outbox:
                 )
             )
 
-    def rows(self, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+    def rows(
+        self, *, status: str | None = None, instance_id: str | None = None, limit: int = 100
+    ) -> list[OutboxRow]:
         query = select(outbox).order_by(outbox.c.id).limit(limit)
         if status is not None:
             _check_status(status)
             query = query.where(outbox.c.status == status)
+        if instance_id is not None:
+            query = query.where(outbox.c.instance_id == instance_id)
         with self._db.read() as conn:
             return [_to_row(r) for r in conn.execute(query)]
 

@@ -467,8 +467,11 @@ class Store:
             row_id, worker=worker, error=error, now=now, outcome_unknown=outcome_unknown
         )
 
-    def outbox(self, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
-        return self._outbox.rows(status=status, limit=limit)
+    def outbox(
+        self, *, status: str | None = None, instance_id: str | None = None, limit: int = 100
+    ) -> list[OutboxRow]:
+        """Outbox rows, oldest first; of one instance (in its ``seq`` order) when given."""
+        return self._outbox.rows(status=status, instance_id=instance_id, limit=limit)
 
     def outbox_row(self, row_id: int) -> OutboxRow:
         return self._outbox.get(row_id)

@@ -97,3 +97,17 @@ def test_outbox_commands_do_not_migrate_a_database(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/empty.db"
     with pytest.raises(SchemaError, match="db upgrade"):
         run("outbox", "list", "--database", url)
+
+
+def test_outbox_list_narrows_to_one_instance(
+    store: Store, db_url: str, make_step: StepFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--instance`` lists that instance's rows only, in its order."""
+    for iid in ("i1", "i2"):
+        store.commit_step(
+            make_step(iid, calls=[(Endpoint.TASK_HANDLE, {"previousTaskId": iid, "handler": "a"})])
+        )
+    assert [r.instance_id for r in store.outbox(instance_id="i2")] == ["i2"]
+    assert run("outbox", "list", "--instance", "i2", "--json", "--database", db_url) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["instance_id"] for r in rows] == ["i2"]
