@@ -235,6 +235,7 @@ class Bridge:
             initiator_name=initiator_name,
         )
         planned = self._plan(facts, Ledger())
+        self._store_definition(process, definition)
         crashpoint("bridge.after_engine_step")
         stop = self.engine.stopped_at(wf)
         claim = self._step_claim()
@@ -526,13 +527,16 @@ class Bridge:
 
     # ------------------------------------------------------------------ internals
     def _definition_for(self, process: LoadedProcess) -> str:
+        """The definition text of the process's current version (not yet stored)."""
+        return definition_json(process)
+
+    def _store_definition(self, process: LoadedProcess, definition: str) -> None:
+        """Store the definition once per version, when a start has succeeded in memory: a
+        refused start writes nothing at all."""
         cache_key = (process.process_id, process.version)
-        definition = self._definitions.get(cache_key)
-        if definition is None:
-            definition = definition_json(process)
+        if cache_key not in self._definitions:
             self.store.put_definition(process.process_id, process.version, definition)
             self._definitions[cache_key] = definition
-        return definition
 
     def _load(self, record: InstanceRecord) -> _Loaded:
         cache_key = (record.process_id, record.definition_version)

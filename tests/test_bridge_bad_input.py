@@ -222,3 +222,18 @@ def test_malformed_and_hostile_bpmn_is_refused_with_the_file_named(
     assert name in str(caught.value)
     assert "root:" not in str(caught.value)  # /etc/passwd was never read
     assert snapshot(db) == before
+
+
+def test_a_countersign_listing_a_signer_twice_is_refused_before_anything_is_written(
+    tmp_path: Path, fake: FakeCenter
+) -> None:
+    """The centre holds one share per signer: a duplicate signer is named, nothing is stored
+    and nothing is sent."""
+    db = tmp_path / "cs.db"
+    with Bridge.open(WORKFLOWS, database=f"sqlite:///{db}", center=fake.transport()) as bridge:
+        before = snapshot(db)
+        data = {"title": "x", "signers": ["T001", "T002", "T001"], "archivist": "A001"}
+        with pytest.raises(EngineError, match="'T001' to sign twice"):
+            bridge.start("countersign_all", initiator="2023001", data=data)
+        assert snapshot(db) == before
+    assert fake.calls() == []

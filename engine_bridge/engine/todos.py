@@ -316,6 +316,17 @@ def collect_todos(wf: Any, ctx: TodoContext) -> tuple[Todo, ...]:
             entry = _Countersign(parent, task, {}, {})
             countersigns[parent.id] = entry
             slots.append(entry)
+        twice = [h for h in handlers if h in entry.handlers]
+        if twice:
+            # The centre holds ONE share per signer of a countersign todo: a second open
+            # instance for the same person could never be told apart.
+            node = task.task_spec.bpmn_id or task.task_spec.name
+            raise EngineError(
+                f"countersign {node!r} would ask {twice[0]!r} to sign twice: every signer may "
+                "appear once among its open instances; remove the duplicate from its "
+                "collection (or use a sequential multi-instance). The stored instance is "
+                "unchanged."
+            )
         entry.handlers.update(dict.fromkeys(handlers))
         if groups:
             entry.groups.update(dict.fromkeys(groups))
