@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine_bridge.cli.db import add_database_argument
@@ -44,6 +45,19 @@ def register(subparsers: Any) -> None:
         sub.add_argument("row_id", type=int, metavar="ID")
         add_database_argument(sub)
         sub.set_defaults(func=func)
+
+    purge = commands.add_parser(
+        "purge", help="forget delivered (and discarded) calls older than some days"
+    )
+    purge.add_argument(
+        "--older-than-days",
+        type=float,
+        required=True,
+        metavar="DAYS",
+        help="delete delivered rows delivered, and discarded rows created, this long ago",
+    )
+    add_database_argument(purge)
+    purge.set_defaults(func=_purge)
 
     parser.set_defaults(func=lambda _args: _usage(parser))
 
@@ -109,4 +123,17 @@ def _discard(args: argparse.Namespace) -> int:
     with _open(args) as store:
         store.discard(args.row_id)
     print(f"outbox row {args.row_id} discarded; its instance's later calls can go out")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    if args.older_than_days < 0:
+        print("error: --older-than-days must not be negative", file=sys.stderr)
+        return 2
+    before = SystemClock().now() - timedelta(days=args.older_than_days)
+    with _open(args) as store:
+        removed = store.purge_outbox(before=before)
+    print(
+        f"removed {removed} delivered or discarded outbox rows from before {before:%Y-%m-%d %H:%M}"
+    )
     return 0

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Row,
     RowMapping,
     and_,
+    delete,
     exists,
     func,
     or_,
@@ -258,6 +259,16 @@ class Outbox:
     def discard(self, row_id: int) -> None:
         """Give up on a dead letter so the instance's later calls can go out."""
         self._operator_change(row_id, "discarded", status="discarded")
+
+    def purge(self, *, before: datetime) -> int:
+        """Delete delivered rows delivered before ``before``, and discarded rows created before
+        it; returns how many. Pending and dead rows are never touched, and the per-instance
+        ``seq`` counters live on the instance row, so ordering is unaffected."""
+        done = and_(outbox.c.status == "delivered", outbox.c.delivered_at < before)
+        given_up = and_(outbox.c.status == "discarded", outbox.c.created_at < before)
+        with self._db.write() as conn:
+            result = conn.execute(delete(outbox).where(or_(done, given_up)))
+        return int(result.rowcount or 0)
 
     def pending_count(self) -> int:
         with self._db.read() as conn:

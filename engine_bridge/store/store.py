@@ -485,6 +485,10 @@ class Store:
     def pending_count(self) -> int:
         return self._outbox.pending_count()
 
+    def purge_outbox(self, *, before: datetime) -> int:
+        """Forget delivered (and discarded) calls older than ``before``; see ``outbox purge``."""
+        return self._outbox.purge(before=before)
+
     # -- incidents (engine_bridge/store/incidents.py) ---------------------------------------
 
     def incidents(

@@ -111,3 +111,30 @@ def test_outbox_list_narrows_to_one_instance(
     assert run("outbox", "list", "--instance", "i2", "--json", "--database", db_url) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["instance_id"] for r in rows] == ["i2"]
+
+
+def test_purge_forgets_old_delivered_rows_and_keeps_pending_and_dead_ones(
+    store: Store, db_url: str, make_step: StepFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only delivered/discarded rows older than the cut go; the instance's later calls still
+    number on from its counters."""
+    calls = [(Endpoint.TASK_HANDLE, {"previousTaskId": f"t{n}", "handler": "a"}) for n in (1, 2, 3)]
+    store.commit_step(make_step("i1", calls=calls))
+    delivered, dead, pending = store.outbox()
+    store.claim(worker="w", limit=5, lease_seconds=30, now=T0)
+    store.mark_delivered([delivered.id], worker="w", now=T0)
+    store.claim(worker="w", limit=5, lease_seconds=30, now=T0)
+    store.mark_dead(dead.id, worker="w", error="400 handler is null", now=T0)
+
+    assert store.purge_outbox(before=T0) == 0  # delivered AT the cut: kept
+    assert run("outbox", "purge", "--older-than-days", "1", "--database", db_url) == 0
+    assert "removed 1 " in capsys.readouterr().out
+    assert [(r.id, r.status) for r in store.outbox()] == [
+        (dead.id, "dead"),
+        (pending.id, "pending"),
+    ]
+    store.commit_step(
+        make_step("i1", expected=1, kind="complete", calls=[(Endpoint.TASK_HANDLE, {"n": 4})])
+    )
+    assert [r.seq for r in store.outbox(instance_id="i1")] == [2, 3, 4]
+    assert run("outbox", "purge", "--older-than-days", "-1", "--database", db_url) == 2
