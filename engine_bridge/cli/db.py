@@ -7,26 +7,13 @@ safe to run from several machines at once (PostgreSQL serialises it with an advi
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from engine_bridge.store import DEFAULT_DATABASE_URL, Store
+from engine_bridge.cli._common import add_database_argument, show_usage_without_action
+from engine_bridge.store import Store
 from engine_bridge.store.database import Database
 
-__all__ = ["add_database_argument", "register"]
-
-DATABASE_ENV = "ENGINE_BRIDGE_DATABASE"
-
-
-def add_database_argument(parser: argparse.ArgumentParser) -> None:
-    """``--database URL``, defaulting to $ENGINE_BRIDGE_DATABASE, then the SQLite file."""
-    parser.add_argument(
-        "--database",
-        default=os.environ.get(DATABASE_ENV, DEFAULT_DATABASE_URL),
-        metavar="URL",
-        help=f"database URL (default: ${DATABASE_ENV} or {DEFAULT_DATABASE_URL}); "
-        "e.g. postgresql+psycopg://user@host:5432/dbname",
-    )
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -35,12 +22,7 @@ def register(subparsers: Any) -> None:
     upgrade = commands.add_parser("upgrade", help="create the tables or apply pending migrations")
     add_database_argument(upgrade)
     upgrade.set_defaults(func=_upgrade)
-    parser.set_defaults(func=lambda _args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    show_usage_without_action(parser)
 
 
 def _upgrade(args: argparse.Namespace) -> int:

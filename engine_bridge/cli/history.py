@@ -14,8 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine_bridge.cli.db import add_database_argument
-from engine_bridge.store import HistoryEntry, Store
+from engine_bridge.cli._common import (
+    add_database_argument,
+    open_for_reading,
+    show_usage_without_action,
+)
+from engine_bridge.store import HistoryEntry
 
 __all__ = ["register"]
 
@@ -44,18 +48,13 @@ def register(subparsers: Any) -> None:
     add_database_argument(show)
     show.set_defaults(func=_show)
 
-    parser.set_defaults(func=lambda _args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    show_usage_without_action(parser)
 
 
 def _export(args: argparse.Namespace) -> int:
     from engine_bridge.history import export_history  # imports the testing kit; only when asked
 
-    with Store.open(args.database, create=False) as store:
+    with open_for_reading(args.database) as store:
         document = export_history(store, args.instance)
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     if args.output is None:
@@ -75,7 +74,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with Store.open(args.database, create=False) as store:
+    with open_for_reading(args.database) as store:
         record = store.get_instance(args.instance)
         entries = store.history(args.instance)
     print(f"instance {record.id} of {record.process_id}: {record.status}")

@@ -17,10 +17,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from engine_bridge.cli.db import add_database_argument
+from engine_bridge.cli._common import (
+    add_database_argument,
+    add_listing_arguments,
+    open_for_reading,
+    show_usage_without_action,
+)
 from engine_bridge.clock import SystemClock
 from engine_bridge.errors import InputError
-from engine_bridge.store import Store
 from engine_bridge.store.incidents import INCIDENT_STATUSES, Incident
 
 __all__ = ["register"]
@@ -33,11 +37,7 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="incidents_command", metavar="ACTION")
 
     listing = commands.add_parser("list", help="list incidents, oldest first")
-    listing.add_argument("--status", choices=INCIDENT_STATUSES, help="only this status")
-    listing.add_argument("--instance", metavar="ID", help="only this instance's incidents")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (100)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    add_database_argument(listing)
+    add_listing_arguments(listing, statuses=INCIDENT_STATUSES, what="incidents")
     listing.set_defaults(func=_list)
 
     show = commands.add_parser("show", help="print one incident as JSON")
@@ -64,21 +64,11 @@ def register(subparsers: Any) -> None:
     add_database_argument(retry)
     retry.set_defaults(func=_retry)
 
-    parser.set_defaults(func=lambda _args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
-
-
-def _open(args: argparse.Namespace) -> Store:
-    # Inspection never changes the schema: an old database is reported, not migrated.
-    return Store.open(args.database, create=False)
+    show_usage_without_action(parser)
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_for_reading(args.database) as store:
         found = store.incidents(status=args.status, instance_id=args.instance, limit=args.limit)
     if args.json:
         for incident in found:
@@ -100,7 +90,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_for_reading(args.database) as store:
         incident = store.incident(args.incident_id)
     print(json.dumps(incident.to_json(), ensure_ascii=False, indent=2))
     return 0
@@ -110,7 +100,7 @@ def _retry(args: argparse.Namespace) -> int:
     if args.services is None:
         if args.resolvers is not None:
             raise InputError("--resolvers only applies with --services (a retry run here)")
-        with _open(args) as store:
+        with open_for_reading(args.database) as store:
             incident = store.request_incident_retry(args.incident_id, now=SystemClock().now())
         print(
             f"incident {incident.id} (instance {incident.instance_id}, service task "

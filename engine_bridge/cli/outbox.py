@@ -14,9 +14,14 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine_bridge.cli.db import add_database_argument
+from engine_bridge.cli._common import (
+    add_database_argument,
+    add_listing_arguments,
+    open_for_reading,
+    show_usage_without_action,
+)
 from engine_bridge.clock import SystemClock
-from engine_bridge.store import OutboxRow, Store
+from engine_bridge.store import OutboxRow
 from engine_bridge.store.records import OUTBOX_STATUSES
 
 __all__ = ["register"]
@@ -29,11 +34,7 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="outbox_command", metavar="ACTION")
 
     listing = commands.add_parser("list", help="list outbox rows")
-    listing.add_argument("--status", choices=OUTBOX_STATUSES, help="only rows with this status")
-    listing.add_argument("--instance", metavar="ID", help="only rows of this instance")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many rows (100)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    add_database_argument(listing)
+    add_listing_arguments(listing, statuses=OUTBOX_STATUSES, what="rows")
     listing.set_defaults(func=_list)
 
     for name, func, text in (
@@ -59,17 +60,7 @@ def register(subparsers: Any) -> None:
     add_database_argument(purge)
     purge.set_defaults(func=_purge)
 
-    parser.set_defaults(func=lambda _args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
-
-
-def _open(args: argparse.Namespace) -> Store:
-    # Inspection never changes the schema: an old database is reported, not migrated.
-    return Store.open(args.database, create=False)
+    show_usage_without_action(parser)
 
 
 def row_to_json(row: OutboxRow) -> dict[str, Any]:
@@ -83,7 +74,7 @@ def row_to_json(row: OutboxRow) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_for_reading(args.database) as store:
         rows = store.outbox(status=args.status, instance_id=args.instance, limit=args.limit)
     if args.json:
         for row in rows:
@@ -106,21 +97,21 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_for_reading(args.database) as store:
         row = store.outbox_row(args.row_id)
     print(json.dumps(row_to_json(row), ensure_ascii=False, indent=2))
     return 0
 
 
 def _retry(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_for_reading(args.database) as store:
         store.retry_dead(args.row_id, now=SystemClock().now())
     print(f"outbox row {args.row_id} is pending again; a worker will send it")
     return 0
 
 
 def _discard(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_for_reading(args.database) as store:
         store.discard(args.row_id)
     print(f"outbox row {args.row_id} discarded; its instance's later calls can go out")
     return 0
@@ -131,7 +122,7 @@ def _purge(args: argparse.Namespace) -> int:
         print("error: --older-than-days must not be negative", file=sys.stderr)
         return 2
     before = SystemClock().now() - timedelta(days=args.older_than_days)
-    with _open(args) as store:
+    with open_for_reading(args.database) as store:
         removed = store.purge_outbox(before=before)
     print(
         f"removed {removed} delivered or discarded outbox rows from before {before:%Y-%m-%d %H:%M}"

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine_bridge.cli.db import add_database_argument
+from engine_bridge.cli._common import add_database_argument, open_for_reading
 from engine_bridge.clock import SystemClock
 from engine_bridge.errors import EngineBridgeError
 from engine_bridge.render.html import Panel, TodoRow, render_page
@@ -28,7 +28,6 @@ from engine_bridge.render.instance import (
     render_file_svg,
     render_instance_svg,
 )
-from engine_bridge.store import Store
 from engine_bridge.store.records import INSTANCE_STATUSES
 
 __all__ = ["register"]
@@ -107,7 +106,7 @@ def _bridge(args: argparse.Namespace) -> Any:
     library = WorkflowLibrary.load(
         args.workflows or ["workflows"], transforms=(translate_dialects,)
     )
-    store = Store.open(args.database, create=False)  # inspection never migrates
+    store = open_for_reading(args.database)
     return Bridge(
         library=library, store=store, sender=None, clock=SystemClock(), app_id="engine-bridge"
     )
