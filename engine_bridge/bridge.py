@@ -33,7 +33,6 @@ from engine_bridge.errors import (
     InputError,
     InvalidDataError,
     TaskNotOpenError,
-    UnknownInstanceError,
 )
 from engine_bridge.facts import CenterCall, Ledger, LedgerTodo, Plan, StepFacts, Todo
 from engine_bridge.inline_delivery import InlineDelivery
@@ -66,7 +65,6 @@ _LOCAL_CENTER = "http://to-do-centre.invalid"
 
 @dataclass(frozen=True)
 class _Loaded:
-    record: InstanceRecord
     process: LoadedProcess
     definition: str
 
@@ -225,7 +223,7 @@ class Bridge:
         start_data = _check_data(data, what="start data")
         start_data.setdefault("initiator", initiator)
         process = self.library.get(process_id)
-        definition = self._definition_for(process)
+        definition = definition_json(process)  # not stored until the start succeeds
         instance_id = uuid.uuid4().hex
         wf, facts = self.engine.start(
             process,
@@ -526,10 +524,6 @@ class Bridge:
         )
 
     # ------------------------------------------------------------------ internals
-    def _definition_for(self, process: LoadedProcess) -> str:
-        """The definition text of the process's current version (not yet stored)."""
-        return definition_json(process)
-
     def _store_definition(self, process: LoadedProcess, definition: str) -> None:
         """Store the definition once per version, when a start has succeeded in memory: a
         refused start writes nothing at all."""
@@ -547,7 +541,7 @@ class Bridge:
         # Node settings come from the loaded files; a running instance of an older version
         # keeps its own spec (stored once per version) and uses the current settings.
         process = self.library.get(record.process_id)
-        return _Loaded(record=record, process=process, definition=definition)
+        return _Loaded(process=process, definition=definition)
 
     def _plan(self, facts: StepFacts, ledger: Ledger) -> Plan:
         return plan_calls(facts, ledger, app_id=self.app_id, system_account=self.system_account)
@@ -790,7 +784,3 @@ def _outcome_from_history(entry: HistoryEntry) -> Outcome:
         closed=tuple(recorded.get("closed", [])),
         duplicate=True,
     )
-
-
-def _unknown(instance_id: str) -> UnknownInstanceError:
-    return UnknownInstanceError(f"no instance {instance_id!r}")

@@ -14,7 +14,7 @@ from engine_bridge.bridge import Bridge
 from engine_bridge.clock import FakeClock
 from engine_bridge.testing.fake_center import FakeCenter
 from engine_bridge.testing.normalize import normalize_transcript
-from engine_bridge.testing.scenario import StepRecord, load_scenario, run_scenario
+from engine_bridge.testing.scenario import ScenarioStep, load_scenario, run_scenario
 from engine_bridge.testing.transcript import TranscriptRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_scenario_runs_and_centre_matches_engine_after_every_step(
     bridge = harness.bridge()
     checked: list[int] = []
 
-    def check(rec: StepRecord) -> None:
+    def check(rec: ScenarioStep) -> None:
         if rec.kind == "expect":
             return
         for inst in bridge.store.list_instances(limit=5):

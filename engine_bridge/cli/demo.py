@@ -12,7 +12,7 @@ from typing import Any
 from engine_bridge.clock import FakeClock
 from engine_bridge.errors import EngineBridgeError
 from engine_bridge.facts import CenterCall, Endpoint
-from engine_bridge.testing.scenario import StepRecord, load_scenario, run_scenario
+from engine_bridge.testing.scenario import ScenarioStep, load_scenario, run_scenario
 
 
 def register(subparsers: Any) -> None:
@@ -91,7 +91,7 @@ def _demo(args: argparse.Namespace) -> int:
                 scenario = load_scenario(path)
                 print(f"== {path.stem}: {scenario.description or scenario.process}")
 
-                def show(rec: StepRecord) -> None:
+                def show(rec: ScenarioStep) -> None:
                     if rec.kind == "expect":
                         return
                     print(f"  [{clock.now():%m-%d %H:%M}] {rec.description}")

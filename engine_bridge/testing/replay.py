@@ -32,8 +32,8 @@ from engine_bridge.testing.fake_center import FakeCenter
 from engine_bridge.testing.golden import call_summary, calls_as_json, comparable, step_differences
 from engine_bridge.testing.scenario import (
     Scenario,
+    ScenarioStep,
     Step,
-    StepRecord,
     load_scenario,
     run_scenario,
 )
@@ -227,7 +227,7 @@ class Sandbox:
         recording = Recording(process=spec.process)
         watching = _Watching(self.bridge)
 
-        def step_done(rec: StepRecord) -> None:
+        def step_done(rec: ScenarioStep) -> None:
             recorded = self._recorded(rec.index, rec.kind, rec.description, rec.calls)
             recording.steps.append(recorded)
             if on_step is not None:

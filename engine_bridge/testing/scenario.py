@@ -27,7 +27,7 @@ from engine_bridge.testing.golden import calls_as_json, step_differences
 __all__ = [
     "Scenario",
     "ScenarioRun",
-    "StepRecord",
+    "ScenarioStep",
     "load_scenario",
     "parse_duration",
     "run_scenario",
@@ -146,7 +146,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 @dataclass
-class StepRecord:
+class ScenarioStep:
     """What one scenario step did (for timelines and reports)."""
 
     index: int
@@ -163,7 +163,7 @@ class StepRecord:
 @dataclass
 class ScenarioRun:
     instance_id: str
-    steps: list[StepRecord]
+    steps: list[ScenarioStep]
     finished: bool
 
 
@@ -172,7 +172,7 @@ def run_scenario(
     scenario: Scenario,
     *,
     advance: Callable[[timedelta], object] | None = None,
-    on_step: Callable[[StepRecord], None] | None = None,
+    on_step: Callable[[ScenarioStep], None] | None = None,
 ) -> ScenarioRun:
     """Run ``scenario`` on ``bridge`` (a ``Bridge``). ``advance`` moves the bridge's clock for
     ``tick`` steps (``FakeClock.advance``); without it a tick fires what is already due."""
@@ -183,8 +183,8 @@ def run_scenario(
         key=scenario.start.key,
         initiator_name=scenario.start.initiator_name,
     )
-    records: list[StepRecord] = []
-    first = StepRecord(0, "start", f"{scenario.start.initiator} starts {scenario.process}")
+    records: list[ScenarioStep] = []
+    first = ScenarioStep(0, "start", f"{scenario.start.initiator} starts {scenario.process}")
     first.calls = list(inst.calls)
     records.append(first)
     if on_step:
@@ -196,23 +196,23 @@ def run_scenario(
             task_id = _find_task(bridge, inst.id, c.node, c.handler, i)
             outcome = bridge.complete(task_id, handler=c.handler, data=c.data, opinion=c.opinion)
             last = [outcome]
-            rec = StepRecord(i, "complete", f"{c.handler} completes {c.node}", last)
+            rec = ScenarioStep(i, "complete", f"{c.handler} completes {c.node}", last)
         elif step.tick is not None:
             delta = parse_duration(step.tick.advance)
             if advance is not None:
                 advance(delta)
             last = bridge.tick()
-            rec = StepRecord(i, "tick", f"time passes ({step.tick.advance})", last)
+            rec = ScenarioStep(i, "tick", f"time passes ({step.tick.advance})", last)
         elif step.cancel is not None:
             outcome = bridge.cancel(inst.id, by=step.cancel.by, opinion=step.cancel.opinion)
             last = [outcome]
-            rec = StepRecord(i, "cancel", f"{step.cancel.by} cancels the instance", last)
+            rec = ScenarioStep(i, "cancel", f"{step.cancel.by} cancels the instance", last)
         else:
             assert step.expect is not None
             _check(bridge, inst.id, step.expect, last, i)
             if step.expect.calls is not None:
                 _check_calls(step.expect.calls, records, i)
-            rec = StepRecord(i, "expect", "expectations hold", [])
+            rec = ScenarioStep(i, "expect", "expectations hold", [])
         records.append(rec)
         if on_step:
             on_step(rec)
@@ -263,7 +263,7 @@ def _check(bridge: Any, instance_id: str, exp: ExpectSpec, last: list[Outcome], 
             fail(f"finished: expected {exp.finished}, got {finished}")
 
 
-def _check_calls(expected: list[dict[str, Any]], records: list[StepRecord], i: int) -> None:
+def _check_calls(expected: list[dict[str, Any]], records: list[ScenarioStep], i: int) -> None:
     """The latest action's calls equal the recorded ones (ids numbered over the whole run)."""
     action = next(r for r in reversed(records) if r.kind != "expect")
     so_far = calls_as_json(c for r in records for c in r.calls)
