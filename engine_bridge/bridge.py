@@ -576,6 +576,7 @@ class Bridge:
                 state=encoded.text,
                 state_frame=encoded.frame,
                 ledger=planned.ledger,
+                ledger_before=record.ledger,
                 calls=planned.calls,
                 history=_history(kind, {**payload, "calls": len(planned.calls)}, facts.at, key),
                 next_timer_at=None if new_status != "running" else self.engine.next_timer_at(wf),

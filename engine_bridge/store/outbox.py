@@ -8,6 +8,7 @@ an operator retries or discards it, instead of letting later calls overtake it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,8 +29,9 @@ from sqlalchemy import (
 
 from engine_bridge.errors import InputError
 from engine_bridge.facts import Endpoint
-from engine_bridge.store import statements as sql
+from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.database import Database
+from engine_bridge.store.driver import Driver
 from engine_bridge.store.records import OUTBOX_STATUSES, OutboxRow
 from engine_bridge.store.schema import outbox
 
@@ -58,8 +60,9 @@ class StepClaim:
 class Outbox:
     """Outbox operations on one database (used through ``Store``)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, driver: Driver | None = None) -> None:
         self._db = db
+        self._driver = driver or Driver(db.dialect)
 
     def claim(
         self, *, worker: str, limit: int, lease_seconds: float, now: datetime
@@ -119,23 +122,48 @@ class Outbox:
     ) -> list[dict[str, Any]]:
         """Inside ``commit_step``: insert the first of a step's new rows claimed for
         ``claim.worker`` when nothing of its instance is still undelivered, record it in
-        ``claim.rows``, and return the rows still to insert (all of them otherwise)."""
-        first = values[0]
+        ``claim.rows``, and return the rows still to insert (all of them otherwise).
+
+        ``values`` are the step's rows as the driver writes them (``Store.commit_step``);
+        their times are ``now``."""
+        driver, first = self._driver, values[0]
         # Rows are sent strictly in seq order, so the instance's last row tells: if it was
         # delivered or discarded, so were all before it, and the new row is the head.
-        last = conn.execute(sql.LAST_OUTBOX_STATUS, {"instance_id": first["instance_id"]}).scalar()
-        if last is not None and last not in ("delivered", "discarded"):
+        last = driver.run(
+            conn, step_sql.LAST_OUTBOX_STATUS, {"instance_id": first["instance_id"]}
+        ).fetchone()
+        if last is not None and last[0] not in ("delivered", "discarded"):
             return values
+        expires = now + timedelta(seconds=claim.lease_seconds)
         claimed = {
             **first,
             "claimed_by": claim.worker,
-            "claim_expires_at": now + timedelta(seconds=claim.lease_seconds),
+            "claim_expires_at": driver.when(expires),
             "attempts": 1,
-            "first_attempt_at": now,
+            "first_attempt_at": driver.when(now),
         }
-        key = conn.execute(sql.INSERT_OUTBOX, claimed).inserted_primary_key
-        assert key is not None  # a single-row insert always reports its key
-        claim.rows.append(_row_from_values(int(key[0]), claimed))
+        (row_id,) = driver.run(conn, step_sql.INSERT_OUTBOX_RETURNING_ID, claimed).fetchone()
+        claim.rows.append(
+            OutboxRow(
+                id=int(row_id),
+                instance_id=first["instance_id"],
+                seq=int(first["seq"]),
+                endpoint=Endpoint(first["endpoint"]),
+                item=json.loads(first["item"]),
+                status="pending",
+                attempts=1,
+                next_attempt_at=now,
+                claimed_by=claim.worker,
+                claim_expires_at=expires,
+                last_error=None,
+                errors=[],
+                created_at=now,
+                delivered_at=None,
+                first_attempt_at=now,
+                maybe_applied=False,
+                response=None,
+            )
+        )
         return values[1:]
 
     def mark_delivered(
@@ -153,10 +181,14 @@ class Outbox:
         """
         if not row_ids:
             return
+        driver = self._driver
+        at = driver.when(now)
+        answer = None if response is None else driver.json(response)
         with self._db.write(durable=False) as conn:
-            conn.execute(
-                sql.MARK_DELIVERED,
-                {"row_ids": list(row_ids), "delivered_at": now, "response": response},
+            driver.many(
+                conn,
+                step_sql.MARK_DELIVERED,
+                [{"id": int(i), "delivered_at": at, "response": answer} for i in row_ids],
             )
 
     def mark_retry(
@@ -327,28 +359,6 @@ def _check_status(status: str) -> None:
         raise InputError(
             f"unknown outbox status {status!r}; use one of {', '.join(OUTBOX_STATUSES)}"
         )
-
-
-def _row_from_values(row_id: int, values: dict[str, Any]) -> OutboxRow:
-    return OutboxRow(
-        id=row_id,
-        instance_id=values["instance_id"],
-        seq=int(values["seq"]),
-        endpoint=Endpoint(values["endpoint"]),
-        item=dict(values["item"]),
-        status=values["status"],
-        attempts=int(values["attempts"]),
-        next_attempt_at=values["next_attempt_at"],
-        claimed_by=values.get("claimed_by"),
-        claim_expires_at=values.get("claim_expires_at"),
-        last_error=None,
-        errors=list(values["errors"]),
-        created_at=values["created_at"],
-        delivered_at=None,
-        first_attempt_at=values.get("first_attempt_at"),
-        maybe_applied=bool(values["maybe_applied"]),
-        response=None,
-    )
 
 
 def _to_row(r: Row[Any]) -> OutboxRow:

@@ -87,6 +87,11 @@ class StepRecord:
     frame such that ``state`` is the stored state at ``expected_version`` + newline + frame
     (``engine_bridge.engine.journal``): the store then writes the frame as a row of its own
     instead of rewriting the whole state.
+
+    ``ledger_before``, when given, is the ledger at ``expected_version`` (the caller read it
+    with that version): the todo index is then brought in line by comparing the two ledgers
+    and writing only the todos that changed, instead of reading the index and rewriting
+    every open todo (a countersign's todo lists all its signers).
     """
 
     instance_id: str
@@ -102,6 +107,7 @@ class StepRecord:
     history: HistoryDraft
     next_timer_at: datetime | None = None
     state_frame: str | None = None
+    ledger_before: Ledger | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ todos, its outbox rows and its history row are all committed, or none of them is
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sqlite3
+import sys
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -24,10 +26,12 @@ from engine_bridge.errors import (
     UnknownInstanceError,
     UnknownProcessError,
 )
-from engine_bridge.facts import Ledger, LedgerTodo
+from engine_bridge.facts import LedgerTodo
 from engine_bridge.store import statements as sql
+from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_from_json, todo_to_json
 from engine_bridge.store.database import Database
+from engine_bridge.store.driver import Driver
 from engine_bridge.store.incidents import (
     Incident,
     IncidentChange,
@@ -57,7 +61,8 @@ class Store:
     def __init__(self, db: Database) -> None:
         """Use ``Store.open``; this wraps an already configured ``Database``."""
         self._db = db
-        self._outbox = Outbox(db)
+        self._driver = Driver(db.dialect)
+        self._outbox = Outbox(db, self._driver)
 
     @classmethod
     def open(cls, url: str = DEFAULT_DATABASE_URL, *, create: bool = True) -> Store:
@@ -174,13 +179,27 @@ class Store:
 
         ``with_state=False`` leaves ``state`` empty (read it with ``instance_state`` when it
         is needed): a large instance's state is not worth reading when the caller holds it.
+        This is every completion's first read, so it runs on the driver.
         """
-        query = sql.INSTANCE_BY_TODO if with_state else sql.INSTANCE_BY_TODO_WITHOUT_STATE
+        if with_state:
+            with self._db.read() as conn:
+                row = conn.execute(sql.INSTANCE_BY_TODO, {"todo_id": todo_id}).first()
+                return None if row is None else _to_instance(row, conn)
         with self._db.read() as conn:
-            row = conn.execute(query, {"todo_id": todo_id}).first()
-            if row is None:
-                return None
-            return _to_instance(row, conn if with_state else None)
+            found = self._driver.run(
+                conn, step_sql.INSTANCE_BY_TODO_WITHOUT_STATE, {"todo_id": todo_id}
+            ).fetchone()
+        return None if found is None else self._record_from_driver(found)
+
+    def _record_from_driver(self, found: Sequence[Any]) -> InstanceRecord:
+        """The record of a driver row (``step_sql.INSTANCE_COLUMNS``), its values read back
+        as SQLAlchemy's column types would have."""
+        m = dict(zip(step_sql.INSTANCE_COLUMNS, found, strict=True))
+        when = self._driver.read_when
+        m["ledger"] = self._driver.read_json(m["ledger"])
+        for column in ("next_timer_at", "created_at", "updated_at"):
+            m[column] = when(m[column])
+        return _record(m, state="")
 
     def list_instances(
         self, *, status: str | None = None, limit: int = 100
@@ -248,38 +267,43 @@ class Store:
         with ``claim``, lease the step's first call to the caller's relay (``StepClaim``).
         Raises ``ConflictError`` when another writer got there first (version moved, id or
         business key or idempotency key taken) and nothing is written.
+
+        The statements run on the driver (``engine_bridge.store.driver``): this is the one
+        transaction of every step.
         """
         _check_status(step.status)
-        ledger_doc = ledger_to_json(step.ledger)
+        driver = self._driver
+        ledger_text = driver.json(ledger_to_json(step.ledger))
         items = [
-            _json_object(call.item, f"call {n} ({call.endpoint.value})")
+            _json_text(call.item, f"call {n} ({call.endpoint.value})")
             for n, call in enumerate(step.calls, 1)
         ]
-        payload = _json_object(step.history.payload, f"history payload ({step.history.kind})")
+        payload = _json_text(step.history.payload, f"history payload ({step.history.kind})")
+        at = driver.when(step.history.at)
         try:
             with self._db.write() as conn:
                 if step.expected_version is None:
-                    version, first_seq, history_seq = self._create(conn, step, ledger_doc)
+                    version, first_seq, history_seq = self._create(conn, step, ledger_text, at)
                 else:
-                    version, first_seq, history_seq = self._update(conn, step, ledger_doc)
-                self._index_todos(conn, step.instance_id, step.ledger)
+                    version, first_seq, history_seq = self._update(conn, step, ledger_text, at)
+                self._index_todos(conn, step)
                 if items:
                     rows = [
-                        _outbox_values(step, call.endpoint.value, item, first_seq + n)
+                        _outbox_values(step, call.endpoint.value, item, first_seq + n, at)
                         for n, (call, item) in enumerate(zip(step.calls, items, strict=True))
                     ]
                     if claim is not None:
                         rows = self._outbox.claim_step_head(conn, rows, claim, step.history.at)
-                    if rows:
-                        conn.execute(sql.INSERT_OUTBOX, rows)
-                conn.execute(
-                    sql.INSERT_HISTORY,
+                    driver.many(conn, step_sql.INSERT_OUTBOX, rows)
+                driver.run(
+                    conn,
+                    step_sql.INSERT_HISTORY,
                     {
                         "instance_id": step.instance_id,
                         "seq": history_seq,
                         "kind": step.history.kind,
                         "payload": payload,
-                        "at": step.history.at,
+                        "at": at,
                         "idempotency_key": step.history.idempotency_key,
                     },
                 )
@@ -295,26 +319,32 @@ class Store:
         except BaseException as exc:
             if claim is not None:
                 claim.rows.clear()  # nothing was committed, so nothing was claimed
-            if isinstance(exc, IntegrityError):
-                raise ConflictError(_integrity_message(step, exc)) from None
+            detail = _integrity_detail(exc)
+            if detail is not None:
+                raise ConflictError(_integrity_message(step, detail)) from None
             raise
         return version
 
     def _create(
-        self, conn: Connection, step: StepRecord, ledger_doc: dict[str, Any]
+        self, conn: Connection, step: StepRecord, ledger_text: str, at: Any
     ) -> tuple[int, int, int]:
-        taken = conn.execute(sql.INSTANCE_ID_TAKEN, {"instance_id": step.instance_id})
-        if taken.first() is not None:
+        run = self._driver.run
+        if run(conn, step_sql.INSTANCE_ID_TAKEN, {"instance_id": step.instance_id}).fetchone():
             raise ConflictError(f"process instance {step.instance_id!r} already exists")
         if step.business_key is not None:
-            same_key = _find_key(conn, step.process_id, step.business_key)
+            same_key = run(
+                conn,
+                step_sql.INSTANCE_ID_BY_KEY,
+                {"process_id": step.process_id, "business_key": step.business_key},
+            ).fetchone()
             if same_key is not None:
                 raise ConflictError(
-                    f"process {step.process_id!r} already has instance {same_key!r} with "
+                    f"process {step.process_id!r} already has instance {same_key[0]!r} with "
                     f"business key {step.business_key!r}"
                 )
-        conn.execute(
-            sql.INSERT_INSTANCE,
+        run(
+            conn,
+            step_sql.INSERT_INSTANCE,
             {
                 "id": step.instance_id,
                 "process_id": step.process_id,
@@ -323,105 +353,123 @@ class Store:
                 "initiator": step.initiator,
                 "status": step.status,
                 "state": _head(step.state),
-                "version": 1,
-                "ledger": ledger_doc,
-                "next_timer_at": step.next_timer_at,
-                "created_at": step.history.at,
-                "updated_at": step.history.at,
+                "ledger": ledger_text,
+                "next_timer_at": self._driver.when(step.next_timer_at),
+                "at": at,
                 "outbox_seq": len(step.calls),
-                "history_seq": 1,
             },
         )
-        _write_body(conn, step.instance_id, 1, step.state)
+        self._write_body(conn, step.instance_id, 1, step.state)
         return 1, 1, 1
 
     def _update(
-        self, conn: Connection, step: StepRecord, ledger_doc: dict[str, Any]
+        self, conn: Connection, step: StepRecord, ledger_text: str, at: Any
     ) -> tuple[int, int, int]:
         assert step.expected_version is not None
+        run = self._driver.run
         values = {
-            "b_id": step.instance_id,
-            "b_expected_version": step.expected_version,
-            "b_calls": len(step.calls),
+            "id": step.instance_id,
+            "expected_version": step.expected_version,
+            "calls": len(step.calls),
             "definition_version": step.definition_version,
             "status": step.status,
-            "ledger": ledger_doc,
-            "next_timer_at": step.next_timer_at,
-            "updated_at": step.history.at,
+            "ledger": ledger_text,
+            "next_timer_at": self._driver.when(step.next_timer_at),
+            "updated_at": at,
         }
         if step.state_frame is None:
-            updated = conn.execute(
-                sql.UPDATE_INSTANCE, {**values, "state": _head(step.state)}
-            ).first()
+            values["state"] = _head(step.state)
+            updated = run(conn, step_sql.UPDATE_INSTANCE, values).fetchone()
         else:  # a journal frame: the stored snapshot stays, the frame becomes a row
-            updated = conn.execute(sql.UPDATE_INSTANCE_KEEP_STATE, values).first()
+            updated = run(conn, step_sql.UPDATE_INSTANCE_KEEP_STATE, values).fetchone()
         if updated is None:
-            now_at = conn.execute(sql.INSTANCE_VERSION, {"instance_id": step.instance_id}).scalar()
+            now_at = run(
+                conn, step_sql.INSTANCE_VERSION, {"instance_id": step.instance_id}
+            ).fetchone()
             if now_at is None:
                 raise UnknownInstanceError(f"no process instance with id {step.instance_id!r}")
             raise ConflictError(
-                f"process instance {step.instance_id!r} is at version {now_at}, the step was "
-                f"computed from version {step.expected_version}; reload it and try again"
+                f"process instance {step.instance_id!r} is at version {now_at[0]}, the step "
+                f"was computed from version {step.expected_version}; reload it and try again"
             )
-        version, outbox_seq, history_seq = updated
+        version, outbox_seq, history_seq = (int(v) for v in updated)
         if step.state_frame is None:
-            conn.execute(sql.DELETE_FRAMES, {"instance_id": step.instance_id})
-            _write_body(conn, step.instance_id, version, step.state)
+            run(conn, step_sql.DELETE_FRAMES, {"instance_id": step.instance_id})
+            self._write_body(conn, step.instance_id, version, step.state)
         else:
-            conn.execute(
-                sql.INSERT_FRAME,
+            run(
+                conn,
+                step_sql.INSERT_FRAME,
                 {"instance_id": step.instance_id, "version": version, "frame": step.state_frame},
             )
-        return int(version), int(outbox_seq) - len(step.calls) + 1, int(history_seq)
+        return version, outbox_seq - len(step.calls) + 1, history_seq
 
-    def _index_todos(self, conn: Connection, instance_id: str, ledger: Ledger) -> None:
-        wanted = {t.todo_id: (pos, t) for pos, t in enumerate(ledger.open)}
-        known = {
-            str(todo_id): bool(is_open)
-            for todo_id, is_open in conn.execute(
-                sql.TODOS_OF_INSTANCE, {"instance_id": instance_id}
+    def _write_body(self, conn: Connection, instance_id: str, version: int, state: str) -> None:
+        if len(state) <= _INLINE_CHARS:
+            return
+        _head_line, newline, body = state.partition("\n")
+        if newline:
+            self._driver.run(
+                conn,
+                step_sql.INSERT_FRAME,
+                {"instance_id": instance_id, "version": version, "frame": body},
             )
-        }
-        new = [todo_id for todo_id in wanted if todo_id not in known]
-        if new:
-            foreign = conn.execute(
-                sql.TODO_OWNERS, {"todo_ids": new, "instance_id": instance_id}
-            ).first()
-            if foreign is not None:
+
+    def _index_todos(self, conn: Connection, step: StepRecord) -> None:
+        """Bring the todo index in line with the step's ledger.
+
+        With ``step.ledger_before`` (the ledger at ``expected_version``, which the version
+        check has just proved current) only the todos that changed are written; otherwise
+        the index says which todos are open and every open one is rewritten.
+        """
+        driver, instance_id = self._driver, step.instance_id
+        wanted = {t.todo_id: (pos, t) for pos, t in enumerate(step.ledger.open)}
+        before: dict[str, tuple[int, LedgerTodo] | None]
+        if step.expected_version is None:
+            before = {}
+        elif step.ledger_before is not None:
+            before = {t.todo_id: (pos, t) for pos, t in enumerate(step.ledger_before.open)}
+        else:
+            found = driver.run(
+                conn, step_sql.TODOS_OF_INSTANCE, {"instance_id": instance_id, "open": True}
+            ).fetchall()
+            before = {str(todo_id): None for todo_id, _open in found}
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for todo_id, (pos, todo) in wanted.items():
+            values = {
+                "todo_id": todo_id,
+                "instance_id": instance_id,
+                "open": True,
+                "position": pos,
+                "todo": None,
+            }
+            if todo_id in before:
+                if before[todo_id] == (pos, todo):
+                    continue  # unchanged: nothing to write
+                values["todo"] = driver.json(todo_to_json(todo))
+                updates.append(values)
+                continue
+            values["todo"] = driver.json(todo_to_json(todo))
+            owner = driver.run(conn, step_sql.TODO_OWNER, {"todo_id": todo_id}).fetchone()
+            if owner is None:
+                inserts.append(values)
+            elif owner[0] != instance_id:
                 raise ConflictError(
-                    f"todo id {foreign.todo_id!r} already belongs to instance "
-                    f"{foreign.instance_id!r}, not {instance_id!r}; todo ids must be unique",
+                    f"todo id {todo_id!r} already belongs to instance {owner[0]!r}, not "
+                    f"{instance_id!r}; todo ids must be unique",
                     retryable=False,
                 )
-            conn.execute(
-                sql.INSERT_TODO,
-                [
-                    {
-                        "todo_id": todo_id,
-                        "instance_id": instance_id,
-                        "open": True,
-                        "position": wanted[todo_id][0],
-                        "todo": todo_to_json(wanted[todo_id][1]),
-                    }
-                    for todo_id in new
-                ],
-            )
-        kept = [todo_id for todo_id in wanted if todo_id in known]
-        if kept:
-            conn.execute(
-                sql.UPDATE_TODO,
-                [
-                    {
-                        "b_todo_id": todo_id,
-                        "position": wanted[todo_id][0],
-                        "todo": todo_to_json(wanted[todo_id][1]),
-                    }
-                    for todo_id in kept
-                ],
-            )
-        closing = sorted(t for t, is_open in known.items() if is_open and t not in wanted)
-        if closing:
-            conn.execute(sql.CLOSE_TODOS, {"todo_ids": closing})
+            else:  # a todo of this instance that was closed and is open again
+                updates.append(values)
+        driver.many(conn, step_sql.INSERT_TODO, inserts)
+        driver.many(conn, step_sql.UPDATE_TODO, updates)
+        closing = [
+            {"todo_id": todo_id, "open": True, "closed": False}
+            for todo_id in sorted(before)
+            if todo_id not in wanted
+        ]
+        driver.many(conn, step_sql.CLOSE_TODO, closing)
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -529,15 +577,6 @@ def _definition(conn: Connection, process_id: str, version: str) -> str | None:
     return None if found is None else str(found)
 
 
-def _find_key(conn: Connection, process_id: str, key: str) -> str | None:
-    found = conn.execute(
-        select(instances.c.id).where(
-            instances.c.process_id == process_id, instances.c.business_key == key
-        )
-    ).scalar()
-    return None if found is None else str(found)
-
-
 def _check_status(status: str) -> None:
     if status not in INSTANCE_STATUSES:
         raise InputError(
@@ -545,18 +584,15 @@ def _check_status(status: str) -> None:
         )
 
 
-def _json_object(value: Any, what: str) -> dict[str, Any]:
-    """A JSON-safe copy of ``value``, refused with a clear error before the transaction."""
+def _json_text(value: Any, what: str) -> str:
+    """``value`` as JSON text, refused with a clear error before the transaction."""
     try:
-        copied = json.loads(json.dumps(dict(value), ensure_ascii=False, allow_nan=False))
+        return json.dumps(dict(value), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidDataError(f"{what} cannot be stored as JSON: {exc}") from None
-    return dict(copied)
 
 
-def _outbox_values(
-    step: StepRecord, endpoint: str, item: dict[str, Any], seq: int
-) -> dict[str, Any]:
+def _outbox_values(step: StepRecord, endpoint: str, item: str, seq: int, at: Any) -> dict[str, Any]:
     return {
         "instance_id": step.instance_id,
         "seq": seq,
@@ -564,15 +600,30 @@ def _outbox_values(
         "item": item,
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": step.history.at,
+        "next_attempt_at": at,
+        "claimed_by": None,
+        "claim_expires_at": None,
+        "first_attempt_at": None,
         "maybe_applied": False,
-        "errors": [],
-        "created_at": step.history.at,
+        "errors": "[]",
+        "created_at": at,
     }
 
 
-def _integrity_message(step: StepRecord, exc: IntegrityError) -> str:
-    detail = str(exc.orig)
+def _integrity_detail(exc: BaseException) -> str | None:
+    """The database's words when ``exc`` is a constraint violation, from SQLAlchemy or
+    from either driver (the step's statements run on the driver)."""
+    if isinstance(exc, IntegrityError):
+        return str(exc.orig)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return str(exc)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.IntegrityError):
+        return str(exc)
+    return None
+
+
+def _integrity_message(step: StepRecord, detail: str) -> str:
     if "idempotency_key" in detail:
         return (
             f"a step with idempotency key {step.history.idempotency_key!r} is already "
@@ -601,16 +652,6 @@ def _head(state: str) -> str:
     return state if len(state) <= _INLINE_CHARS else state.split("\n", 1)[0]
 
 
-def _write_body(conn: Connection, instance_id: str, version: int, state: str) -> None:
-    if len(state) <= _INLINE_CHARS:
-        return
-    _head_line, newline, body = state.partition("\n")
-    if newline:
-        conn.execute(
-            sql.INSERT_FRAME, {"instance_id": instance_id, "version": version, "frame": body}
-        )
-
-
 def _with_frames(conn: Connection, instance_id: str, state: str, version: int) -> str:
     """The whole state text at ``version``: the instance row's part and its frames rows.
 
@@ -635,8 +676,13 @@ def _with_frames(conn: Connection, instance_id: str, state: str, version: int) -
 def _to_instance(row: Row[Any], conn: Connection | None) -> InstanceRecord:
     """The record of an instance row; with ``conn``, its state text includes its frames."""
     m = row._mapping
-    version = int(m["version"])
-    state = m["state"] if conn is None else _with_frames(conn, m["id"], m["state"], version)
+    state = (
+        m["state"] if conn is None else _with_frames(conn, m["id"], m["state"], int(m["version"]))
+    )
+    return _record(m, state=state)
+
+
+def _record(m: Mapping[Any, Any], *, state: str) -> InstanceRecord:
     return InstanceRecord(
         id=m["id"],
         process_id=m["process_id"],
@@ -645,7 +691,7 @@ def _to_instance(row: Row[Any], conn: Connection | None) -> InstanceRecord:
         initiator=m["initiator"],
         status=m["status"],
         state=state,
-        version=version,
+        version=int(m["version"]),
         ledger=ledger_from_json(m["ledger"]),
         next_timer_at=m["next_timer_at"],
         created_at=m["created_at"],

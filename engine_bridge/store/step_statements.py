@@ -1,0 +1,135 @@
+"""The SQL of a step, in the driver's own dialect (see ``engine_bridge.store.driver``).
+
+Column lists are spelled out: they are the tables of ``engine_bridge.store.schema``, which
+the schema tests compare with the database. Nothing here depends on SQLite or PostgreSQL
+beyond what both accept (``RETURNING``, ``INSERT … VALUES``); ``Statement`` adapts the
+parameter style.
+"""
+
+from __future__ import annotations
+
+from engine_bridge.store.driver import Statement
+
+__all__ = [
+    "CLOSE_TODO",
+    "DELETE_FRAMES",
+    "INSERT_FRAME",
+    "INSERT_HISTORY",
+    "INSERT_INSTANCE",
+    "INSERT_OUTBOX",
+    "INSERT_OUTBOX_RETURNING_ID",
+    "INSERT_TODO",
+    "INSTANCE_BY_TODO_WITHOUT_STATE",
+    "INSTANCE_COLUMNS",
+    "INSTANCE_ID_BY_KEY",
+    "INSTANCE_ID_TAKEN",
+    "INSTANCE_VERSION",
+    "LAST_OUTBOX_STATUS",
+    "MARK_DELIVERED",
+    "TODOS_OF_INSTANCE",
+    "TODO_OWNER",
+    "UPDATE_INSTANCE",
+    "UPDATE_INSTANCE_KEEP_STATE",
+    "UPDATE_TODO",
+]
+
+#: The instance row without its state, in this order (``Store._record_from_driver``).
+INSTANCE_COLUMNS = (
+    "id",
+    "process_id",
+    "definition_version",
+    "business_key",
+    "initiator",
+    "status",
+    "version",
+    "ledger",
+    "next_timer_at",
+    "created_at",
+    "updated_at",
+)
+
+INSTANCE_BY_TODO_WITHOUT_STATE = Statement(
+    "SELECT i.id, i.process_id, i.definition_version, i.business_key, i.initiator, i.status, "
+    "i.version, i.ledger, i.next_timer_at, i.created_at, i.updated_at "
+    "FROM instances i JOIN todos t ON t.instance_id = i.id WHERE t.todo_id = :todo_id"
+)
+
+INSTANCE_ID_TAKEN = Statement("SELECT 1 FROM instances WHERE id = :instance_id")
+
+INSTANCE_ID_BY_KEY = Statement(
+    "SELECT id FROM instances WHERE process_id = :process_id AND business_key = :business_key"
+)
+
+INSTANCE_VERSION = Statement("SELECT version FROM instances WHERE id = :instance_id")
+
+INSERT_INSTANCE = Statement(
+    "INSERT INTO instances (id, process_id, definition_version, business_key, initiator, "
+    "status, state, version, ledger, next_timer_at, created_at, updated_at, outbox_seq, "
+    "history_seq) VALUES (:id, :process_id, :definition_version, :business_key, :initiator, "
+    ":status, :state, 1, :ledger, :next_timer_at, :at, :at, :outbox_seq, 1)"
+)
+
+#: Optimistic update: no row comes back when the version moved.
+UPDATE_INSTANCE = Statement(
+    "UPDATE instances SET state = :state, definition_version = :definition_version, "
+    "status = :status, ledger = :ledger, next_timer_at = :next_timer_at, "
+    "updated_at = :updated_at, version = version + 1, outbox_seq = outbox_seq + :calls, "
+    "history_seq = history_seq + 1 WHERE id = :id AND version = :expected_version "
+    "RETURNING version, outbox_seq, history_seq"
+)
+
+#: The same for a step whose state change is a journal frame: the snapshot stays.
+UPDATE_INSTANCE_KEEP_STATE = Statement(
+    "UPDATE instances SET definition_version = :definition_version, "
+    "status = :status, ledger = :ledger, next_timer_at = :next_timer_at, "
+    "updated_at = :updated_at, version = version + 1, outbox_seq = outbox_seq + :calls, "
+    "history_seq = history_seq + 1 WHERE id = :id AND version = :expected_version "
+    "RETURNING version, outbox_seq, history_seq"
+)
+
+INSERT_FRAME = Statement(
+    "INSERT INTO state_frames (instance_id, version, frame) VALUES (:instance_id, :version, :frame)"
+)
+
+DELETE_FRAMES = Statement("DELETE FROM state_frames WHERE instance_id = :instance_id")
+
+TODOS_OF_INSTANCE = Statement(
+    "SELECT todo_id, open FROM todos WHERE instance_id = :instance_id AND open = :open"
+)
+
+TODO_OWNER = Statement("SELECT instance_id, open FROM todos WHERE todo_id = :todo_id")
+
+INSERT_TODO = Statement(
+    "INSERT INTO todos (todo_id, instance_id, open, position, todo) "
+    "VALUES (:todo_id, :instance_id, :open, :position, :todo)"
+)
+
+UPDATE_TODO = Statement(
+    "UPDATE todos SET open = :open, position = :position, todo = :todo WHERE todo_id = :todo_id"
+)
+
+CLOSE_TODO = Statement("UPDATE todos SET open = :closed WHERE todo_id = :todo_id AND open = :open")
+
+INSERT_HISTORY = Statement(
+    "INSERT INTO history (instance_id, seq, kind, payload, at, idempotency_key) "
+    "VALUES (:instance_id, :seq, :kind, :payload, :at, :idempotency_key)"
+)
+
+INSERT_OUTBOX = Statement(
+    "INSERT INTO outbox (instance_id, seq, endpoint, item, status, attempts, next_attempt_at, "
+    "claimed_by, claim_expires_at, first_attempt_at, maybe_applied, errors, created_at) "
+    "VALUES (:instance_id, :seq, :endpoint, :item, :status, :attempts, :next_attempt_at, "
+    ":claimed_by, :claim_expires_at, :first_attempt_at, :maybe_applied, :errors, :created_at)"
+)
+
+INSERT_OUTBOX_RETURNING_ID = Statement(INSERT_OUTBOX.sqlite + " RETURNING id")
+
+#: The status of an instance's newest call (rows go out strictly in seq order).
+LAST_OUTBOX_STATUS = Statement(
+    "SELECT status FROM outbox WHERE instance_id = :instance_id ORDER BY seq DESC LIMIT 1"
+)
+
+MARK_DELIVERED = Statement(
+    "UPDATE outbox SET status = 'delivered', delivered_at = :delivered_at, claimed_by = NULL, "
+    "claim_expires_at = NULL, response = :response WHERE id = :id AND status = 'pending'"
+)

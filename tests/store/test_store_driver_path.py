@@ -1,0 +1,96 @@
+"""The step's statements run on the driver: what they write reads back the same through
+SQLAlchemy, and the todo index follows the ledger whether or not the caller passes the
+ledger it started from. Runs on SQLite and PostgreSQL (the ``store`` fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+
+from engine_bridge.facts import Endpoint, Ledger, LedgerTodo
+from engine_bridge.store import StepRecord, Store
+from engine_bridge.store.driver import Statement
+from engine_bridge.store.outbox import StepClaim
+
+StepFactory = Callable[..., StepRecord]
+T0 = datetime(2026, 1, 1, 8, 0, 0, 123456, tzinfo=UTC)
+
+
+def _signers(todo_id: str, handled: tuple[str, ...]) -> LedgerTodo:
+    return LedgerTodo(
+        todo_id=todo_id,
+        node_id="sign",
+        node_name="会签",
+        handlers=("S1", "S2", "S3"),
+        handled=handled,
+    )
+
+
+def test_the_record_without_state_equals_the_full_record_but_for_the_state(
+    store: Store, make_step: StepFactory
+) -> None:
+    step = make_step("i1", todos=["i1:a"], business_key="k", timer=T0 + timedelta(minutes=5))
+    store.commit_step(replace(step, history=replace(step.history, at=T0)))
+    full = store.get_instance("i1")
+    light = store.find_by_todo("i1:a", with_state=False)
+    assert light is not None and light.state == ""
+    assert replace(light, state=full.state) == full
+    assert light.created_at == T0 and light.created_at.tzinfo is not None
+    assert light.next_timer_at == T0 + timedelta(minutes=5)
+
+
+@pytest.mark.parametrize("pass_before", [True, False])
+def test_the_todo_index_follows_the_ledger_with_or_without_the_previous_one(
+    store: Store, make_step: StepFactory, pass_before: bool
+) -> None:
+    first = make_step("i1")
+    ledgers = [
+        Ledger(open=(_signers("i1:sign", ()),), started=True),
+        Ledger(open=(_signers("i1:sign", ("S1",)),), started=True),
+        Ledger(open=(_signers("i1:sign", ("S1",)), _signers("i1:x", ())), started=True),
+        Ledger(open=(_signers("i1:x", ("S2",)),), started=True),
+        Ledger(open=(_signers("i1:x", ("S2",)), _signers("i1:sign", ("S1", "S3"))), started=True),
+    ]
+    store.commit_step(replace(first, ledger=ledgers[0]))
+    for version, (before, after) in enumerate(pairwise(ledgers), 1):
+        step = replace(
+            make_step("i1", expected=version, kind="complete"),
+            ledger=after,
+            ledger_before=before if pass_before else None,
+        )
+        store.commit_step(step)
+        assert [t for _, t in store.open_todos("i1")] == list(after.open)
+        assert store.get_instance("i1").ledger == after
+    closed = store.find_by_todo("i1:sign")
+    assert closed is not None and closed.id == "i1"
+
+
+def test_a_claimed_head_row_reads_back_as_the_claim_reported_it(
+    store: Store, make_step: StepFactory
+) -> None:
+    """The row written already claimed inside the step equals what the outbox reads back."""
+    claim = StepClaim(worker="w1", lease_seconds=30)
+    step = make_step(
+        "i1",
+        todos=["i1:a"],
+        calls=[(Endpoint.ADD_TRANSACTION, {"n": 1}), (Endpoint.TASK_HANDLE, {"n": "二"})],
+    )
+    store.commit_step(replace(step, history=replace(step.history, at=T0)), claim=claim)
+    (claimed,) = claim.rows
+    head, second = store.outbox(instance_id="i1")
+    assert head == claimed
+    assert head.claim_expires_at == T0 + timedelta(seconds=30)
+    assert (second.item, second.attempts, second.claimed_by) == ({"n": "二"}, 0, None)
+    store.mark_delivered([head.id], worker="w1", now=T0, response={"ok": True})
+    done = store.outbox_row(head.id)
+    assert (done.status, done.delivered_at, done.response) == ("delivered", T0, {"ok": True})
+
+
+def test_statements_keep_one_text_per_driver_parameter_style() -> None:
+    statement = Statement("SELECT a FROM t\n  WHERE b = :b AND c = :c_2 AND d = 'x'")
+    assert statement.sqlite == "SELECT a FROM t WHERE b = :b AND c = :c_2 AND d = 'x'"
+    assert statement.postgres == "SELECT a FROM t WHERE b = %(b)s AND c = %(c_2)s AND d = 'x'"
