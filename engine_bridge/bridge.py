@@ -128,6 +128,7 @@ class Bridge:
         resolvers: Mapping[str, Any] | None = None,
         services: Mapping[str, ServiceFn] | None = None,
         lease_seconds: float = 30.0,
+        durable: bool = True,
     ) -> Bridge:
         """Load the BPMN files, open (and create) the database, connect the centre.
 
@@ -143,9 +144,14 @@ class Bridge:
         service task no handler answers is logged as a warning (:meth:`check` lists them).
         ``lease_seconds`` is how long this bridge's relay holds a claimed outbox row (keep it
         above the client's timeout); a restarted process re-sends a dead one's rows after it.
+
+        ``durable=False`` makes each step's commit return once it is in the database's log
+        instead of on disk: it still survives a crash of the process, but a power loss or an
+        operating-system crash may take back the last steps, whose calls may already be at
+        the centre (README "Guarantees"). For throughput where that risk is acceptable.
         """
         library = WorkflowLibrary.load(workflows, transforms=(translate_dialects,))
-        store = Store.open(database)
+        store = Store.open(database, durable=durable)
         app = app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or "engine-bridge"
         sender = _make_sender(
             center,

@@ -5,6 +5,11 @@ returns: the guarantee "no lost call" starts at that moment), foreign keys on, a
 write transaction opened with ``BEGIN IMMEDIATE`` so two writers queue on the database lock
 up front instead of failing half-way with "database is locked" on their first write.
 
+``durable=False`` trades the machine-crash half of that guarantee for speed: a commit is in
+the database's log when it returns, so it survives a crash of the process, but not of the
+machine (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``). A power loss
+can then take the last steps back while their calls have already reached the centre.
+
 PostgreSQL: READ COMMITTED; instance writers are serialised by the version column, outbox
 claimers by ``SELECT … FOR UPDATE SKIP LOCKED``, and ``upgrade`` by an advisory lock.
 """
@@ -36,7 +41,8 @@ class SchemaError(EngineBridgeError):
 class Database:
     """An SQLAlchemy engine plus the transaction discipline the store relies on."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, durable: bool = True) -> None:
+        self.durable = durable
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -59,6 +65,8 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
             self.engine = create_engine(parsed, pool_pre_ping=True)
+        if not durable:
+            event.listen(self.engine, "connect", _commit_without_waiting[self.dialect])
 
     @property
     def is_postgres(self) -> bool:
@@ -75,7 +83,7 @@ class Database:
         """
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
-            relaxed = not durable and self.dialect == "sqlite"
+            relaxed = not durable and self.durable and self.dialect == "sqlite"
             if relaxed:
                 _set_synchronous(conn, "NORMAL")
             try:
@@ -151,6 +159,22 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _sqlite_without_waiting(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def _postgres_without_waiting(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("SET synchronous_commit TO off")
+    dbapi_conn.commit()
+
+
+#: ``Database(durable=False)``: commits return once in the database's log, not on disk.
+_commit_without_waiting = {
+    "sqlite": _sqlite_without_waiting,
+    "postgresql": _postgres_without_waiting,
+}
 
 
 def _set_synchronous(conn: Connection, level: str) -> None:

@@ -65,10 +65,14 @@ class Store:
         self._outbox = Outbox(db, self._driver)
 
     @classmethod
-    def open(cls, url: str = DEFAULT_DATABASE_URL, *, create: bool = True) -> Store:
+    def open(
+        cls, url: str = DEFAULT_DATABASE_URL, *, create: bool = True, durable: bool = True
+    ) -> Store:
         """Connect to ``url``. With ``create`` the schema is created or migrated first;
-        without it, a database that is not at this code's schema version is refused."""
-        store = cls(Database(url))
+        without it, a database that is not at this code's schema version is refused.
+        ``durable=False``: commits survive a crash of the process, not of the machine
+        (see ``Database``)."""
+        store = cls(Database(url, durable=durable))
         try:
             if create:
                 store.upgrade()
