@@ -47,7 +47,7 @@ class InlineDelivery:
         report = DeliveryReport()
         try:
             if rows:
-                report += self._relay.deliver_claimed(rows)
+                report = self._relay.deliver_claimed(rows)
             with self._lock:
                 drain = (
                     claim is None  # the caller queued calls it did not claim

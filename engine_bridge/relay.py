@@ -35,7 +35,7 @@ import os
 import socket
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -164,6 +164,9 @@ class Relay:
             return DeliveryReport()
         crashpoint("relay.after_claim")
         report = DeliveryReport(rounds=1, claimed=len(rows))
+        endpoint = rows[0].endpoint
+        if all(row.endpoint is endpoint for row in rows):  # a step's own call: one group
+            return report + self._deliver(endpoint, list(rows))
         groups: dict[Endpoint, list[OutboxRow]] = {}
         for row in rows:
             groups.setdefault(row.endpoint, []).append(row)
@@ -220,24 +223,26 @@ class Relay:
             return report
 
         unplaced = list(result.unmatched)
-        report = DeliveryReport(calls=1)
+        failed: DeliveryReport | None = None  # built only when something failed
         accepted: list[int] = []
         for row, item in zip(rows, items, strict=True):
             if item.ok and not unplaced:
                 accepted.append(row.id)
-            elif item.ok:
+                continue
+            if item.ok:
                 # The centre reported an error we cannot attribute; this element may be it.
                 error = f"the centre reported failures it did not attribute: {unplaced!r}"
-                report += self._fail(row, error, unknown=True, now=now)
+                outcome = self._fail(row, error, unknown=True, now=now)
             else:
-                report += self._item_failed(endpoint, row, item, now)
+                outcome = self._item_failed(endpoint, row, item, now)
+            failed = outcome if failed is None else failed + outcome
         if accepted:
             self._store.mark_delivered(
                 accepted, worker=self.worker_id, now=now, response={"ok": True}
             )
             crashpoint("relay.after_mark_delivered")
-            report = replace(report, delivered=report.delivered + len(accepted))
-        return report
+        report = DeliveryReport(calls=1, delivered=len(accepted))
+        return report if failed is None else report + failed
 
     def _item_failed(
         self, endpoint: Endpoint, row: OutboxRow, item: ItemResult, now: datetime

@@ -98,11 +98,45 @@ class Answer:
     lost: Literal["drop", "applied"] | None = None
 
 
+class _JsonResponse(httpx.Response):
+    """A response that keeps the object its body was encoded from: the processed check and
+    the request log read it instead of parsing the bytes just written."""
+
+    def __init__(self, status: int, payload: object) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        super().__init__(
+            status, content=body, headers={"content-type": "application/json;charset=UTF-8"}
+        )
+        self.payload = payload
+
+
 def _json_response(status: int, payload: object) -> httpx.Response:
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    return httpx.Response(
-        status, content=body, headers={"content-type": "application/json;charset=UTF-8"}
-    )
+    return _JsonResponse(status, payload)
+
+
+def _copy_json(value: Any) -> Any:
+    """A copy of parsed JSON (dicts, lists and scalars only), much cheaper than
+    ``copy.deepcopy``, which would otherwise be paid on every todo created."""
+    if type(value) is dict:
+        return {k: _copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_json(v) for v in value]
+    return value
+
+
+class _Unparsed:
+    """The body of a request that is not JSON in UTF-8 (kept apart from a JSON ``null``)."""
+
+
+_UNPARSED = _Unparsed()
+
+
+def _parse_body(content: bytes) -> Any:
+    """The request body as JSON, parsed once for the rules and the log, or ``_UNPARSED``."""
+    try:
+        return json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _UNPARSED
 
 
 def _required(item: dict[str, Any], field: str, prefix: str = "") -> str:
@@ -126,6 +160,9 @@ def _processed(response: httpx.Response) -> bool:
     refused body applies nothing, so the request log must not say it was applied."""
     if response.status_code != 200:
         return False
+    if isinstance(response, _JsonResponse):
+        payload = response.payload
+        return isinstance(payload, dict) and payload.get("code") == 0
     try:
         return bool(json.loads(response.content).get("code") == 0)
     except (ValueError, AttributeError):
@@ -138,6 +175,23 @@ def _names(item: dict[str, Any], field: str, prefix: str) -> list[str]:
     if raw is None:
         return []
     return list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
+class _Shares:
+    """Sets beside a todo's ``handlers`` and ``handled`` lists (which stay lists: the state is
+    JSON), so a countersign of a thousand signers checks and counts a handle in O(1)."""
+
+    __slots__ = ("handled", "handlers", "todo")
+
+    def __init__(self, todo: dict[str, Any]) -> None:
+        self.todo = todo
+        self.handlers = frozenset(todo["handlers"])
+        self.handled = set(todo["handled"])
+
+    def current(self, todo: dict[str, Any]) -> bool:
+        """Whether these sets still describe ``todo`` (the same record, nothing handled
+        behind their back)."""
+        return self.todo is todo and len(self.handled) == len(todo["handled"])
 
 
 # The fake's documented test credentials (never a real centre's).
@@ -172,6 +226,9 @@ class FakeCenter:
         self.faults = FaultPlan()
         self.requests: list[dict[str, Any]] = []
         self.token_requests = 0
+        self._rule_table = self._rules()
+        # task_id -> sets beside the todo's handler lists (see ``_shares``)
+        self._share_index: dict[str, _Shares] = {}
 
     def __repr__(self) -> str:
         return (
@@ -231,6 +288,7 @@ class FakeCenter:
             self._transactions.clear()
             self._todos.clear()
             self._attempts.clear()
+            self._share_index.clear()
             self.requests.clear()
             self.token_requests = 0
         self.faults.clear()
@@ -271,6 +329,7 @@ class FakeCenter:
         endpoint = self._endpoint_of(path)
         if endpoint is None:
             return Answer(_json_response(404, {"code": 404, "message": f"no such path {path}"}))
+        body = _UNPARSED if endpoint == TOKEN_ENDPOINT else _parse_body(request.content)
         fault = self.faults.next_fault(endpoint)
         with self._lock:
             attempt = self._attempts.get(endpoint, 0) + 1
@@ -280,16 +339,18 @@ class FakeCenter:
             time.sleep(fault.delay_seconds)
         if kind is not None and kind not in (FaultKind.DELAY, FaultKind.APPLIED_ANSWER_LOST):
             answer = self._fault_answer(kind, request)
-            self._log(endpoint, request, attempt, answer, kind, applied=False)
+            self._log(endpoint, request, body, attempt, answer, kind, applied=False)
             return answer
-        response = self._apply(endpoint, request)
+        response = self._apply(endpoint, request, body)
         applied = _processed(response)
         if kind is FaultKind.APPLIED_ANSWER_LOST:
             answer = Answer(None, lost="applied")
-            self._log(endpoint, request, attempt, answer, kind, applied=applied, lost=response)
+            self._log(
+                endpoint, request, body, attempt, answer, kind, applied=applied, lost=response
+            )
             return answer
         answer = Answer(response)
-        self._log(endpoint, request, attempt, answer, kind, applied=applied)
+        self._log(endpoint, request, body, attempt, answer, kind, applied=applied)
         return answer
 
     @staticmethod
@@ -323,7 +384,7 @@ class FakeCenter:
                 self._tokens.pop(token, None)
         return Answer(_json_response(401, self._auth_error("the access token has expired")))
 
-    def _apply(self, endpoint: str, request: httpx.Request) -> httpx.Response:
+    def _apply(self, endpoint: str, request: httpx.Request, body: Any) -> httpx.Response:
         allowed = {"POST", "PUT"} if endpoint in _PUT_ALLOWED else {"POST"}
         if request.method not in allowed:
             return _json_response(
@@ -336,9 +397,7 @@ class FakeCenter:
             if refusal is not None:
                 return refusal
             started = time.perf_counter()
-            try:
-                body = json.loads(request.content.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            if body is _UNPARSED:
                 return _json_response(
                     400, self._envelope(400, "request body is not JSON (UTF-8)", None)
                 )
@@ -434,6 +493,7 @@ class FakeCenter:
         self,
         endpoint: str,
         request: httpx.Request,
+        parsed: Any,
         attempt: int,
         answer: Answer,
         fault: FaultKind | None,
@@ -441,9 +501,14 @@ class FakeCenter:
         applied: bool,
         lost: httpx.Response | None = None,
     ) -> None:
-        """Record the request; the client secret and access tokens never enter the log."""
+        """Record the request; the client secret and access tokens never enter the log.
+
+        ``parsed`` is the JSON body as the rules read it (``_UNPARSED`` when it is not JSON):
+        the log holds that same object, which nothing mutates."""
         body: object
-        if endpoint == TOKEN_ENDPOINT:
+        if parsed is not _UNPARSED:
+            body = parsed
+        elif endpoint == TOKEN_ENDPOINT:
             form = parse_qs(request.content.decode("utf-8", errors="replace"))
             body = {k: (REDACTED if k == "client_secret" else v[0]) for k, v in form.items()}
         else:
@@ -454,13 +519,15 @@ class FakeCenter:
                 body = text
         shown = answer.response if answer.response is not None else lost
         response: object = None
-        if shown is not None:
+        if isinstance(shown, _JsonResponse):
+            response = shown.payload
+        elif shown is not None:
             try:
                 response = json.loads(shown.content.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError):
                 response = shown.content.decode("utf-8", errors="replace")
-            if isinstance(response, dict) and "access_token" in response:
-                response = {**response, "access_token": REDACTED}
+        if isinstance(response, dict) and "access_token" in response:
+            response = {**response, "access_token": REDACTED}
         with self._lock:
             self.requests.append(
                 {
@@ -510,7 +577,7 @@ class FakeCenter:
             return _json_response(
                 400, self._envelope(400, f"the body of {endpoint} must be a JSON array", None)
             )
-        rule = self._rules()[endpoint]
+        rule = self._rule_table[endpoint]
         key_field = _KEY_FIELD.get(endpoint, "taskId")
         errors: list[dict[str, Any]] = []
         for item in body:
@@ -587,12 +654,26 @@ class FakeCenter:
             shares += [f"group:{g}" for g in todo["handling_groups"]]
         return shares
 
-    @staticmethod
-    def _check_handler(todo: dict[str, Any], handler: str) -> None:
+    def _shares(self, todo: dict[str, Any]) -> _Shares:
+        shares = self._share_index.get(todo["task_id"])
+        if shares is None or not shares.current(todo):
+            shares = self._share_index[todo["task_id"]] = _Shares(todo)
+        return shares
+
+    def _has_open_share(self, todo: dict[str, Any]) -> bool:
+        """``bool(_open_shares(todo))`` without building the list (``handled`` only ever holds
+        listed handlers, once each)."""
+        shares = self._shares(todo)
+        if len(shares.handled) < len(shares.handlers):
+            return True
+        return bool(todo["handling_groups"]) and todo["group_handled_by"] is None
+
+    def _check_handler(self, todo: dict[str, Any], handler: str) -> None:
         """The handler must hold an open share: listed, or (for a todo with a handling group,
         whose members the fake cannot know) anyone while the group's share is open."""
-        if handler in todo["handlers"]:
-            if handler in todo["handled"]:
+        shares = self._shares(todo)
+        if handler in shares.handlers:
+            if handler in shares.handled:
                 raise ItemError(CODE_FINISHED, f"this task is finished for handler {handler}")
             return
         if not todo["handling_groups"]:
@@ -629,7 +710,7 @@ class FakeCenter:
             "handlings": [],
             "urged": False,
             "urges": [],
-            "item": copy.deepcopy(item),
+            "item": _copy_json(item),
         }
 
     def _next_todos(
@@ -745,11 +826,13 @@ class FakeCenter:
             }
         )
         if status == "none":
-            if handler in todo["handlers"]:
+            shares = self._shares(todo)
+            if handler in shares.handlers:
                 todo["handled"].append(handler)
+                shares.handled.add(handler)
             else:
                 todo["group_handled_by"] = handler
-            if not self._open_shares(todo):
+            if not self._has_open_share(todo):
                 self._close(todo, "done", "taskHandle")
             return
         self._close(todo, "done", "taskHandle")
@@ -875,6 +958,7 @@ class FakeCenter:
             if other is not None and other["state"] == OPEN and other_id != task_id:
                 self._close(other, "deleted", "todo/deleteTask")
         del self._todos[task_id]
+        self._share_index.pop(task_id, None)
         del self._transactions[tx["transaction_id"]]
 
     def _update_transaction(self, item: dict[str, Any]) -> None:

@@ -145,9 +145,10 @@ class _ClientCore:
             payload = None
         self._notify(path, sent, payload)
         log.debug("POST %s → HTTP %d", path, status)
-        error = classify_status(path, status, shorten(content.decode("utf-8", "replace")))
-        if error is not None:
-            raise error
+        if not 200 <= status < 300:
+            error = classify_status(path, status, shorten(content.decode("utf-8", "replace")))
+            if error is not None:
+                raise error
         return decode_json(path, content) if payload is None else payload
 
     def _notify(self, path: str, sent: Any, payload: Any) -> None:
@@ -196,15 +197,69 @@ class TTCClient(_ClientCore):
             auth=self._auth,
             headers={"Content-Type": "application/json"},
         )
+        # A transport given here is the only one the client would use (no proxies from the
+        # environment, no mounts), so requests go to it directly; see ``_post``.
+        self._transport = transport
+        self._timeout = self._http.timeout.as_dict()
+        self._urls: dict[str, httpx.URL] = {}
 
     # ---------------------------------------------------------------- plumbing
 
     def _exchange(self, path: str, sent: Any) -> Any:
         try:
-            response = self._http.post(path, content=self._encode(sent))
+            response = self._post(path, self._encode(sent))
         except httpx.RequestError as exc:
             raise self._failed(path, sent, exc) from None
         return self._answer(path, sent, response.status_code, response.content)
+
+    def _post(self, path: str, content: bytes) -> httpx.Response:
+        """POST ``content`` to ``path`` as ``httpx.Client.post`` would, the answer read.
+
+        Every step that matters here is kept: the client's headers, cookies and timeout, the
+        token and its one refresh on 401 (``CenterTokenAuth``'s own flow), an error after
+        ``close``. What is skipped is the general machinery around them (URL parsing and
+        merging, header and cookie merging, redirect and event-hook handling, cookie
+        extraction from answers that set none), which cost more than the in-process centre's
+        whole answer. Without a transport of its own the client may route through proxies
+        from the environment, so it keeps ``httpx.Client.send`` then.
+        """
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._http.build_request("POST", path).url
+        request = httpx.Request(
+            "POST",
+            url,
+            content=content,
+            headers=self._http.headers,
+            extensions={"timeout": self._timeout},
+        )
+        cookies = self._http.cookies
+        if cookies:
+            cookies.set_cookie_header(request)
+        transport = self._transport
+        if transport is None:
+            return self._http.send(request)
+        if self._http.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        flow = self._auth.sync_auth_flow(request)
+        try:
+            request = next(flow)
+            while True:
+                response = transport.handle_request(request)
+                response.request = request
+                try:
+                    response.read()
+                    if "set-cookie" in response.headers:
+                        cookies.extract_cookies(response)
+                    request = flow.send(response)
+                except StopIteration:
+                    return response
+                except BaseException:
+                    response.close()
+                    raise
+                response.close()
+        finally:
+            flow.close()
 
     def send(self, endpoint: Endpoint, items: Sequence[Mapping[str, Any]]) -> BatchResult:
         """Validate ``items`` (wire dicts) against ``endpoint``'s strict model and send them."""

