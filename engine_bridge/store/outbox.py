@@ -9,7 +9,6 @@ an operator retries or discards it, instead of letting later calls overtake it.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -64,8 +63,6 @@ class Outbox:
     def __init__(self, db: Database, driver: Driver | None = None) -> None:
         self._db = db
         self._driver = driver or Driver(db.dialect)
-        self._marks_lock = threading.Lock()
-        self._deferred_marks: list[dict[str, Any]] = []
 
     def claim(
         self, *, worker: str, limit: int, lease_seconds: float, now: datetime
@@ -102,7 +99,6 @@ class Outbox:
         )
         if self._db.is_postgres:
             query = query.with_for_update(skip_locked=True, of=outbox)
-        self.flush_marks()  # a row delivered but not yet marked must not be claimed again
         with self._db.write() as conn:
             ids = [int(i) for i in conn.execute(query).scalars()]
             if not ids:
@@ -171,13 +167,7 @@ class Outbox:
         return values[1:]
 
     def mark_delivered(
-        self,
-        row_ids: Sequence[int],
-        *,
-        worker: str,
-        now: datetime,
-        response: Any = None,
-        defer: bool = False,
+        self, row_ids: Sequence[int], *, worker: str, now: datetime, response: Any = None
     ) -> None:
         """Record that the centre accepted these rows.
 
@@ -188,49 +178,18 @@ class Outbox:
         power loss takes this record the row is still claimed, its lease runs out, the next
         claim marks it "maybe applied", and the centre's "already done" answer to the resend
         delivers it. Nothing is lost or doubled; only a resend is spent.
-
-        ``defer=True`` does not write at all now: the mark rides in this store's next step
-        commit (``write_deferred_marks``), or in its own transaction when anything reads or
-        claims the outbox through this store first (``flush_marks``). A crash before then
-        loses it exactly as a power loss would lose the non-durable write.
         """
         if not row_ids:
             return
         driver = self._driver
         at = driver.when(now)
         answer = None if response is None else driver.json(response)
-        marks = [{"id": int(i), "delivered_at": at, "response": answer} for i in row_ids]
-        if defer:
-            with self._marks_lock:
-                self._deferred_marks += marks
-            return
         with self._db.write(durable=False) as conn:
-            driver.many(conn, step_sql.MARK_DELIVERED, marks)
-
-    def write_deferred_marks(self, conn: Connection) -> list[dict[str, Any]]:
-        """Inside another write transaction: apply the deferred delivery marks. Returns
-        them, so the caller can ``restore_marks`` if that transaction does not commit."""
-        with self._marks_lock:
-            marks, self._deferred_marks = self._deferred_marks, []
-        self._driver.many(conn, step_sql.MARK_DELIVERED, marks)
-        return marks
-
-    def restore_marks(self, marks: list[dict[str, Any]]) -> None:
-        if marks:
-            with self._marks_lock:
-                self._deferred_marks[:0] = marks
-
-    def flush_marks(self) -> None:
-        """Write the deferred delivery marks now, so a reader of the outbox sees them."""
-        if not self._deferred_marks:
-            return
-        marks: list[dict[str, Any]] = []
-        try:
-            with self._db.write(durable=False) as conn:
-                marks = self.write_deferred_marks(conn)
-        except BaseException:
-            self.restore_marks(marks)
-            raise
+            driver.many(
+                conn,
+                step_sql.MARK_DELIVERED,
+                [{"id": int(i), "delivered_at": at, "response": answer} for i in row_ids],
+            )
 
     def mark_retry(
         self,
@@ -302,12 +261,10 @@ class Outbox:
             query = query.where(outbox.c.status == status)
         if instance_id is not None:
             query = query.where(outbox.c.instance_id == instance_id)
-        self.flush_marks()
         with self._db.read() as conn:
             return [_to_row(r) for r in conn.execute(query)]
 
     def get(self, row_id: int) -> OutboxRow:
-        self.flush_marks()
         with self._db.read() as conn:
             row = conn.execute(select(outbox).where(outbox.c.id == row_id)).first()
         if row is None:
@@ -341,13 +298,11 @@ class Outbox:
         ``seq`` counters live on the instance row, so ordering is unaffected."""
         done = and_(outbox.c.status == "delivered", outbox.c.delivered_at < before)
         given_up = and_(outbox.c.status == "discarded", outbox.c.created_at < before)
-        self.flush_marks()
         with self._db.write() as conn:
             result = conn.execute(delete(outbox).where(or_(done, given_up)))
         return int(result.rowcount or 0)
 
     def pending_count(self) -> int:
-        self.flush_marks()
         with self._db.read() as conn:
             count = conn.execute(
                 select(func.count()).select_from(outbox).where(outbox.c.status == "pending")
@@ -355,7 +310,6 @@ class Outbox:
         return int(count or 0)
 
     def _operator_change(self, row_id: int, verb: str, **values: Any) -> None:
-        self.flush_marks()
         with self._db.write() as conn:
             result = conn.execute(
                 update(outbox)

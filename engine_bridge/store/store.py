@@ -8,7 +8,6 @@ todos, its outbox rows and its history row are all committed, or none of them is
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
@@ -55,8 +54,6 @@ __all__ = ["DEFAULT_DATABASE_URL", "Store"]
 
 DEFAULT_DATABASE_URL = "sqlite:///engine_bridge.db"
 
-log = logging.getLogger(__name__)
-
 
 class Store:
     """Durable state of the bridge on SQLite (one process) or PostgreSQL (many workers)."""
@@ -100,12 +97,7 @@ class Store:
         return self._db.url_for_display
 
     def close(self) -> None:
-        try:
-            self._outbox.flush_marks()
-        except Exception as exc:  # only marks: their rows go out again and read "already done"
-            log.warning("delivery marks not written at close: %s", exc)
-        finally:
-            self._db.dispose()
+        self._db.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -292,12 +284,8 @@ class Store:
         ]
         payload = _json_text(step.history.payload, f"history payload ({step.history.kind})")
         at = driver.when(step.history.at)
-        marks: list[dict[str, Any]] = []
         try:
             with self._db.write() as conn:
-                # delivery marks deferred since the last commit ride in this one (a step's
-                # claim below reads its instance's last row, which may be among them)
-                marks = self._outbox.write_deferred_marks(conn)
                 if step.expected_version is None:
                     version, first_seq, history_seq = self._create(conn, step, ledger_text, at)
                 else:
@@ -333,7 +321,6 @@ class Store:
                     )
                 crashpoint("store.before_commit")
         except BaseException as exc:
-            self._outbox.restore_marks(marks)
             if claim is not None:
                 claim.rows.clear()  # nothing was committed, so nothing was claimed
             detail = _integrity_detail(exc)
@@ -496,21 +483,9 @@ class Store:
         return self._outbox.claim(worker=worker, limit=limit, lease_seconds=lease_seconds, now=now)
 
     def mark_delivered(
-        self,
-        row_ids: Sequence[int],
-        *,
-        worker: str,
-        now: datetime,
-        response: Any = None,
-        defer: bool = False,
+        self, row_ids: Sequence[int], *, worker: str, now: datetime, response: Any = None
     ) -> None:
-        """Record that the centre accepted these rows; ``defer`` lets the record ride in
-        this store's next commit instead of a transaction of its own (``Outbox``)."""
-        self._outbox.mark_delivered(row_ids, worker=worker, now=now, response=response, defer=defer)
-
-    def flush_marks(self) -> None:
-        """Write deferred delivery marks now (``close`` does, and every outbox read)."""
-        self._outbox.flush_marks()
+        self._outbox.mark_delivered(row_ids, worker=worker, now=now, response=response)
 
     def mark_retry(
         self,
