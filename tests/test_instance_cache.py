@@ -81,6 +81,32 @@ def test_every_stored_state_loads_back_as_the_live_workflow(env: Env, scenario_p
     assert bridge.store.pending_count() == 0
 
 
+@pytest.mark.parametrize("scenario_path", SCENARIOS, ids=[s.stem for s in SCENARIOS])
+def test_every_snapshot_loads_back_as_the_live_workflow(
+    env: Env, scenario_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with a whole snapshot at every step (as small workflows are written): the
+    snapshot writer's text loads back equal to the workflow in memory."""
+    monkeypatch.setattr(journal, "FRAME_MIN_TASKS", 10**9)
+    bridge = env.bridge()
+    run_scenario(bridge, load_scenario(scenario_path), advance=env.clock.advance)
+    assert bridge.store.pending_count() == 0
+
+
+def test_a_large_countersign_reloads_equal_after_every_step(env: Env) -> None:
+    """Two hundred signers: frames and the snapshots that replace them, each loaded back and
+    compared with the live workflow, and a second bridge carries on from what is stored."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 200)
+    for signer in signers[:150]:
+        bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
+    other = env.bridge()
+    for signer in signers[150:]:
+        last = other.complete(todo_id, handler=signer, data={"signature": "同意"})
+    (archive,) = last.created
+    assert other.complete(archive.task_id, handler="A001").finished
+
+
 def test_a_countersign_writes_frames_then_one_compact_snapshot(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -54,7 +54,15 @@ from uuid import UUID
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
-from engine_bridge.engine.state import REGISTRY, dump_document, load_document, parse_json
+from engine_bridge.engine.scan import is_finished
+from engine_bridge.engine.state import (
+    REGISTRY,
+    SERIALIZER_VERSION,
+    VERSION_KEY,
+    dump_document,
+    load_document,
+    parse_json,
+)
 from engine_bridge.errors import EngineError
 
 __all__ = [
@@ -87,15 +95,17 @@ class StoredState:
     """What is stored for an instance at one commit, remembered beside its live workflow so
     the next step can append a frame instead of serializing everything again."""
 
-    stamps: dict[UUID, Stamp]  # task id -> (last_state_change, state) at that commit
-    parents: dict[UUID, UUID | None]  # task id -> parent id (never changes for a task)
+    # task -> (last_state_change, state) at that commit. Keyed by the task objects of the
+    # live workflow (hashed by identity): a UUID hashes in Python code, and looking every
+    # task up by id on every step cost more than the rest of the change detection.
+    stamps: dict[Any, Stamp]
     incremental: bool  # may the next step append a frame?
     snapshot_chars: int
     journal_chars: int = 0
     frames: int = 0
-    # task id -> ((number of children, last child), children ids as text): a multi-instance
+    # task -> ((number of children, last child), children ids as text): a multi-instance
     # parent has a child per signer, and formatting N ids on every frame was most of a frame.
-    children: dict[UUID, tuple[tuple[int, UUID | None], list[str]]] = field(default_factory=dict)
+    children: dict[Any, tuple[tuple[int, UUID | None], list[str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,7 @@ def encode_state(wf: Any, previous: StoredState | None) -> Encoded:
         appended = _frame(wf, previous)
         if appended is not None:
             return appended
-    return _snapshot(wf)
+    return _snapshot(wf, previous)
 
 
 def decode_state(text: str, definition: str, *, script_engine: Any) -> tuple[Any, StoredState]:
@@ -135,11 +145,9 @@ def decode_state(text: str, definition: str, *, script_engine: Any) -> tuple[Any
                 f"the stored workflow state could not be restored: frame {number} does not "
                 f"apply to its snapshot ({type(exc).__name__}: {exc})"
             ) from exc
-    stamps, parents = _stamps(wf)
     return wf, StoredState(
-        stamps=stamps,
-        parents=parents,
-        incremental=_frames_allowed(wf) and not wf.is_completed(),
+        stamps=_stamps(wf),
+        incremental=_frames_allowed(wf) and not is_finished(wf),
         snapshot_chars=len(parts[0]),
         journal_chars=sum(len(p) for p in parts[1:]),
         frames=len(parts) - 1,
@@ -149,55 +157,77 @@ def decode_state(text: str, definition: str, *, script_engine: Any) -> tuple[Any
 # ---------------------------------------------------------------------------- writing
 
 
-def _snapshot(wf: Any) -> Encoded:
-    finished = wf.is_completed()
-    packed = _pack(dump_document(wf), compress=finished)
-    stamps, parents = _stamps(wf)
+def _snapshot(wf: Any, previous: StoredState | None) -> Encoded:
+    finished = is_finished(wf)
+    children = previous.children if previous is not None else {}
+    packed = _pack_text(_whole(wf, children), compress=finished)
     stored = StoredState(
-        stamps=stamps,
-        parents=parents,
+        stamps=_stamps(wf),
         incremental=_frames_allowed(wf) and not finished,
         snapshot_chars=len(packed),
+        children=children,
     )
     return Encoded(stored, text=JOURNAL_PREFIX + packed)
 
 
+def _whole(wf: Any, children: dict[Any, tuple[tuple[int, UUID | None], list[str]]]) -> str:
+    """The :func:`dump_document` text of ``wf``, written with :func:`_record` instead of
+    SpiffWorkflow's converter registry, which walks every value of every task through a
+    chain of generic calls and costs three times as much. SpiffWorkflow's loader reads both
+    alike; anything the shortcut does not cover (subprocesses, values JSON cannot take) is
+    written by the registry as before."""
+    if not wf.subprocesses and type(wf) in REGISTRY.typenames:
+        records = [_record(t, children) for t in wf.tasks.values()]
+        document = _workflow_fields(wf)
+        document["tasks"] = {record["id"]: record for record in records}
+        document["subprocesses"] = {}
+        document["typename"] = REGISTRY.typenames[type(wf)]
+        document[VERSION_KEY] = SERIALIZER_VERSION
+        try:
+            return _dumps(document)
+        except (TypeError, ValueError):
+            pass
+    return _dumps(dump_document(wf))
+
+
 def _frame(wf: Any, previous: StoredState) -> Encoded | None:
     """A frame with the tasks changed since ``previous``; None when a snapshot is due."""
-    if wf.is_completed() or previous.frames >= MAX_FRAMES:
+    if is_finished(wf) or previous.frames >= MAX_FRAMES:
         return None  # a finished instance is stored as one compact snapshot
     tasks: dict[UUID, Any] = wf.tasks
     old = previous.stamps
-    stamps: dict[UUID, Stamp] = {}
-    dirty: set[UUID] = set()
+    stamps: dict[Any, Stamp] = {}
+    dirty: set[Any] = set()
     changed: list[Any] = []
-    for task_id, task in tasks.items():
+    for task in tasks.values():
         stamp = (task.last_state_change, task._state)
-        stamps[task_id] = stamp
-        if old.get(task_id) != stamp:
+        stamps[task] = stamp
+        if old.get(task) != stamp:
             changed.append(task)
         elif task._state & _VOLATILE:
-            dirty.add(task_id)
-    new = [t for t in changed if t.id not in old]
-    removed = [i for i in old if i not in tasks] if len(tasks) - len(new) != len(old) else []
-    parents = previous.parents
-    if new or removed:
-        parents = dict(parents)
-        for task in new:
-            parents[task.id] = task._parent
-        for task_id in removed:
-            gone = parents.pop(task_id, None)
-            if gone is not None:
-                dirty.add(gone)
+            dirty.add(task)
+    new = sum(1 for t in changed if t not in old)
+    # A task no longer in the workflow (the id check keeps a task SpiffWorkflow replaced by
+    # a new object of the same id: that one is framed as new, and must not be removed).
+    removed = [t for t in old if t.id not in tasks] if len(tasks) - new != len(old) else []
+    for task in removed:
+        parent = tasks.get(task._parent) if task._parent is not None else None
+        if parent is not None:
+            dirty.add(parent)
     for task in changed:
-        dirty.add(task.id)
-        dirty.update(task._children)
+        dirty.add(task)
+        for child_id in task._children:
+            child = tasks.get(child_id)
+            if child is not None:
+                dirty.add(child)
         if task._parent is not None:
-            dirty.add(task._parent)
-    framed = [t for i, t in tasks.items() if i in dirty]
+            parent = tasks.get(task._parent)
+            if parent is not None:
+                dirty.add(parent)
+    framed = [t for t in tasks.values() if t in dirty]
     document = {
         "tasks": [_record(t, previous.children) for t in framed],
-        "removed": [str(i) for i in removed],
+        "removed": [str(t.id) for t in removed],
         "workflow": _workflow_fields(wf),
     }
     try:
@@ -210,7 +240,6 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
         return None
     stored = StoredState(
         stamps=stamps,
-        parents=parents,
         incremental=True,
         snapshot_chars=previous.snapshot_chars,
         journal_chars=journal,
@@ -220,7 +249,7 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
     return Encoded(stored, frame=frame)
 
 
-def _record(task: Any, cache: dict[UUID, tuple[tuple[int, UUID | None], list[str]]]) -> Any:
+def _record(task: Any, cache: dict[Any, tuple[tuple[int, UUID | None], list[str]]]) -> Any:
     """``TaskConverter.to_dict(task)`` with its typename, as SpiffWorkflow writes it, except
     that internal data is left as it is (JSON encodes it directly; :func:`_frame` falls back to
     the registry when it cannot) and the children's ids are formatted once per change of the
@@ -228,10 +257,10 @@ def _record(task: Any, cache: dict[UUID, tuple[tuple[int, UUID | None], list[str
     last child together tell whether the list changed."""
     kids = task._children
     key = (len(kids), kids[-1] if kids else None)
-    cached = cache.get(task.id)
+    cached = cache.get(task)
     if cached is None or cached[0] != key:
         cached = (key, [str(child) for child in kids])
-        cache[task.id] = cached
+        cache[task] = cached
     parent = task.parent
     if parent is None:
         data, delta = task.data, {}
@@ -260,12 +289,8 @@ def _frames_allowed(wf: Any) -> bool:
     return len(wf.tasks) >= FRAME_MIN_TASKS and not wf.subprocesses and not wf.event_manager.tasks
 
 
-def _stamps(wf: Any) -> tuple[dict[UUID, Stamp], dict[UUID, UUID | None]]:
-    tasks = wf.tasks.values()
-    return (
-        {t.id: (t.last_state_change, t._state) for t in tasks},
-        {t.id: t._parent for t in tasks},
-    )
+def _stamps(wf: Any) -> dict[Any, Stamp]:
+    return {t: (t.last_state_change, t._state) for t in wf.tasks.values()}
 
 
 def _workflow_fields(wf: Any) -> dict[str, Any]:
@@ -281,8 +306,15 @@ def _workflow_fields(wf: Any) -> dict[str, Any]:
     }
 
 
+def _dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
 def _pack(document: dict[str, Any], *, compress: bool = False) -> str:
-    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _pack_text(_dumps(document), compress=compress)
+
+
+def _pack_text(text: str, *, compress: bool = False) -> str:
     if not compress:
         return text
     return base64.b64encode(zlib.compress(text.encode("utf-8"), _LEVEL)).decode("ascii")

@@ -39,7 +39,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
-from engine_bridge.engine.scan import has_ready_task
+from engine_bridge.engine.scan import is_finished, ready_by_kind
 from engine_bridge.engine.script_engine import RestrictedScriptEngine, render_template
 from engine_bridge.engine.state import definition_json, restore_specs
 from engine_bridge.engine.timers import due_time
@@ -50,7 +50,7 @@ from engine_bridge.engine.todos import (
     collect_todos,
     find_task,
     is_todo_task,
-    run_pass_through,
+    pass_through,
     signer_share,
 )
 from engine_bridge.errors import (
@@ -132,8 +132,8 @@ class Engine:
         }
         wf.task_tree.data.update(start_data)
         with self._running(process, instance_id, None):
-            self._advance(wf)
-        return wf, self._facts(wf, process, instance_id, "start")
+            ready = self._advance(wf)
+        return wf, self._facts(wf, process, instance_id, "start", ready=ready)
 
     def complete(
         self,
@@ -159,7 +159,7 @@ class Engine:
             }
             task.data.update(payload)
             task.run()
-            self._advance(wf)
+            ready = self._advance(wf)
         return self._facts(
             wf,
             process,
@@ -168,6 +168,8 @@ class Engine:
             completed_todo_id=todo_id,
             handler=handler,
             opinion=opinion,
+            ctx=ctx,
+            ready=ready,
         )
 
     def cancel(
@@ -195,8 +197,8 @@ class Engine:
             return None
         with self._running(process, instance_id, None):
             wf.refresh_timers()
-            self._advance(wf)
-        return self._facts(wf, process, instance_id, "tick")
+            ready = self._advance(wf)
+        return self._facts(wf, process, instance_id, "tick", ready=ready)
 
     def retry(self, wf: BpmnWorkflow, process: LoadedProcess, *, instance_id: str) -> StepFacts:
         """Run the service task the instance stopped at again, and on to the next wait.
@@ -214,8 +216,8 @@ class Engine:
             )
         del stopped.internal_data[_STOPPED]
         with self._running(process, instance_id, None):
-            self._advance(wf)
-        return self._facts(wf, process, instance_id, "tick")
+            ready = self._advance(wf)
+        return self._facts(wf, process, instance_id, "tick", ready=ready)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -327,8 +329,9 @@ class Engine:
             f"{', '.join(allowed)}"
         )
 
-    def _advance(self, wf: Any) -> None:
-        """Run engine tasks and pass-through tasks until only people and timers are awaited.
+    def _advance(self, wf: Any) -> list[Any] | None:
+        """Run engine tasks and pass-through tasks until only people and timers are awaited;
+        return the READY manual tasks left (in tree order), or None if a service stopped it.
 
         ``do_engine_steps`` ends by refreshing timers, which can leave a fired timer READY;
         looping runs it now instead of crediting its effects to the next action.
@@ -339,11 +342,14 @@ class Engine:
             except ServiceTaskError as exc:
                 _stop_at_service(exc)
                 setattr(wf, _LAST_STOP, exc.task)
-                return
-            ran = run_pass_through(wf)
-            if ran == 0 and not has_ready_task(wf, manual=False):
+                return None
+            manual, engine_ready = ready_by_kind(wf)
+            passing = pass_through(manual)
+            for task in passing:
+                task.run()
+            if not passing and not engine_ready:
                 setattr(wf, _LAST_STOP, None)
-                return
+                return manual
         raise EngineError(
             f"the process did not come to rest after {MAX_ENGINE_ROUNDS} rounds of engine "
             "steps; it probably loops without waiting for a person or a timer"
@@ -381,10 +387,15 @@ class Engine:
         handler: str | None = None,
         opinion: str = "",
         actor: str | None = None,
+        ctx: TodoContext | None = None,
+        ready: list[Any] | None = None,
     ) -> StepFacts:
-        ctx = self._context(wf, process, instance_id)
-        finished = bool(wf.is_completed())
-        todos = () if finished else collect_todos(wf, ctx)
+        """The step's facts; ``ready`` is what :meth:`_advance` left (the READY manual tasks,
+        unchanged since), so the open todos are not looked up a second time."""
+        if ctx is None:
+            ctx = self._context(wf, process, instance_id)
+        finished = is_finished(wf)
+        todos = () if finished else collect_todos(wf, ctx, ready)
         record = wf.task_tree.internal_data[_INSTANCE]
         return StepFacts(
             action=action,

@@ -21,9 +21,25 @@ from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
 
-__all__ = ["has_ready_task", "ready_tasks"]
+__all__ = ["has_ready_task", "is_finished", "ready_by_kind", "ready_tasks"]
 
 _READY = TaskState.READY
+_NOT_FINISHED = TaskState.NOT_FINISHED_MASK
+
+
+def is_finished(wf: Any) -> bool:
+    """``wf.is_completed()``, answered from ``wf.tasks`` while the workflow runs.
+
+    SpiffWorkflow's check walks the tree to the first unfinished task, building each visited
+    task's list of children on the way: O(N) at a countersign with N instances, asked several
+    times per step. An unfinished task is found near the front of ``wf.tasks`` instead; once
+    none is left SpiffWorkflow's own check runs, and records the completion as it always does.
+    """
+    if wf.completed:
+        return True
+    if any(t._state & _NOT_FINISHED for t in wf.tasks.values()):
+        return False
+    return bool(wf.is_completed())
 
 
 def ready_tasks(wf: Any, *, manual: bool, where: Callable[[Any], bool] | None = None) -> list[Any]:
@@ -40,6 +56,20 @@ def ready_tasks(wf: Any, *, manual: bool, where: Callable[[Any], bool] | None = 
     return found
 
 
+def ready_by_kind(wf: Any) -> tuple[list[Any], bool]:
+    """(READY manual tasks in tree order, whether any READY task is not manual), from one
+    pass: settling a step asks both questions of the same tasks, and a countersign with N
+    signers has N READY tasks to look at each time."""
+    if wf.subprocesses:
+        manual = list(wf.get_tasks(state=_READY, manual=True))
+        return manual, wf.get_next_task(state=_READY, manual=False) is not None
+    ready = [t for t in wf.tasks.values() if t._state == _READY]
+    found = [t for t in ready if t.task_spec.manual]
+    if len(found) > 1:
+        found = _in_tree_order(found, wf.tasks)
+    return found, len(found) != len(ready)
+
+
 def has_ready_task(wf: Any, *, manual: bool) -> bool:
     """Whether any task is READY with ``task_spec.manual == manual``."""
     if wf.subprocesses:
@@ -54,9 +84,12 @@ def _in_tree_order(found: list[Any], tasks: dict[UUID, Any]) -> list[Any]:
     order; only tasks under different parents need sorting, by the path of child indexes
     from the root (worked out once per distinct parent).
     """
-    parents = {t._parent for t in found}
-    if len(parents) == 1:
+    first = found[0]._parent
+    # Siblings made in one run share their parent's id object; ids read from a stored state
+    # are equal objects, compared only when identity fails (UUIDs hash and compare in Python).
+    if all(t._parent is first or t._parent == first for t in found):
         return found
+    parents = {t._parent for t in found}
     paths = {parent_id: _path(parent_id, tasks) for parent_id in parents}
     indexes: dict[UUID, int] = {}
     for parent_id in parents:

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import ast
 import json
+import keyword
 import operator
 import textwrap
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from functools import lru_cache
@@ -268,6 +270,18 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> CodeType:
     return code
 
 
+@lru_cache(maxsize=4096)
+def _is_plain_name(source: str) -> bool:
+    """Whether ``source`` is one variable name the sandbox lets an expression read, spelled
+    as Python looks it up (Python normalizes identifiers to NFKC before the lookup)."""
+    return (
+        source.isidentifier()
+        and not source.startswith("_")
+        and not keyword.iskeyword(source)
+        and unicodedata.normalize("NFKC", source) == source
+    )
+
+
 def _prepare(source: str, mode: Literal["eval", "exec"]) -> str:
     # Conditions come from XML text and often carry surrounding whitespace or newlines.
     return source.strip() if mode == "eval" else textwrap.dedent(source).strip("\n")
@@ -412,6 +426,11 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         external_context: Mapping[str, Any] | None = None,
     ) -> Any:
         source = _prepare(expression, "eval")
+        if source in context and _is_plain_name(source) and source not in self.globals:
+            # A bare variable (most handler expressions: ``signer``, ``dean``) evaluates to
+            # the task data's value: the sandbox's globals win over task data, and those
+            # were just ruled out. Building the scope would cost more than the lookup.
+            return context[source]
         code = _compile(source, "eval")
         scope: dict[str, Any] = dict(external_context or {})
         scope.update(context)

@@ -38,6 +38,8 @@ from engine_bridge.loader.model import LoadedProcess
 
 __all__ = [
     "REGISTRY",
+    "SERIALIZER_VERSION",
+    "VERSION_KEY",
     "definition_json",
     "dump_document",
     "dump_state",
@@ -73,6 +75,10 @@ REGISTRY: Any = _REGISTRY
 """The converter registry every stored state is written and read with (specs excluded)."""
 _SERIALIZER = BpmnWorkflowSerializer(_REGISTRY)
 _VERSION_KEY: str = _SERIALIZER.VERSION_KEY
+VERSION_KEY: str = _VERSION_KEY
+"""The key a stored document gives SpiffWorkflow's serializer version under."""
+SERIALIZER_VERSION: str = _SERIALIZER.VERSION
+"""The serializer version this SpiffWorkflow writes (and reads without migrating)."""
 
 
 def definition_json(process: LoadedProcess) -> str:

@@ -44,6 +44,7 @@ __all__ = [
     "find_task",
     "is_todo_task",
     "node_settings",
+    "pass_through",
     "ready_manual_tasks",
     "run_pass_through",
     "signer_share",
@@ -55,6 +56,8 @@ MAX_SUMMARY_ITEMS = 5  # the centre shows at most five ``label|value`` pairs
 _HANDLERS = "eb_handlers"
 _GROUPS = "eb_groups"
 _VIEW = "eb_view"
+# On a live countersign task (never saved): which instance names which signer.
+_SIGNERS = "_engine_bridge_signers"
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,34 @@ class TodoContext:
     registry: Registry | None = None  # answers bean calls in handler expressions
 
 
+_TODO_SPECS = (UserTask, ManualTask)
+
+
 def is_todo_task(task: Any) -> bool:
     """A user task or manual task: something a person completes."""
-    return isinstance(task.task_spec, UserTask | ManualTask)
+    return isinstance(task.task_spec, _TODO_SPECS)
 
 
 def ready_manual_tasks(wf: Any) -> list[Any]:
     """Every READY task SpiffWorkflow waits on someone for, subprocesses included, in tree
     order (found without a tree walk: see :mod:`engine_bridge.engine.scan`)."""
     return ready_tasks(wf, manual=True)
+
+
+def pass_through(tasks: list[Any]) -> list[Any]:
+    """The tasks of ``tasks`` that are not todos (``bpmn:task``), deciding once per run of
+    tasks sharing a spec (a countersign's N instances are one run)."""
+    found: list[Any] = []
+    last_spec: Any = None
+    todo = True
+    for task in tasks:
+        spec = task.task_spec
+        if spec is not last_spec:
+            last_spec = spec
+            todo = isinstance(spec, _TODO_SPECS)
+        if not todo:
+            found.append(task)
+    return found
 
 
 def run_pass_through(wf: Any) -> int:
@@ -112,7 +134,51 @@ def find_task(wf: Any, instance_id: str, todo_id: str) -> Any | None:
 
 def signer_share(anchor: Any, handler: str) -> Any | None:
     """The READY instance of countersign ``anchor`` that names ``handler`` among its kept
-    handlers, found in one pass over the anchor's children (None: look the slow way)."""
+    handlers (None: look the slow way).
+
+    Kept handlers never change, so which instance names whom is indexed once per anchor and
+    child list, and each completion finds its signer without a pass over N instances. The
+    index is kept only while every instance has its handlers (else one could later name the
+    same person) and holds only names no two instances share; other names take the pass.
+    """
+    kids = anchor._children
+    index = getattr(anchor, _SIGNERS, None)
+    if index is None or index[0] != len(kids):
+        index = _index_signers(anchor)
+        setattr(anchor, _SIGNERS, index)
+    if index[1] is not None:
+        share = index[1].get(handler)
+        if share is not None or handler not in index[2]:
+            return share if share is not None and share._state == TaskState.READY else None
+    return _scan_signers(anchor, handler)
+
+
+def _index_signers(anchor: Any) -> tuple[int, dict[str, Any] | None, set[str]]:
+    """(number of children, handler -> the one instance naming them or None when the index
+    cannot be trusted, names several instances share)."""
+    child_spec = anchor.task_spec.task_spec
+    tasks = anchor.workflow.tasks
+    named: dict[str, Any] = {}
+    shared: set[str] = set()
+    complete = True
+    for child_id in anchor._children:
+        child = tasks.get(child_id)
+        if child is None or child.task_spec.name != child_spec or not is_todo_task(child):
+            continue
+        stored = child.internal_data.get(_HANDLERS)
+        if stored is None:
+            complete = False
+            continue
+        for name in stored:
+            if name in named and named[name] is not child:
+                shared.add(name)
+            named[name] = child
+    for name in shared:
+        del named[name]
+    return len(anchor._children), named if complete else None, shared
+
+
+def _scan_signers(anchor: Any, handler: str) -> Any | None:
     child_spec = anchor.task_spec.task_spec
     tasks = anchor.workflow.tasks
     for child_id in anchor._children:
@@ -285,49 +351,68 @@ class _Countersign:
     groups: dict[str, None]
 
 
-def collect_todos(wf: Any, ctx: TodoContext) -> tuple[Todo, ...]:
+def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> tuple[Todo, ...]:
     """Every open todo of the instance, in task-tree order (one per countersign node).
+
+    ``ready`` is the instance's READY manual tasks in tree order when the caller has just
+    gathered them (settling a step does), else they are looked up.
 
     Runs after every action over every READY task, so a countersign with N open signers
     costs N passes of this loop: the handlers kept on each task are read in place, and
-    whether a task is a countersign instance is decided once per parent and spec.
+    whether a task is a todo and a countersign instance is decided once per run of tasks
+    sharing a spec and a parent (a countersign's instances are one such run).
     """
     slots: list[Any] = []  # a READY task, or the _Countersign of its multi-instance
     countersigns: dict[UUID, _Countersign] = {}
     parents: dict[tuple[Any, str], Any] = {}
-    for task in ready_manual_tasks(wf):
-        if not is_todo_task(task):
+    last_spec: Any = None
+    last_parent_id: Any = None
+    todo = False
+    entry: _Countersign | None = None
+    for task in ready_manual_tasks(wf) if ready is None else ready:
+        spec = task.task_spec
+        if spec is not last_spec or task._parent is not last_parent_id:
+            last_spec, last_parent_id = spec, task._parent
+            todo = is_todo_task(task)
+            if not todo:
+                continue
+            key = (task._parent, spec.name)
+            if key in parents:
+                parent = parents[key]
+            else:
+                parent = parents[key] = parallel_parent(task)
+            if parent is None:
+                entry = None
+            else:
+                entry = countersigns.get(parent.id)
+                if entry is None:
+                    entry = _Countersign(parent, task, {}, {})
+                    countersigns[parent.id] = entry
+                    slots.append(entry)
+        elif not todo:
             continue
-        stored = task.internal_data.get(_HANDLERS)
+        internal = task.internal_data
+        stored = internal.get(_HANDLERS)
         if stored is None:
             handlers, groups = assignment(task, ctx)
         else:
-            handlers, groups = stored, task.internal_data.get(_GROUPS, ())
-        key = (task._parent, task.task_spec.name)
-        if key in parents:
-            parent = parents[key]
-        else:
-            parent = parents[key] = parallel_parent(task)
-        if parent is None:
+            handlers, groups = stored, internal.get(_GROUPS, ())
+        if entry is None:
             slots.append(task)
             continue
-        entry = countersigns.get(parent.id)
-        if entry is None:
-            entry = _Countersign(parent, task, {}, {})
-            countersigns[parent.id] = entry
-            slots.append(entry)
-        twice = [h for h in handlers if h in entry.handlers]
-        if twice:
-            # The centre holds ONE share per signer of a countersign todo: a second open
-            # instance for the same person could never be told apart.
-            node = task.task_spec.bpmn_id or task.task_spec.name
-            raise EngineError(
-                f"countersign {node!r} would ask {twice[0]!r} to sign twice: every signer may "
-                "appear once among its open instances; remove the duplicate from its "
-                "collection (or use a sequential multi-instance). The stored instance is "
-                "unchanged."
-            )
-        entry.handlers.update(dict.fromkeys(handlers))
+        known = entry.handlers
+        for name in handlers:
+            if name in known:
+                # The centre holds ONE share per signer of a countersign todo: a second open
+                # instance for the same person could never be told apart.
+                node = spec.bpmn_id or spec.name
+                raise EngineError(
+                    f"countersign {node!r} would ask {name!r} to sign twice: every signer "
+                    "may appear once among its open instances; remove the duplicate from its "
+                    "collection (or use a sequential multi-instance). The stored instance is "
+                    "unchanged."
+                )
+        known.update(dict.fromkeys(handlers))
         if groups:
             entry.groups.update(dict.fromkeys(groups))
     todos: list[Todo] = []
