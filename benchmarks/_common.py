@@ -133,9 +133,11 @@ def open_bridge(
     name: str = "bridge.db",
     auto_deliver: bool = True,
     batch_size: int = 50,
+    durable: bool = True,
 ) -> tuple[Bridge, FakeCenter | None]:
-    """A bridge as shipped: the sample workflows, an SQLite FILE (durable commits), and by
-    default the fake centre in-process with every call delivered after its step."""
+    """A bridge as shipped: the sample workflows, an SQLite FILE (durable commits unless
+    ``durable=False``), and by default the fake centre in-process with every call delivered
+    after its step."""
     fake: FakeCenter | None = None
     if center == "in-process":
         fake = FakeCenter()
@@ -146,6 +148,7 @@ def open_bridge(
         center=center,
         auto_deliver=auto_deliver,
         batch_size=batch_size,
+        durable=durable,
     )
     return bridge, fake
 
