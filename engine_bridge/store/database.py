@@ -94,6 +94,43 @@ class Database:
                     _set_synchronous(conn, "FULL")
 
     @contextmanager
+    def driver_write(self, *, durable: bool = True) -> Iterator[Any]:
+        """``write`` on the driver's own connection (``sqlite3``/``psycopg``), for the
+        statements of ``engine_bridge.store.driver``: the same transaction discipline
+        without SQLAlchemy's ``Connection``, whose set-up, events and reset cost more than
+        the statements of a small step."""
+        pooled = self.engine.raw_connection()
+        raw: Any = pooled.driver_connection
+        sqlite = self.dialect == "sqlite"
+        relaxed = sqlite and not durable and self.durable
+        try:
+            if sqlite:
+                if relaxed:
+                    raw.execute("PRAGMA synchronous=NORMAL")
+                raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield raw
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.commit()
+        finally:
+            try:
+                if relaxed:
+                    raw.execute("PRAGMA synchronous=FULL")
+            finally:
+                pooled.close()
+
+    @contextmanager
+    def driver_read(self) -> Iterator[Any]:
+        """A read on the driver's own connection; nothing is left open afterwards."""
+        pooled = self.engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        finally:
+            pooled.close()  # the pool's reset rolls back what a read may have begun
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only snapshot, rolled back when the block ends."""
         with self.engine.connect() as conn:

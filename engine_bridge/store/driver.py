@@ -4,8 +4,9 @@ A step runs about ten statements. Through SQLAlchemy each costs ~40 µs even pre
 (execution events, result set-up, per-column type processing), through the driver (sqlite3
 or psycopg) ~3–8 µs: on a small process that difference was a third of the bridge's own time
 per step. So the hot path (``Store.find_by_todo``, ``Store.commit_step``, the delivered mark)
-runs here, inside the transaction ``Database`` opened, on the very connection SQLAlchemy holds;
-everything else stays on SQLAlchemy.
+runs here, on the driver's connection: in a transaction of ``Database.driver_write`` (no
+SQLAlchemy ``Connection`` at all, ~60 µs less per transaction), or under one SQLAlchemy opened
+when the same transaction also runs SQLAlchemy statements; everything else stays on SQLAlchemy.
 
 Values are converted here to what SQLAlchemy's column types write, so rows written by either
 path read back the same through the other: datetimes as naive UTC text of SQLAlchemy's
@@ -22,7 +23,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-__all__ = ["Driver", "Statement"]
+__all__ = ["Driver", "Statement", "StepConnection"]
+
+#: Where driver statements run: a SQLAlchemy ``Connection`` (its driver connection is used)
+#: or the driver's own connection from ``Database.driver_write``.
+StepConnection = Connection | Any
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -38,21 +43,22 @@ class Statement:
 
 
 class Driver:
-    """Runs ``Statement``s on the driver connection under a SQLAlchemy ``Connection``."""
+    """Runs ``Statement``s on a driver connection."""
 
     def __init__(self, dialect: str) -> None:
         self.postgres = dialect == "postgresql"
 
-    def run(self, conn: Connection, statement: Statement, params: dict[str, Any]) -> Any:
-        """Execute and return the driver's cursor (``fetchone``/``fetchall``/``rowcount``)."""
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    def run(self, conn: StepConnection, statement: Statement, params: dict[str, Any]) -> Any:
+        """Execute on ``conn`` (a SQLAlchemy ``Connection``, or the driver's own connection
+        from ``Database.driver_write``) and return the driver's cursor."""
+        cursor = _cursor(conn)
         cursor.execute(statement.postgres if self.postgres else statement.sqlite, params)
         return cursor
 
-    def many(self, conn: Connection, statement: Statement, rows: list[dict[str, Any]]) -> None:
+    def many(self, conn: StepConnection, statement: Statement, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = _cursor(conn)
         cursor.executemany(statement.postgres if self.postgres else statement.sqlite, rows)
 
     # -- values in ----------------------------------------------------------------------------
@@ -88,3 +94,9 @@ class Driver:
     def read_json(value: Any) -> Any:
         """SQLite hands JSON columns back as text, psycopg already parsed."""
         return json.loads(value) if isinstance(value, str) else value
+
+
+def _cursor(conn: StepConnection) -> Any:
+    if isinstance(conn, Connection):
+        return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    return conn.cursor()

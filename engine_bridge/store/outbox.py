@@ -31,7 +31,7 @@ from engine_bridge.errors import InputError
 from engine_bridge.facts import Endpoint
 from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.database import Database
-from engine_bridge.store.driver import Driver
+from engine_bridge.store.driver import Driver, StepConnection
 from engine_bridge.store.records import OUTBOX_STATUSES, OutboxRow
 from engine_bridge.store.schema import outbox
 
@@ -118,7 +118,7 @@ class Outbox:
             return [_to_row(r) for r in rows]
 
     def claim_step_head(
-        self, conn: Connection, values: list[dict[str, Any]], claim: StepClaim, now: datetime
+        self, conn: StepConnection, values: list[dict[str, Any]], claim: StepClaim, now: datetime
     ) -> list[dict[str, Any]]:
         """Inside ``commit_step``: insert the first of a step's new rows claimed for
         ``claim.worker`` when nothing of its instance is still undelivered, record it in
@@ -184,7 +184,7 @@ class Outbox:
         driver = self._driver
         at = driver.when(now)
         answer = None if response is None else driver.json(response)
-        with self._db.write(durable=False) as conn:
+        with self._db.driver_write(durable=False) as conn:
             driver.many(
                 conn,
                 step_sql.MARK_DELIVERED,

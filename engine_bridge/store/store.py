@@ -31,7 +31,7 @@ from engine_bridge.store import statements as sql
 from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_from_json, todo_to_json
 from engine_bridge.store.database import Database
-from engine_bridge.store.driver import Driver
+from engine_bridge.store.driver import Driver, StepConnection
 from engine_bridge.store.incidents import (
     Incident,
     IncidentChange,
@@ -189,7 +189,7 @@ class Store:
             with self._db.read() as conn:
                 row = conn.execute(sql.INSTANCE_BY_TODO, {"todo_id": todo_id}).first()
                 return None if row is None else _to_instance(row, conn)
-        with self._db.read() as conn:
+        with self._db.driver_read() as conn:
             found = self._driver.run(
                 conn, step_sql.INSTANCE_BY_TODO_WITHOUT_STATE, {"todo_id": todo_id}
             ).fetchone()
@@ -284,8 +284,11 @@ class Store:
         ]
         payload = _json_text(step.history.payload, f"history payload ({step.history.kind})")
         at = driver.when(step.history.at)
+        # Only the incident statements need SQLAlchemy's Connection; without them the whole
+        # transaction runs on the driver's own connection.
+        transaction = self._db.write() if incident is not None else self._db.driver_write()
         try:
-            with self._db.write() as conn:
+            with transaction as conn:
                 if step.expected_version is None:
                     version, first_seq, history_seq = self._create(conn, step, ledger_text, at)
                 else:
@@ -330,7 +333,7 @@ class Store:
         return version
 
     def _create(
-        self, conn: Connection, step: StepRecord, ledger_text: str, at: Any
+        self, conn: StepConnection, step: StepRecord, ledger_text: str, at: Any
     ) -> tuple[int, int, int]:
         run = self._driver.run
         if run(conn, step_sql.INSTANCE_ID_TAKEN, {"instance_id": step.instance_id}).fetchone():
@@ -367,7 +370,7 @@ class Store:
         return 1, 1, 1
 
     def _update(
-        self, conn: Connection, step: StepRecord, ledger_text: str, at: Any
+        self, conn: StepConnection, step: StepRecord, ledger_text: str, at: Any
     ) -> tuple[int, int, int]:
         assert step.expected_version is not None
         run = self._driver.run
@@ -408,7 +411,7 @@ class Store:
             )
         return version, outbox_seq - len(step.calls) + 1, history_seq
 
-    def _write_body(self, conn: Connection, instance_id: str, version: int, state: str) -> None:
+    def _write_body(self, conn: StepConnection, instance_id: str, version: int, state: str) -> None:
         if len(state) <= _INLINE_CHARS:
             return
         _head_line, newline, body = state.partition("\n")
@@ -419,7 +422,7 @@ class Store:
                 {"instance_id": instance_id, "version": version, "frame": body},
             )
 
-    def _index_todos(self, conn: Connection, step: StepRecord) -> None:
+    def _index_todos(self, conn: StepConnection, step: StepRecord) -> None:
         """Bring the todo index in line with the step's ledger.
 
         With ``step.ledger_before`` (the ledger at ``expected_version``, which the version
