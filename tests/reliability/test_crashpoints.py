@@ -90,7 +90,8 @@ FLOWS: dict[str, tuple[Callable[[], list[Request]], dict[str, Any]]] = {
 class Service:
     """One database, one fake centre and one clock outliving the bridges that "crash"."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, durable: bool = True) -> None:
+        self.durable = durable
         self.clock = FakeClock()
         self.center = FakeCenter()
         self.database = f"sqlite:///{tmp_path / 'bridge.db'}"
@@ -99,7 +100,11 @@ class Service:
 
     def open(self) -> Bridge:
         return Bridge.open(
-            WORKFLOWS, database=self.database, center=self.center.transport(), clock=self.clock
+            WORKFLOWS,
+            database=self.database,
+            center=self.center.transport(),
+            clock=self.clock,
+            durable=self.durable,
         )
 
     def restart(self) -> None:
@@ -158,6 +163,23 @@ def test_crash_restart_and_resend_is_exactly_once(
     service: Service, point: str, flow: str, hit: int
 ) -> None:
     """Crash at ``point`` the ``hit``-th time it is reached, restart, re-send, finish."""
+    _crash_restart_and_finish(service, point, flow, hit)
+
+
+@pytest.mark.parametrize("point", sorted(crashpoints.POINTS))
+def test_commits_without_waiting_for_the_disk_survive_a_process_crash_too(
+    tmp_path: Path, point: str
+) -> None:
+    """``durable=False`` gives up only the machine-crash half: a dead process loses nothing."""
+    svc = Service(tmp_path, durable=False)
+    try:
+        _crash_restart_and_finish(svc, point, "leave_approval", 2)
+    finally:
+        crashpoints.disarm()
+        svc.bridge.close()
+
+
+def _crash_restart_and_finish(service: Service, point: str, flow: str, hit: int) -> None:
     make_requests, data = FLOWS[flow]
     process = "leave_approval" if flow.startswith("leave") else flow
     requests = make_requests()
