@@ -7,6 +7,7 @@ is committed, never from a half-advanced or outdated workflow in memory.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,3 +257,54 @@ def test_the_cache_is_bounded_by_instances_and_tasks() -> None:
     off = InstanceCache(max_instances=0)
     off.checkin("i", 1, _Wf(1))
     assert len(off) == 0
+
+
+def _frames(env: Env, instance_id: str) -> list[str]:
+    return [
+        str(frame)
+        for (frame,) in env.sql(
+            "SELECT frame FROM state_frames WHERE instance_id = ? ORDER BY version", instance_id
+        )
+    ][1:]  # the snapshot first
+
+
+def _patched(frame: str) -> int:
+    return sum("patch" in record for record in json.loads(frame)["tasks"])
+
+
+def test_a_countersign_parent_is_patched_and_a_restart_carries_on(env: Env) -> None:
+    """Three hundred signers, every step loaded back and compared: from its second frame on,
+    the multi-instance parent (N children, data growing) is a patch; a bridge that loads the
+    state from the store writes it whole twice, then patches again, and finishes."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 300)
+    instance_id = todo_id.split(":")[0]
+    for signer in signers[:40]:
+        bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
+    frames = _frames(env, instance_id)
+    assert len(frames) == 40
+    assert _patched(frames[0]) == 0 and all(_patched(f) for f in frames[2:])
+    assert max(len(f) for f in frames[2:]) * 5 < len(frames[0])
+    other = env.bridge()
+    for signer in signers[40:45]:
+        other.complete(todo_id, handler=signer, data={"signature": "同意"})
+    frames = _frames(env, instance_id)[40:]
+    assert [bool(_patched(f)) for f in frames] == [False, False, True, True, True]
+    for signer in signers[45:]:
+        last = other.complete(todo_id, handler=signer, data={"signature": "同意"})
+    (archive,) = last.created
+    assert other.complete(archive.task_id, handler="A001").finished
+
+
+def test_a_countersign_frame_does_not_grow_with_the_signers(env: Env) -> None:
+    """A completion's frame at N = 1000 is about the size it is at N = 50, and it loads back:
+    a new bridge reads the stored frames and its completion is verified."""
+    sizes = {}
+    for count in (50, 1000):
+        bridge = env.bridge(verify=False)
+        todo_id, signers = _countersign(bridge, count)
+        for signer in signers[:6]:
+            bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
+        sizes[count] = max(len(f) for f in _frames(env, todo_id.split(":")[0])[2:])
+        assert env.bridge().complete(todo_id, handler=signers[6], data={"signature": "同意"})
+    assert sizes[1000] < 1.5 * sizes[50]

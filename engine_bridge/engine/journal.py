@@ -25,6 +25,27 @@ the specs). A frame is::
 with task records exactly as SpiffWorkflow's ``TaskConverter`` writes them, in the workflow's
 task order (a parent before its children).
 
+A task written again in the very next frame may instead be a *patch* against what the stored
+state already holds for it, marked by its ``"patch"`` key (a format number; whole records
+never have that key, so frames written before patches existed load as they always did)::
+
+    {"id": ..., "patch": 1, "state": ..., "last_state_change": ..., "triggered": ...,
+     "children": [every child id] | "children_add": [ids appended],
+     "data": OPS, "internal_data": OPS}        (children, data, internal_data: when changed)
+    OPS = {"set": {key: value}, "del": [key, ...], "add": {key: [items appended]}}
+
+A multi-instance parent is written at every completion of one of its instances: it has a
+child per instance and its data and internal data grow by one item per merged instance, so
+its whole record grows with the number of instances (~70 KB at 1000) while its patch stays
+a few hundred bytes. The encoder remembers, for each task of the last frame, what that frame
+left stored for it (see ``_Memory``), and writes a patch only when the task's spec and parent
+are the same and every value of its data and internal data is a JSON scalar or a list of
+them; a list whose old items are all still there (the same objects, in order) is extended,
+anything else is set whole. Whatever it cannot tell (a new task, a task not in the previous
+frame, the first frame after a snapshot or after the state was loaded from the store, other
+values) is written as a whole record, as before. A patch applies to the task object already
+restored, after its parent's record and before its children's, like a whole record.
+
 Loading restores the snapshot with SpiffWorkflow and then applies the frames in order, task
 by task. A record's data is a delta against its parent's data *at the time the frame was
 written*; applying frames in order, parents first, gives every parent exactly that data when
@@ -48,9 +69,11 @@ import base64
 import json
 import zlib
 from dataclasses import dataclass, field
+from operator import is_
 from typing import Any
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
@@ -70,6 +93,7 @@ __all__ = [
     "FRAME_MIN_TASKS",
     "JOURNAL_PREFIX",
     "MAX_FRAMES",
+    "PATCH_FORMAT",
     "Encoded",
     "StoredState",
     "decode_state",
@@ -88,6 +112,35 @@ _LEVEL = 6  # zlib level of a finished instance's snapshot
 _VOLATILE = TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK
 
 Stamp = tuple[float, int]
+PATCH_FORMAT = 1  # the "patch" key of a patch record; a loader refuses formats it does not know
+#: Values a patch compares and extends: immutable, and written by JSON exactly as they are.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class _Json:
+    """Any other value, as the JSON text it was written as: the live value may be changed in
+    place, so only its text tells whether it is still what is stored."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """What the stored state holds for one task after the frame that last wrote it.
+
+    Values are kept as the live objects or tuples of them, never as the live containers,
+    which SpiffWorkflow goes on changing in place: a scalar is itself, a list of scalars is a
+    tuple of its items (their identity later tells that the old items are all still there),
+    anything else is its JSON text (:class:`_Json`).
+    """
+
+    parent: UUID | None
+    spec: str
+    children: tuple[UUID, ...]
+    data: dict[str, Any]
+    internal_data: dict[str, Any]
 
 
 @dataclass
@@ -106,6 +159,10 @@ class StoredState:
     # task -> ((number of children, last child), children ids as text): a multi-instance
     # parent has a child per signer, and formatting N ids on every frame was most of a frame.
     children: dict[Any, tuple[tuple[int, UUID | None], list[str]]] = field(default_factory=dict)
+    # task -> what the stored state holds for it, for the tasks of the last frame only (a
+    # patch needs the task in two frames in a row; None: written, but not remembered yet).
+    # A new dict for every frame, never changed afterwards.
+    memory: dict[Any, _Memory | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -225,8 +282,9 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
             if parent is not None:
                 dirty.add(parent)
     framed = [t for t in tasks.values() if t in dirty]
+    records, memory = _records(framed, previous)
     document = {
-        "tasks": [_record(t, previous.children) for t in framed],
+        "tasks": records,
         "removed": [str(t.id) for t in removed],
         "workflow": _workflow_fields(wf),
     }
@@ -234,6 +292,7 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
         frame = _pack(document)
     except (TypeError, ValueError):  # a value JSON cannot take: SpiffWorkflow's converters
         document["tasks"] = [REGISTRY.convert(t) for t in framed]
+        memory = {}
         frame = _pack(document)
     journal = previous.journal_chars + len(frame)
     if journal > COMPACT_RATIO * previous.snapshot_chars:
@@ -245,8 +304,148 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
         journal_chars=journal,
         frames=previous.frames + 1,
         children=previous.children,
+        memory=memory,
     )
     return Encoded(stored, frame=frame)
+
+
+def _records(framed: list[Any], previous: StoredState) -> tuple[list[Any], dict[Any, Any]]:
+    """The frame's record of each task (a patch where one is possible) and what the stored
+    state holds for each of them afterwards. A task is remembered only from its second frame
+    in a row: most tasks are written once (an instance that completes), and remembering one
+    costs a pass over its values."""
+    known = previous.memory
+    records: list[Any] = []
+    memory: dict[Any, _Memory | None] = {}
+    for task in framed:
+        last = known.get(task, _MISSING)
+        if last is not _MISSING and last is not None:
+            patched = _patch(task, last)
+            if patched is not None:
+                records.append(patched[0])
+                memory[task] = patched[1]
+                continue
+        records.append(_record(task, previous.children))
+        memory[task] = _remember(task) if last is not _MISSING else None
+    return records, memory
+
+
+def _patch(task: Any, last: _Memory) -> tuple[dict[str, Any], _Memory] | None:
+    """The patch turning what is stored for ``task`` (``last``) into the task as it is now,
+    and what is stored afterwards; None when only a whole record will do."""
+    if task._parent != last.parent or task.task_spec.name != last.spec:
+        return None
+    data = _diff(task.data, last.data)
+    internal = _diff(task.internal_data, last.internal_data)
+    if data is None or internal is None:
+        return None
+    record: dict[str, Any] = {
+        "id": str(task.id),
+        "patch": PATCH_FORMAT,
+        "state": task.state,
+        "last_state_change": task.last_state_change,
+        "triggered": task.triggered,
+    }
+    kids, old = task._children, last.children
+    children = old
+    if len(kids) >= len(old) and all(map(is_, kids, old)):
+        if len(kids) > len(old):
+            added = kids[len(old) :]
+            record["children_add"] = [str(child) for child in added]
+            children = old + tuple(added)
+    else:
+        record["children"] = [str(child) for child in kids]
+        children = tuple(kids)
+    if data[0]:
+        record["data"] = data[0]
+    if internal[0]:
+        record["internal_data"] = internal[0]
+    return record, _Memory(last.parent, last.spec, children, data[1], internal[1])
+
+
+def _diff(
+    values: dict[Any, Any], last: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The operations turning ``last`` (remembered values) into ``values``, and the values
+    remembered afterwards; None when a value has no JSON form (the registry must write it).
+    A float is written again unless it is the same object (0.0 == -0.0, yet JSON tells them
+    apart); a value other than a scalar or a list of scalars is written again unless its JSON
+    text is the same."""
+    changed: dict[str, Any] = {}
+    added: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
+    for key, value in values.items():
+        if type(key) is not str:
+            return None
+        kind = type(value)
+        old = last.get(key, _MISSING)
+        if kind in _SCALARS:
+            if not (value is old or (kind is not float and type(old) is kind and value == old)):
+                changed[key] = value
+            kept[key] = value
+        elif (
+            kind is list
+            and type(old) is tuple
+            and len(value) >= len(old)
+            and all(map(is_, value, old))
+            and _all_scalars(extra := value[len(old) :])
+        ):
+            if extra:
+                added[key] = extra
+                old = old + tuple(extra)
+            kept[key] = old
+        elif kind is list and _all_scalars(value):
+            changed[key] = value
+            kept[key] = tuple(value)
+        else:
+            try:
+                text = _Json(_dumps(value))
+            except (TypeError, ValueError):
+                return None
+            if old != text:
+                changed[key] = value
+            kept[key] = text
+    ops: dict[str, Any] = {}
+    if changed:
+        ops["set"] = changed
+    gone = [key for key in last if key not in values]
+    if gone:
+        ops["del"] = gone
+    if added:
+        ops["add"] = added
+    return ops, kept
+
+
+def _remember(task: Any) -> _Memory | None:
+    """What a whole record of ``task`` written now leaves stored, for the next frame's patch;
+    None when a value has no JSON form."""
+    data = _remembered(task.data)
+    internal = _remembered(task.internal_data)
+    if data is None or internal is None:
+        return None
+    return _Memory(task._parent, task.task_spec.name, tuple(task._children), data, internal)
+
+
+def _remembered(values: dict[Any, Any]) -> dict[str, Any] | None:
+    kept: dict[str, Any] = {}
+    for key, value in values.items():
+        kind = type(value)
+        if type(key) is not str:
+            return None
+        if kind in _SCALARS:
+            kept[key] = value
+        elif kind is list and _all_scalars(value):
+            kept[key] = tuple(value)
+        else:
+            try:
+                kept[key] = _Json(_dumps(value))
+            except (TypeError, ValueError):
+                return None
+    return kept
+
+
+def _all_scalars(items: list[Any]) -> bool:
+    return set(map(type, items)) <= _SCALARS
 
 
 def _record(task: Any, cache: dict[Any, tuple[tuple[int, UUID | None], list[str]]]) -> Any:
@@ -337,7 +536,10 @@ def _unpack(part: str, what: str) -> dict[str, Any]:
 def _apply(wf: Any, frame: dict[str, Any]) -> None:
     """Bring the restored workflow to the state the frame recorded."""
     for record in frame["tasks"]:
-        REGISTRY.restore(record, workflow=wf)  # the converter registers it in wf.tasks
+        if "patch" in record:
+            _apply_patch(wf, record)
+        else:
+            REGISTRY.restore(record, workflow=wf)  # the converter registers it in wf.tasks
     for task_id in frame["removed"]:
         wf.tasks.pop(UUID(task_id), None)
     fields = frame["workflow"]
@@ -349,3 +551,36 @@ def _apply(wf: Any, frame: dict[str, Any]) -> None:
     wf.last_task = wf.tasks.get(UUID(last)) if last is not None else None
     wf.data = REGISTRY.restore(fields["data"])
     wf.bpmn_events = REGISTRY.restore(fields["bpmn_events"])
+
+
+def _apply_patch(wf: Any, record: dict[str, Any]) -> None:
+    """Change the restored task as the patch says (see the module docstring). Lists are
+    replaced rather than extended in place: a restored task's lists must not be shared with
+    any other task's."""
+    if record["patch"] != PATCH_FORMAT:
+        raise EngineError(
+            f"the stored workflow state was written by a newer version: patch format "
+            f"{record['patch']!r} is unknown"
+        )
+    task = wf.tasks[UUID(record["id"])]
+    task._state = record["state"]
+    task.last_state_change = record["last_state_change"]
+    task.triggered = record["triggered"]
+    if "children" in record:
+        task._children = [UUID(child) for child in record["children"]]
+    elif "children_add" in record:
+        task._children = task._children + [UUID(child) for child in record["children_add"]]
+    for name in ("data", "internal_data"):
+        ops = record.get(name)
+        if ops:
+            _apply_ops(getattr(task, name), ops)
+    if isinstance(task.task_spec, CatchingEvent) and task.has_state(TaskState.WAITING):
+        wf.event_manager.add_task(task)  # as SpiffWorkflow's loader does
+
+
+def _apply_ops(values: dict[str, Any], ops: dict[str, Any]) -> None:
+    values.update(ops.get("set", {}))
+    for key in ops.get("del", ()):
+        del values[key]
+    for key, items in ops.get("add", {}).items():
+        values[key] = [*values[key], *items]

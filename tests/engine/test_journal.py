@@ -21,6 +21,7 @@ from engine_bridge.engine.journal import (
     encode_state,
 )
 from engine_bridge.engine.state import definition_json, dump_document
+from engine_bridge.errors import EngineError
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -184,3 +185,167 @@ def test_internal_data_json_cannot_take_goes_through_the_registry() -> None:
     loaded = _reload(run, text)
     _assert_same(run.wf, loaded)
     assert loaded.tasks[task.id].internal_data["due"] == datetime(2031, 1, 2, 3, 4, tzinfo=UTC)
+
+
+def _frames_after(run: Run, *changes: Any, stored: Any = None) -> tuple[str, list[dict[str, Any]]]:
+    """Snapshot (or carry on from ``stored``), then one frame per change; the whole text and
+    each frame's records by task id."""
+    if stored is None:
+        snapshot = encode_state(run.wf, None)
+        text, stored = snapshot.text, snapshot.stored
+    else:
+        text = ""
+    frames = []
+    for change in changes:
+        change(run.wf)
+        encoded = encode_state(run.wf, stored)
+        assert encoded.frame is not None, "expected a frame, got a snapshot"
+        text += "\n" + encoded.frame
+        stored = encoded.stored
+        frames.append({record["id"]: record for record in json.loads(encoded.frame)["tasks"]})
+    return text, frames
+
+
+def _touch(task: Any, change: Any = None) -> Any:
+    """A change to ``task`` that the journal sees (a new state stamp), plus ``change``."""
+
+    def apply(wf: Any) -> None:
+        task.last_state_change += 1.0
+        if change is not None:
+            change(task)
+
+    return apply
+
+
+def test_a_task_in_consecutive_frames_is_patched_and_reloads_equal() -> None:
+    """Written whole in the first two frames, then as a patch that appends to a grown list,
+    sets a changed value, deletes a removed one and carries a changed nested value."""
+    run = _started()
+    task = _task(run.wf, "a")
+    task_id = str(task.id)
+
+    def first(t: Any) -> None:
+        t.data.update(items=["x"], gone=1, nested={"k": [1]})
+        t.internal_data["merged"] = ["m1"]
+
+    def grow(t: Any) -> None:
+        t.data["items"].append("y")
+        t.data["title"] = "changed"
+        del t.data["gone"]
+        t.data["nested"]["k"].append(2)  # changed in place: only its text tells
+        t.internal_data["merged"].append("m2")
+
+    text, frames = _frames_after(run, _touch(task, first), _touch(task), _touch(task, grow))
+    assert "patch" not in frames[0][task_id] and "patch" not in frames[1][task_id]
+    patch = frames[2][task_id]
+    assert patch["patch"] == journal.PATCH_FORMAT
+    assert patch["data"] == {
+        "set": {"title": "changed", "nested": {"k": [1, 2]}},
+        "del": ["gone"],
+        "add": {"items": ["y"]},
+    }
+    assert patch["internal_data"] == {"add": {"merged": ["m2"]}}
+    assert "children" not in patch and "children_add" not in patch
+    _assert_same(run.wf, _reload(run, text))
+
+
+def test_a_list_that_did_not_just_grow_is_set_whole() -> None:
+    """A list that shrank, or whose old items are not all still there in order, is written
+    whole; a list grown by an item of another kind is written whole too."""
+    run = _started()
+    task = _task(run.wf, "a")
+    task_id = str(task.id)
+
+    def lists(t: Any) -> None:
+        t.data.update(shrinks=[1, 2, 3], replaced=["a", "b"], mixed=["a"])
+
+    def change(t: Any) -> None:
+        t.data["shrinks"].pop()
+        t.data["replaced"][0] = "c"
+        t.data["mixed"].append({"not": "a scalar"})
+
+    text, frames = _frames_after(run, _touch(task, lists), _touch(task), _touch(task, change))
+    patch = frames[2][task_id]
+    assert patch["data"] == {
+        "set": {"shrinks": [1, 2], "replaced": ["c", "b"], "mixed": ["a", {"not": "a scalar"}]}
+    }
+    _assert_same(run.wf, _reload(run, text))
+
+
+def test_an_equal_value_of_another_type_is_written_again() -> None:
+    """1, 1.0 and True are equal in Python but not in JSON; -0.0 equals 0.0."""
+    run = _started()
+    task = _task(run.wf, "a")
+
+    def before(t: Any) -> None:
+        t.data.update(number=1, flag=1, zero=0.0, items=[1])
+
+    def after(t: Any) -> None:
+        t.data.update(number=1.0, flag=True, zero=-0.0, items=[True])
+
+    text, frames = _frames_after(run, _touch(task, before), _touch(task), _touch(task, after))
+    patch = frames[2][str(task.id)]
+    assert patch["data"]["set"] == {"number": 1.0, "flag": True, "zero": -0.0, "items": [True]}
+    loaded = _reload(run, text).tasks[task.id]
+    assert [type(loaded.data[k]) for k in ("number", "flag", "zero")] == [float, bool, float]
+    assert str(loaded.data["zero"]) == "-0.0" and loaded.data["items"] == [True]
+
+
+def test_grown_and_replaced_children_are_patched() -> None:
+    """Children appended go as their ids; a child list that changed otherwise, whole."""
+    run = _started()
+    task = _task(run.wf, "a")
+    task_id = str(task.id)
+    (child,) = task.children
+
+    def add(t: Any) -> None:
+        t._add_child(child.task_spec, TaskState.FUTURE)
+
+    def remove(t: Any) -> None:
+        run.wf._remove_task(child.id)
+
+    text, frames = _frames_after(
+        run, _touch(task), _touch(task), _touch(task, add), _touch(task, remove)
+    )
+    assert frames[2][task_id]["children_add"] == [str(task._children[-1])]
+    assert frames[3][task_id]["children"] == [str(task._children[-1])]
+    _assert_same(run.wf, _reload(run, text))
+
+
+def test_an_encoder_without_memory_writes_whole_records() -> None:
+    """After a load from the store (a restart, an evicted workflow) the encoder knows nothing
+    of what the last frame held: its next two frames have whole records (a task is
+    remembered from its second frame in a row), the one after patches."""
+    run = _started()
+    task = _task(run.wf, "a")
+    task_id = str(task.id)
+    text, _ = _frames_after(run, _touch(task), _touch(task))
+    loaded, stored = decode_state(text, definition_json(run.process), script_engine=None)
+    run.wf = loaded
+    same = loaded.tasks[task.id]
+    more, frames = _frames_after(run, _touch(same), _touch(same), _touch(same), stored=stored)
+    assert ["patch" in frame[task_id] for frame in frames] == [False, False, True]
+    _assert_same(loaded, _reload(run, text + more))
+
+
+def test_a_value_json_cannot_take_makes_a_whole_record() -> None:
+    """A task holding a value only SpiffWorkflow's converters can write is never patched."""
+    run = _started()
+    task = _task(run.wf, "a")
+
+    def due(t: Any) -> None:
+        t.internal_data["due"] = datetime(2031, 1, 2, 3, 4, tzinfo=UTC)
+
+    text, frames = _frames_after(run, _touch(task, due), _touch(task), _touch(task))
+    assert all("patch" not in frame[str(task.id)] for frame in frames)
+    _assert_same(run.wf, _reload(run, text))
+
+
+def test_a_patch_of_an_unknown_format_is_refused() -> None:
+    """A patch written by a newer format is an error naming it, not a silent misreading."""
+    run = _started()
+    task = _task(run.wf, "a")
+    text, _ = _frames_after(run, _touch(task), _touch(task), _touch(task))
+    assert '"patch":1' in text
+    with pytest.raises(EngineError, match="patch format 99"):
+        _reload(run, text.replace('"patch":1', '"patch":99'))
