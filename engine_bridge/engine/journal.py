@@ -104,9 +104,10 @@ __all__ = [
 JOURNAL_PREFIX = "ebstate1\n"
 MAX_FRAMES = 500  # bounds the work a load does; a snapshot is written after this many frames
 COMPACT_RATIO = 8  # a snapshot is written once the frames are this many times its size
-#: Below this many tasks a snapshot is as cheap as a frame, and a frame would cost the store
-#: a row of its own: small workflows are written whole at every step.
-FRAME_MIN_TASKS = 64
+#: Below this many tasks a workflow is written whole at every step. Since a frame carries
+#: patches and its own record builder, a frame is cheaper than a snapshot at every size (at
+#: 17 tasks 0.28 ms against 0.45 ms, its extra row included), so every size gets frames.
+FRAME_MIN_TASKS = 0
 _SEPARATOR = "\n"
 _LEVEL = 6  # zlib level of a finished instance's snapshot
 _VOLATILE = TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK
