@@ -8,6 +8,7 @@ bridge interleaved, because a shared VM is noisy and the minimum is the least di
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -80,6 +81,7 @@ def best_of(repeat: int, *runs: Callable[[], float]) -> list[float]:
     best = [float("inf")] * len(runs)
     for _ in range(repeat):
         for n, run in enumerate(runs):
+            gc.collect()  # no run pays for the garbage an earlier one left behind
             best[n] = min(best[n], run())
     return best
 
