@@ -73,32 +73,24 @@ class Database:
         return self.dialect == "postgresql"
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[Connection]:
-        """One write transaction: committed when the block ends, rolled back on any error.
-
-        ``durable=False`` (SQLite) lets the commit return before the disk has it: it is safe
-        against a crash of the process, and a power loss can lose it and only it, with every
-        later durable commit. Use it only for a record whose loss is harmless (a delivery
-        mark: the row then goes out again and the centre answers "already done").
-        """
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back on any error."""
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
-            relaxed = not durable and self.durable and self.dialect == "sqlite"
-            if relaxed:
-                _set_synchronous(conn, "NORMAL")
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                if relaxed:
-                    _set_synchronous(conn, "FULL")
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def driver_write(self, *, durable: bool = True) -> Iterator[Any]:
         """``write`` on the driver's own connection (``sqlite3``/``psycopg``), for the
         statements of ``engine_bridge.store.driver``: the same transaction discipline
         without SQLAlchemy's ``Connection``, whose set-up, events and reset cost more than
-        the statements of a small step."""
+        the statements of a small step.
+
+        ``durable=False`` (SQLite) lets this commit return before the disk has it: it is safe
+        against a crash of the process, and a power loss can lose it and only it, with every
+        later durable commit. Use it only for a record whose loss is harmless (a delivery
+        mark: the row then goes out again and the centre answers "already done")."""
         pooled = self.engine.raw_connection()
         raw: Any = pooled.driver_connection
         sqlite = self.dialect == "sqlite"
@@ -212,12 +204,6 @@ _commit_without_waiting = {
     "sqlite": _sqlite_without_waiting,
     "postgresql": _postgres_without_waiting,
 }
-
-
-def _set_synchronous(conn: Connection, level: str) -> None:
-    # Outside any transaction (SQLite refuses the change inside one), on the driver's own
-    # connection so SQLAlchemy does not begin one first.
-    conn.connection.driver_connection.execute(f"PRAGMA synchronous={level}")  # type: ignore[union-attr]
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

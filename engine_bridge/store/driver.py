@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
+
+from engine_bridge.store.schema import utc_in, utc_out
 
 __all__ = ["Driver", "Statement", "StepConnection"]
 
@@ -64,15 +66,12 @@ class Driver:
     # -- values in ----------------------------------------------------------------------------
 
     def when(self, value: datetime | None) -> Any:
-        """A datetime as the ``UTCDateTime`` column type writes it."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given to the store; pass UTC")
-        value = value.astimezone(UTC)
-        if self.postgres:
+        """A datetime as the ``UTCDateTime`` column type writes it (SQLAlchemy's SQLite text
+        format for a naive one)."""
+        value = utc_in(value, naive=not self.postgres)
+        if value is None or self.postgres:
             return value
-        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value.isoformat(sep=" ", timespec="microseconds")
 
     @staticmethod
     def json(value: Any) -> str:
@@ -83,12 +82,8 @@ class Driver:
 
     @staticmethod
     def read_when(value: Any) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        """A datetime column as ``UTCDateTime`` reads it (SQLite hands back text)."""
+        return utc_out(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
     @staticmethod
     def read_json(value: Any) -> Any:

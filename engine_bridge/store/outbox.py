@@ -149,7 +149,7 @@ class Outbox:
                 instance_id=first["instance_id"],
                 seq=int(first["seq"]),
                 endpoint=Endpoint(first["endpoint"]),
-                item=json.loads(first["item"]),
+                item=json.loads(first["item"]),  # as a read of the row gives it back
                 status="pending",
                 attempts=1,
                 next_attempt_at=now,

@@ -46,6 +46,8 @@ __all__ = [
     "schema_version",
     "state_frames",
     "todos",
+    "utc_in",
+    "utc_out",
 ]
 
 
@@ -61,19 +63,30 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given to the store; pass UTC")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return utc_in(value, naive=dialect.name == "sqlite")
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return utc_out(value)
+
+
+def utc_in(value: datetime | None, *, naive: bool) -> datetime | None:
+    """A datetime as the store keeps it: UTC, without its zone where the backend has none
+    (``naive``); a naive datetime given to the store is refused rather than guessed."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the store; pass UTC")
+    value = value.astimezone(UTC)
+    return value.replace(tzinfo=None) if naive else value
+
+
+def utc_out(value: datetime | None) -> datetime | None:
+    """A stored datetime back as an aware UTC datetime (stored naive means UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 metadata = MetaData()

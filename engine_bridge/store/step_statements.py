@@ -94,21 +94,22 @@ INSERT_FRAME = Statement(
 DELETE_FRAMES = Statement("DELETE FROM state_frames WHERE instance_id = :instance_id")
 
 TODOS_OF_INSTANCE = Statement(
-    "SELECT todo_id, open FROM todos WHERE instance_id = :instance_id AND open = :open"
+    "SELECT todo_id FROM todos WHERE instance_id = :instance_id AND open = TRUE"
 )
 
-TODO_OWNER = Statement("SELECT instance_id, open FROM todos WHERE todo_id = :todo_id")
+TODO_OWNER = Statement("SELECT instance_id FROM todos WHERE todo_id = :todo_id")
 
 INSERT_TODO = Statement(
     "INSERT INTO todos (todo_id, instance_id, open, position, todo) "
-    "VALUES (:todo_id, :instance_id, :open, :position, :todo)"
+    "VALUES (:todo_id, :instance_id, TRUE, :position, :todo)"
 )
 
+#: Also reopens a todo of the instance that had left its ledger.
 UPDATE_TODO = Statement(
-    "UPDATE todos SET open = :open, position = :position, todo = :todo WHERE todo_id = :todo_id"
+    "UPDATE todos SET open = TRUE, position = :position, todo = :todo WHERE todo_id = :todo_id"
 )
 
-CLOSE_TODO = Statement("UPDATE todos SET open = :closed WHERE todo_id = :todo_id AND open = :open")
+CLOSE_TODO = Statement("UPDATE todos SET open = FALSE WHERE todo_id = :todo_id AND open = TRUE")
 
 INSERT_HISTORY = Statement(
     "INSERT INTO history (instance_id, seq, kind, payload, at, idempotency_key) "

@@ -430,52 +430,42 @@ class Store:
         the index says which todos are open and every open one is rewritten.
         """
         driver, instance_id = self._driver, step.instance_id
-        wanted = {t.todo_id: (pos, t) for pos, t in enumerate(step.ledger.open)}
         before: dict[str, tuple[int, LedgerTodo] | None]
         if step.expected_version is None:
             before = {}
         elif step.ledger_before is not None:
             before = {t.todo_id: (pos, t) for pos, t in enumerate(step.ledger_before.open)}
         else:
-            found = driver.run(
-                conn, step_sql.TODOS_OF_INSTANCE, {"instance_id": instance_id, "open": True}
-            ).fetchall()
-            before = {str(todo_id): None for todo_id, _open in found}
+            found = driver.run(conn, step_sql.TODOS_OF_INSTANCE, {"instance_id": instance_id})
+            before = {str(todo_id): None for (todo_id,) in found.fetchall()}
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for todo_id, (pos, todo) in wanted.items():
+        for pos, todo in enumerate(step.ledger.open):
+            todo_id = todo.todo_id
+            if todo_id in before and before[todo_id] == (pos, todo):
+                continue  # unchanged: nothing to write
             values = {
                 "todo_id": todo_id,
                 "instance_id": instance_id,
-                "open": True,
                 "position": pos,
-                "todo": None,
+                "todo": driver.json(todo_to_json(todo)),
             }
             if todo_id in before:
-                if before[todo_id] == (pos, todo):
-                    continue  # unchanged: nothing to write
-                values["todo"] = driver.json(todo_to_json(todo))
                 updates.append(values)
                 continue
-            values["todo"] = driver.json(todo_to_json(todo))
             owner = driver.run(conn, step_sql.TODO_OWNER, {"todo_id": todo_id}).fetchone()
-            if owner is None:
-                inserts.append(values)
-            elif owner[0] != instance_id:
+            if owner is not None and owner[0] != instance_id:
                 raise ConflictError(
                     f"todo id {todo_id!r} already belongs to instance {owner[0]!r}, not "
                     f"{instance_id!r}; todo ids must be unique",
                     retryable=False,
                 )
-            else:  # a todo of this instance that was closed and is open again
-                updates.append(values)
+            # a todo of this instance that had left the ledger is opened again in place
+            (inserts if owner is None else updates).append(values)
         driver.many(conn, step_sql.INSERT_TODO, inserts)
         driver.many(conn, step_sql.UPDATE_TODO, updates)
-        closing = [
-            {"todo_id": todo_id, "open": True, "closed": False}
-            for todo_id in sorted(before)
-            if todo_id not in wanted
-        ]
+        still_open = {t.todo_id for t in step.ledger.open}
+        closing = [{"todo_id": todo_id} for todo_id in sorted(before) if todo_id not in still_open]
         driver.many(conn, step_sql.CLOSE_TODO, closing)
 
     # -- outbox -----------------------------------------------------------------------------
