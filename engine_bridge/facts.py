@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 __all__ = [
@@ -115,8 +116,10 @@ class LedgerTodo:
     handled: tuple[str, ...] = ()  # handlers whose share a ``none`` closed (countersign)
     handling_groups: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def open_handlers(self) -> tuple[str, ...]:
+        """Handlers whose share is still open; worked out once per todo (a countersign's
+        lists hold all N signers, and a step asks several times)."""
         if not self.handled:
             return self.handlers
         handled = set(self.handled)  # a set: N signers must cost O(N), not O(N²)

@@ -212,17 +212,15 @@ def _group_share_open(held: LedgerTodo) -> bool:
     return bool(held.handling_groups) and GROUP_SHARE not in held.handled
 
 
-def _share_of(open_handlers: tuple[str, ...], handler: str) -> str:
-    """The share a ``none`` by ``handler`` closes (``open_handlers`` are the todo's open
-    handlers, worked out once per step: N of them at a countersign): their own, else the
-    groups' one."""
-    return handler if handler in open_handlers else GROUP_SHARE
+def _share_of(held: LedgerTodo, handler: str) -> str:
+    """The share a ``none`` by ``handler`` closes: their own, else the groups' one."""
+    return handler if handler in held.open_handlers else GROUP_SHARE
 
 
-def _other_shares(held: LedgerTodo, open_handlers: tuple[str, ...], handler: str) -> bool:
+def _other_shares(held: LedgerTodo, handler: str) -> bool:
     """Whether the todo stays open at the centre after ``handler``'s ``none``."""
-    others = any(h != handler for h in open_handlers)
-    if _share_of(open_handlers, handler) == GROUP_SHARE:
+    others = any(h != handler for h in held.open_handlers)
+    if _share_of(held, handler) == GROUP_SHARE:
         return others
     return others or _group_share_open(held)
 
@@ -241,11 +239,10 @@ def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
             f"instance {facts.instance_id!r}: todo {todo_id!r} completed by {handler!r} is not "
             "open in the ledger; the engine and the ledger disagree (bridge bug)."
         )
-    open_handlers = held.open_handlers
-    if handler not in open_handlers and not _group_share_open(held):
+    if handler not in held.open_handlers and not _group_share_open(held):
         raise ValueError(
             f"instance {facts.instance_id!r}: handler {handler!r} has no open share of todo "
-            f"{todo_id!r} (open: {list(open_handlers)}); the engine and the ledger "
+            f"{todo_id!r} (open: {list(held.open_handlers)}); the engine and the ledger "
             "disagree (bridge bug)."
         )
 
@@ -262,7 +259,7 @@ def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
 
     if still_open is not None:
         # A countersign share: this signer is done, the others still sign the same todo.
-        shared = replace(held, handled=(*held.handled, _share_of(open_handlers, handler)))
+        shared = replace(held, handled=(*held.handled, _share_of(held, handler)))
         if set(shared.open_handlers) != set(still_open.handlers):
             raise ValueError(
                 f"instance {facts.instance_id!r}: after {handler!r} signs todo {todo_id!r} "
@@ -284,7 +281,7 @@ def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
     else:
         status = "none"
         calls.append(step.handle(todo_id, handler, "none", ()))
-        if _other_shares(held, open_handlers, handler):
+        if _other_shares(held, handler):
             # ``none`` closed only this handler's share; the engine no longer waits on it.
             calls.append(step.withdraw(todo_id, "next"))
         kept = [t for t in ledger.open if t.todo_id != todo_id]

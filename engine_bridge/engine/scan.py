@@ -15,13 +15,12 @@ tasks live in other workflows, and they are small.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
 
-__all__ = ["has_ready_task", "is_finished", "ready_by_kind", "ready_tasks"]
+__all__ = ["is_finished", "ready_by_kind", "ready_tasks"]
 
 _READY = TaskState.READY
 _NOT_FINISHED = TaskState.NOT_FINISHED_MASK
@@ -42,15 +41,12 @@ def is_finished(wf: Any) -> bool:
     return bool(wf.is_completed())
 
 
-def ready_tasks(wf: Any, *, manual: bool, where: Callable[[Any], bool] | None = None) -> list[Any]:
-    """READY tasks whose spec's ``manual`` is ``manual`` (and for which ``where`` holds), in
-    depth-first tree order: the order of ``wf.get_tasks(state=TaskState.READY, ...)``."""
+def ready_tasks(wf: Any, *, manual: bool) -> list[Any]:
+    """READY tasks whose spec's ``manual`` is ``manual``, in depth-first tree order: the
+    order of ``wf.get_tasks(state=TaskState.READY, ...)``."""
     if wf.subprocesses:
-        found = list(wf.get_tasks(state=_READY, manual=manual))
-        return found if where is None else [t for t in found if where(t)]
+        return list(wf.get_tasks(state=_READY, manual=manual))
     found = [t for t in wf.tasks.values() if t._state == _READY and t.task_spec.manual == manual]
-    if where is not None:
-        found = [t for t in found if where(t)]
     if len(found) > 1:
         found = _in_tree_order(found, wf.tasks)
     return found
@@ -68,13 +64,6 @@ def ready_by_kind(wf: Any) -> tuple[list[Any], bool]:
     if len(found) > 1:
         found = _in_tree_order(found, wf.tasks)
     return found, len(found) != len(ready)
-
-
-def has_ready_task(wf: Any, *, manual: bool) -> bool:
-    """Whether any task is READY with ``task_spec.manual == manual``."""
-    if wf.subprocesses:
-        return wf.get_next_task(state=_READY, manual=manual) is not None
-    return any(t._state == _READY and t.task_spec.manual == manual for t in wf.tasks.values())
 
 
 def _in_tree_order(found: list[Any], tasks: dict[UUID, Any]) -> list[Any]:

@@ -3,7 +3,7 @@
 A todo is a READY ``userTask`` or ``manualTask`` anywhere in the instance (embedded
 subprocesses and call activities included). A plain ``bpmn:task`` is "manual" to SpiffWorkflow
 but has nobody to do it, so the engine completes it on the spot (see
-:func:`run_pass_through`) and it never reaches the centre.
+:func:`pass_through`) and it never reaches the centre.
 
 Handlers and handling groups are evaluated ONCE, when a task is first seen READY, and kept in
 ``task.internal_data`` (which is serialized): whatever later happens to the data, the todo's
@@ -46,7 +46,6 @@ __all__ = [
     "node_settings",
     "pass_through",
     "ready_manual_tasks",
-    "run_pass_through",
     "signer_share",
     "todo_id_of",
 ]
@@ -98,19 +97,6 @@ def pass_through(tasks: list[Any]) -> list[Any]:
         if not todo:
             found.append(task)
     return found
-
-
-def run_pass_through(wf: Any) -> int:
-    """Complete READY manual tasks that are not todos (``bpmn:task``); return how many ran."""
-    ran = 0
-    for task in ready_tasks(wf, manual=True, where=_not_a_todo):
-        task.run()
-        ran += 1
-    return ran
-
-
-def _not_a_todo(task: Any) -> bool:
-    return not is_todo_task(task)
 
 
 def todo_id_of(instance_id: str, anchor: Any) -> str:

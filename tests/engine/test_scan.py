@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from SpiffWorkflow.util.task import TaskState
 
-from engine_bridge.engine.scan import has_ready_task, ready_tasks
+from engine_bridge.engine.scan import ready_by_kind, ready_tasks
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -50,10 +50,10 @@ def test_ready_tasks_match_the_tree_walk(branches: list[str]) -> None:
     while run.facts is not None and run.facts.open_todos:
         assert ready_tasks(run.wf, manual=True) == _walked(run.wf, True)
         assert ready_tasks(run.wf, manual=False) == _walked(run.wf, False)
-        assert has_ready_task(run.wf, manual=True)
+        assert ready_by_kind(run.wf)[0]  # a person is awaited
         todo = run.facts.open_todos[-1]
         run.complete(todo.node_id, todo.handlers[0])
-    assert not has_ready_task(run.wf, manual=True)
+    assert not ready_by_kind(run.wf)[0]
 
 
 def test_countersign_instances_and_the_task_after_keep_the_walk_order() -> None:
