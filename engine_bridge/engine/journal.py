@@ -418,31 +418,14 @@ def _diff(
 
 
 def _remember(task: Any) -> _Memory | None:
-    """What a whole record of ``task`` written now leaves stored, for the next frame's patch;
-    None when a value has no JSON form."""
-    data = _remembered(task.data)
-    internal = _remembered(task.internal_data)
+    """What a whole record of ``task`` written now leaves stored, for the next frame's patch
+    (the values as a diff against nothing remembers them); None when a value has no JSON
+    form."""
+    data = _diff(task.data, {})
+    internal = _diff(task.internal_data, {})
     if data is None or internal is None:
         return None
-    return _Memory(task._parent, task.task_spec.name, tuple(task._children), data, internal)
-
-
-def _remembered(values: dict[Any, Any]) -> dict[str, Any] | None:
-    kept: dict[str, Any] = {}
-    for key, value in values.items():
-        kind = type(value)
-        if type(key) is not str:
-            return None
-        if kind in _SCALARS:
-            kept[key] = value
-        elif kind is list and _all_scalars(value):
-            kept[key] = tuple(value)
-        else:
-            try:
-                kept[key] = _Json(_dumps(value))
-            except (TypeError, ValueError):
-                return None
-    return kept
+    return _Memory(task._parent, task.task_spec.name, tuple(task._children), data[1], internal[1])
 
 
 def _all_scalars(items: list[Any]) -> bool:
