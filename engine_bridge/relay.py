@@ -147,19 +147,11 @@ class Relay:
             lease_seconds=self._lease_seconds,
             now=self._clock.now(),
         )
-        if rows:
-            crashpoint("relay.after_claim")
-        report = DeliveryReport(rounds=1, claimed=len(rows))
-        groups: dict[Endpoint, list[OutboxRow]] = {}
-        for row in rows:
-            groups.setdefault(row.endpoint, []).append(row)
-        for endpoint, group in groups.items():
-            report += self._deliver(endpoint, group)
-        return report
+        return self.deliver_claimed(rows) if rows else DeliveryReport(rounds=1)
 
     def deliver_claimed(self, rows: Sequence[OutboxRow]) -> DeliveryReport:
-        """Send rows already leased to this relay (``StepClaim``: claimed in the step's own
-        transaction) and record their outcomes, exactly as a round of ``deliver_once``."""
+        """Send rows already leased to this relay (by ``claim``, or ``StepClaim`` in the
+        step's own transaction), one array call per endpoint, and record their outcomes."""
         if not rows:
             return DeliveryReport()
         crashpoint("relay.after_claim")
