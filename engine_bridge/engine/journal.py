@@ -112,7 +112,10 @@ _SEPARATOR = "\n"
 _LEVEL = 6  # zlib level of a finished instance's snapshot
 _VOLATILE = TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK
 
-Stamp = tuple[float, int]
+#: A task's ``last_state_change``: SpiffWorkflow sets it to a new ``time.time()`` whenever the
+#: state changes (``Task._set_state``; nothing else sets ``_state`` but its loader), so it
+#: alone tells a changed task, and remembering the float itself builds nothing per task.
+Stamp = float
 PATCH_FORMAT = 1  # the "patch" key of a patch record; a loader refuses formats it does not know
 #: Values a patch compares and extends: immutable, and written by JSON exactly as they are.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -149,7 +152,7 @@ class StoredState:
     """What is stored for an instance at one commit, remembered beside its live workflow so
     the next step can append a frame instead of serializing everything again."""
 
-    # task -> (last_state_change, state) at that commit. Keyed by the task objects of the
+    # task -> its last_state_change at that commit. Keyed by the task objects of the
     # live workflow (hashed by identity): a UUID hashes in Python code, and looking every
     # task up by id on every step cost more than the rest of the change detection.
     stamps: dict[Any, Stamp]
@@ -258,7 +261,7 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
     dirty: set[Any] = set()
     changed: list[Any] = []
     for task in tasks.values():
-        stamp = (task.last_state_change, task._state)
+        stamp = task.last_state_change
         stamps[task] = stamp
         if old.get(task) != stamp:
             changed.append(task)
@@ -473,7 +476,7 @@ def _frames_allowed(wf: Any) -> bool:
 
 
 def _stamps(wf: Any) -> dict[Any, Stamp]:
-    return {t: (t.last_state_change, t._state) for t in wf.tasks.values()}
+    return {t: t.last_state_change for t in wf.tasks.values()}
 
 
 def _workflow_fields(wf: Any) -> dict[str, Any]:

@@ -398,7 +398,7 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
                     "collection (or use a sequential multi-instance). The stored instance is "
                     "unchanged."
                 )
-        known.update(dict.fromkeys(handlers))
+            known[name] = None
         if groups:
             entry.groups.update(dict.fromkeys(groups))
     todos: list[Todo] = []
