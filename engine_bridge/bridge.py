@@ -276,7 +276,9 @@ class Bridge:
             claim=claim,
         )
         _log_stop(instance_id, stop)
-        self.instances.checkin(instance_id, version, wf, keep=not (facts.finished or stop))
+        self.instances.checkin(
+            instance_id, version, wf, keep=not (facts.finished or stop), ledger=planned.ledger
+        )
         del definition
         crashpoint("bridge.after_commit")
         self._after_commit(claim, len(planned.calls))
@@ -310,7 +312,9 @@ class Bridge:
             if seen is not None:
                 return _outcome_from_history(seen)
         # The state is read only if the workflow is not cached (large instances are large).
-        record = self.store.find_by_todo(task_id, with_state=False)
+        record = self.store.find_by_todo(
+            task_id, with_state=False, known_ledger=self.instances.ledger
+        )
         if record is None or record.ledger.get(task_id) is None:
             raise TaskNotOpenError(
                 f"todo {task_id!r} is not open: it was finished, cancelled, or never existed"
@@ -591,7 +595,9 @@ class Bridge:
             claim=claim,
         )
         _log_stop(record.id, stop)
-        self.instances.checkin(record.id, version, wf, keep=new_status == "running")
+        self.instances.checkin(
+            record.id, version, wf, keep=new_status == "running", ledger=planned.ledger
+        )
         crashpoint("bridge.after_commit")
         if deliver:
             self._after_commit(claim, len(planned.calls))

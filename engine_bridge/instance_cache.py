@@ -29,6 +29,7 @@ from typing import Any
 from engine_bridge.engine.journal import Encoded, decode_state, encode_state, is_journal
 from engine_bridge.engine.state import dump_document, load_state
 from engine_bridge.errors import EngineError
+from engine_bridge.facts import Ledger
 from engine_bridge.store import InstanceRecord
 
 __all__ = ["DEFAULT_MAX_INSTANCES", "DEFAULT_MAX_TASKS", "InstanceCache"]
@@ -47,6 +48,7 @@ class _Entry:
     version: int
     workflow: Any
     tasks: int
+    ledger: Ledger | None = None  # the ledger committed with ``version``, when given
 
 
 class InstanceCache:
@@ -128,9 +130,18 @@ class InstanceCache:
         setattr(wf, _PENDING, encoded.stored)
         return encoded
 
-    def checkin(self, instance_id: str, version: int, wf: Any, *, keep: bool = True) -> None:
-        """``wf``'s state (from :meth:`encode`) is committed as ``version``: remember it.
-        ``keep=False`` (a finished or cancelled instance) only forgets older entries."""
+    def checkin(
+        self,
+        instance_id: str,
+        version: int,
+        wf: Any,
+        *,
+        keep: bool = True,
+        ledger: Ledger | None = None,
+    ) -> None:
+        """``wf``'s state (from :meth:`encode`) is committed as ``version``, with ``ledger``
+        when given: remember them. ``keep=False`` (a finished or cancelled instance) only
+        forgets older entries."""
         stored = getattr(wf, _PENDING, None)
         if stored is None:
             raise EngineError("checkin of a workflow whose state was not encoded by this cache")
@@ -139,7 +150,7 @@ class InstanceCache:
         if not keep or self.max_instances <= 0:
             self.drop(instance_id)
             return
-        entry = _Entry(version, wf, _task_count(wf))
+        entry = _Entry(version, wf, _task_count(wf), ledger)
         with self._lock:
             old = self._entries.pop(instance_id, None)
             if old is not None:
@@ -151,6 +162,16 @@ class InstanceCache:
             ):
                 _, evicted = self._entries.popitem(last=False)
                 self._tasks -= evicted.tasks
+
+    def ledger(self, instance_id: str, version: int) -> Ledger | None:
+        """The ledger committed with ``version`` if the cached entry is that version; the
+        entry stays in the cache (the ledger is immutable, so it may be shared). A step that
+        finds its instance at the version it holds needs neither read nor parse it."""
+        with self._lock:
+            entry = self._entries.get(instance_id)
+        if entry is None or entry.version != version:
+            return None
+        return entry.ledger
 
     def drop(self, instance_id: str) -> None:
         self._take(instance_id)

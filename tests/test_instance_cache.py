@@ -20,6 +20,7 @@ from engine_bridge.crashpoints import CrashPointReached, armed
 from engine_bridge.engine import journal
 from engine_bridge.engine.state import dump_state
 from engine_bridge.errors import EngineError, NotAHandlerError
+from engine_bridge.facts import Ledger
 from engine_bridge.instance_cache import InstanceCache
 from engine_bridge.testing.fake_center import FakeCenter
 from engine_bridge.testing.scenario import load_scenario, run_scenario
@@ -175,6 +176,30 @@ def test_another_writer_makes_the_cached_workflow_stale(env: Env) -> None:
     assert [t.handlers for t in mine.todos()] == [(signers[3],)]
 
 
+def test_a_cached_instance_reuses_its_ledger_and_a_stale_one_reads_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion of the version this bridge committed parses no stored ledger; after
+    another bridge's commit, the stored ledger is read and the step plans from it."""
+    from engine_bridge.store import store as store_module
+
+    parsed: list[object] = []
+    real = store_module.ledger_from_json
+    monkeypatch.setattr(
+        store_module, "ledger_from_json", lambda doc: parsed.append(doc) or real(doc)
+    )
+    mine, theirs = env.bridge(), env.bridge()
+    todo_id, signers = _countersign(mine, 4)
+    mine.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+    assert parsed == []  # start and this completion: the ledger came from the cache
+    theirs.complete(todo_id, handler=signers[1], data={"signature": "同意"})
+    parsed.clear()
+    outcome = mine.complete(todo_id, handler=signers[2], data={"signature": "同意"})
+    assert len(parsed) == 1  # read once: the cached ledger is of an older version
+    assert outcome.status == "none"
+    assert [t.handlers for t in mine.todos()] == [(signers[3],)]
+
+
 def test_a_crash_inside_the_commit_forgets_the_step(env: Env) -> None:
     """A step whose transaction never commits is not cached: repeating it works."""
     bridge = env.bridge()
@@ -236,6 +261,28 @@ def test_verification_catches_a_state_that_does_not_load_back_equal(
     monkeypatch.setattr(journal, "_record", stale)
     with pytest.raises(EngineError, match="differs from the live workflow"):
         bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+
+
+def test_the_ledger_is_kept_with_its_version_and_given_without_taking_the_entry() -> None:
+    """A step may reuse the ledger committed with the version it finds, never another's."""
+    cache = InstanceCache()
+
+    class _Wf:
+        def __init__(self) -> None:
+            self.tasks: dict[int, None] = {}
+            self.subprocesses: dict[str, object] = {}
+            self._engine_bridge_pending = object()
+
+    ledger = Ledger(started=True, transaction_id="t1")
+    cache.checkin("i1", 3, _Wf(), ledger=ledger)
+    assert cache.ledger("i1", 3) is ledger
+    assert cache.ledger("i1", 3) is ledger and len(cache) == 1  # still cached
+    assert cache.ledger("i1", 2) is None and cache.ledger("i1", 4) is None
+    assert cache.ledger("other", 3) is None
+    cache.checkin("i1", 4, _Wf())  # a commit that did not give its ledger
+    assert cache.ledger("i1", 4) is None and cache.ledger("i1", 3) is None
+    cache.checkin("i1", 5, _Wf(), ledger=ledger, keep=False)  # finished: forgotten
+    assert cache.ledger("i1", 5) is None
 
 
 def test_the_cache_is_bounded_by_instances_and_tasks() -> None:

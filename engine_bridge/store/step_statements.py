@@ -21,6 +21,8 @@ __all__ = [
     "INSERT_TODO",
     "INSTANCE_BY_TODO_WITHOUT_STATE",
     "INSTANCE_COLUMNS",
+    "INSTANCE_HEAD_BY_TODO",
+    "INSTANCE_HEAD_COLUMNS",
     "INSTANCE_ID_BY_KEY",
     "INSTANCE_ID_TAKEN",
     "INSTANCE_VERSION",
@@ -33,8 +35,8 @@ __all__ = [
     "UPDATE_TODO",
 ]
 
-#: The instance row without its state, in this order (``Store._record_from_driver``).
-INSTANCE_COLUMNS = (
+#: The instance row without its state or ledger, in this order (``Store.find_by_todo``).
+INSTANCE_HEAD_COLUMNS = (
     "id",
     "process_id",
     "definition_version",
@@ -42,16 +44,22 @@ INSTANCE_COLUMNS = (
     "initiator",
     "status",
     "version",
-    "ledger",
     "next_timer_at",
     "created_at",
     "updated_at",
 )
+#: The instance row without its state, in this order.
+INSTANCE_COLUMNS = (*INSTANCE_HEAD_COLUMNS, "ledger")
+_BY_TODO = "FROM instances i JOIN todos t ON t.instance_id = i.id WHERE t.todo_id = :todo_id"
 
 INSTANCE_BY_TODO_WITHOUT_STATE = Statement(
-    "SELECT i.id, i.process_id, i.definition_version, i.business_key, i.initiator, i.status, "
-    "i.version, i.ledger, i.next_timer_at, i.created_at, i.updated_at "
-    "FROM instances i JOIN todos t ON t.instance_id = i.id WHERE t.todo_id = :todo_id"
+    f"SELECT {', '.join(f'i.{c}' for c in INSTANCE_COLUMNS)} {_BY_TODO}"
+)
+
+#: The same row without the ledger either: what a step reads when it holds the ledger of the
+#: version it finds (``Store.find_by_todo``'s ``known_ledger``).
+INSTANCE_HEAD_BY_TODO = Statement(
+    f"SELECT {', '.join(f'i.{c}' for c in INSTANCE_HEAD_COLUMNS)} {_BY_TODO}"
 )
 
 INSTANCE_ID_TAKEN = Statement("SELECT 1 FROM instances WHERE id = :instance_id")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -26,7 +26,7 @@ from engine_bridge.errors import (
     UnknownInstanceError,
     UnknownProcessError,
 )
-from engine_bridge.facts import LedgerTodo
+from engine_bridge.facts import Ledger, LedgerTodo
 from engine_bridge.store import statements as sql
 from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_from_json, todo_to_json
@@ -178,32 +178,51 @@ class Store:
             row = conn.execute(query).first()
             return None if row is None else _to_instance(row, conn)
 
-    def find_by_todo(self, todo_id: str, *, with_state: bool = True) -> InstanceRecord | None:
+    def find_by_todo(
+        self,
+        todo_id: str,
+        *,
+        with_state: bool = True,
+        known_ledger: Callable[[str, int], Ledger | None] | None = None,
+    ) -> InstanceRecord | None:
         """The instance a todo belongs to, whether the todo is still open or not.
 
         ``with_state=False`` leaves ``state`` empty (read it with ``instance_state`` when it
         is needed): a large instance's state is not worth reading when the caller holds it.
-        This is every completion's first read, so it runs on the driver.
+        ``known_ledger(instance_id, version)`` (with ``with_state=False``) may give the ledger
+        the caller already holds for the version found, which is then neither read nor
+        parsed: a countersign's ledger lists all N signers. This is every completion's first
+        read, so it runs on the driver.
         """
         if with_state:
             with self._db.read() as conn:
                 row = conn.execute(sql.INSTANCE_BY_TODO, {"todo_id": todo_id}).first()
                 return None if row is None else _to_instance(row, conn)
+        run = self._driver.run
         with self._db.driver_read() as conn:
-            found = self._driver.run(
-                conn, step_sql.INSTANCE_BY_TODO_WITHOUT_STATE, {"todo_id": todo_id}
-            ).fetchone()
-        return None if found is None else self._record_from_driver(found)
+            if known_ledger is not None:
+                head = run(conn, step_sql.INSTANCE_HEAD_BY_TODO, {"todo_id": todo_id}).fetchone()
+                if head is None:
+                    return None
+                m = dict(zip(step_sql.INSTANCE_HEAD_COLUMNS, head, strict=True))
+                ledger = known_ledger(str(m["id"]), int(m["version"]))
+                if ledger is not None:
+                    return self._record_from_driver(m, ledger)
+            # Read again with the ledger: one statement, so the ledger is the version's own.
+            found = run(conn, step_sql.INSTANCE_BY_TODO_WITHOUT_STATE, {"todo_id": todo_id})
+            row = found.fetchone()
+        if row is None:
+            return None
+        m = dict(zip(step_sql.INSTANCE_COLUMNS, row, strict=True))
+        return self._record_from_driver(m, ledger_from_json(self._driver.read_json(m["ledger"])))
 
-    def _record_from_driver(self, found: Sequence[Any]) -> InstanceRecord:
-        """The record of a driver row (``step_sql.INSTANCE_COLUMNS``), its values read back
-        as SQLAlchemy's column types would have."""
-        m = dict(zip(step_sql.INSTANCE_COLUMNS, found, strict=True))
+    def _record_from_driver(self, m: dict[str, Any], ledger: Ledger) -> InstanceRecord:
+        """The record of a driver row (``step_sql.INSTANCE_COLUMNS``) as a mapping, its values
+        read back as SQLAlchemy's column types would have."""
         when = self._driver.read_when
-        m["ledger"] = self._driver.read_json(m["ledger"])
         for column in ("next_timer_at", "created_at", "updated_at"):
             m[column] = when(m[column])
-        return _record(m, state="")
+        return _record(m, state="", ledger=ledger)
 
     def list_instances(
         self, *, status: str | None = None, limit: int = 100
@@ -679,7 +698,7 @@ def _to_instance(row: Row[Any], conn: Connection | None) -> InstanceRecord:
     return _record(m, state=state)
 
 
-def _record(m: Mapping[Any, Any], *, state: str) -> InstanceRecord:
+def _record(m: Mapping[Any, Any], *, state: str, ledger: Ledger | None = None) -> InstanceRecord:
     return InstanceRecord(
         id=m["id"],
         process_id=m["process_id"],
@@ -689,7 +708,7 @@ def _record(m: Mapping[Any, Any], *, state: str) -> InstanceRecord:
         status=m["status"],
         state=state,
         version=int(m["version"]),
-        ledger=ledger_from_json(m["ledger"]),
+        ledger=ledger_from_json(m["ledger"]) if ledger is None else ledger,
         next_timer_at=m["next_timer_at"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],

@@ -43,6 +43,30 @@ def test_the_record_without_state_equals_the_full_record_but_for_the_state(
     assert light.next_timer_at == T0 + timedelta(minutes=5)
 
 
+def test_a_known_ledger_of_the_version_found_is_used_instead_of_the_stored_one(
+    store: Store, make_step: StepFactory
+) -> None:
+    """``known_ledger`` is asked for the version the todo's instance is at; what it gives is
+    the record's ledger, and when it gives None the stored ledger is read as before."""
+    store.commit_step(make_step("i1", todos=["i1:a"]))
+    stored = store.get_instance("i1")
+    held = Ledger(open=(_signers("i1:a", ("S1",)),), started=True)  # differs from the stored
+    asked: list[tuple[str, int]] = []
+
+    def holding(instance_id: str, version: int) -> Ledger | None:
+        asked.append((instance_id, version))
+        return held
+
+    found = store.find_by_todo("i1:a", with_state=False, known_ledger=holding)
+    assert asked == [("i1", stored.version)]
+    assert found is not None and found.ledger is held
+    assert replace(found, ledger=stored.ledger, state=stored.state) == stored
+    missed = store.find_by_todo("i1:a", with_state=False, known_ledger=lambda i, v: None)
+    assert missed is not None and missed.ledger == stored.ledger
+    assert store.find_by_todo("nope", with_state=False, known_ledger=holding) is None
+    assert len(asked) == 1  # an unknown todo asks nothing
+
+
 @pytest.mark.parametrize("pass_before", [True, False])
 def test_the_todo_index_follows_the_ledger_with_or_without_the_previous_one(
     store: Store, make_step: StepFactory, pass_before: bool
