@@ -113,7 +113,7 @@ def test_a_countersign_writes_frames_then_one_compact_snapshot(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While signers sign, each step adds one small row beside the snapshot's; the finished
-    instance is one compressed snapshot and nothing else."""
+    instance is one compressed snapshot in a row of its own, and nothing else."""
     monkeypatch.setattr(journal, "FRAME_MIN_TASKS", 64)
     bridge = env.bridge()
     todo_id, signers = _countersign(bridge, 80)  # over 64 tasks, a snapshot over 32 KB
@@ -137,7 +137,10 @@ def test_a_countersign_writes_frames_then_one_compact_snapshot(
     state = bridge.store.get_instance(instance_id).state
     assert state.startswith("ebstate1\n") and state.count("\n") == 1
     assert not state.endswith("}")  # compressed
-    assert env.sql("SELECT COUNT(*) FROM state_frames")[0][0] == 0  # small: in the row
+    frames = env.sql("SELECT frame FROM state_frames WHERE instance_id = ?", instance_id)
+    assert [f for (f,) in frames] == [state.split("\n")[1]]  # the snapshot alone
+    (head,) = env.sql("SELECT state FROM instances WHERE id = ?", instance_id)[0]
+    assert head == "ebstate1"  # the row every step updates holds no snapshot
 
 
 def test_a_new_bridge_continues_from_frames_on_disk(env: Env) -> None:

@@ -57,11 +57,13 @@ class Driver:
         cursor.execute(statement.postgres if self.postgres else statement.sqlite, params)
         return cursor
 
-    def many(self, conn: StepConnection, statement: Statement, rows: list[dict[str, Any]]) -> None:
+    def many(self, conn: StepConnection, statement: Statement, rows: list[dict[str, Any]]) -> int:
+        """Execute once per row; the number of rows the statements changed."""
         if not rows:
-            return
+            return 0
         cursor = _cursor(conn)
         cursor.executemany(statement.postgres if self.postgres else statement.sqlite, rows)
+        return int(cursor.rowcount)
 
     # -- values in ----------------------------------------------------------------------------
 

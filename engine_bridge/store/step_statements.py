@@ -28,10 +28,12 @@ __all__ = [
     "INSTANCE_VERSION",
     "LAST_OUTBOX_STATUS",
     "MARK_DELIVERED",
+    "MOVE_OPEN_TODO",
     "TODOS_OF_INSTANCE",
     "TODO_OWNER",
     "UPDATE_INSTANCE",
     "UPDATE_INSTANCE_KEEP_STATE",
+    "UPDATE_INSTANCE_KEEP_STATE_AND_DUE",
     "UPDATE_TODO",
 ]
 
@@ -95,6 +97,18 @@ UPDATE_INSTANCE_KEEP_STATE = Statement(
     "RETURNING version, outbox_seq, history_seq"
 )
 
+#: ``UPDATE_INSTANCE_KEEP_STATE`` for a step that leaves the status and the next timer as
+#: they were (most steps): setting neither, it leaves the due-timer index alone on SQLite (see
+#: ``MOVE_OPEN_TODO``). No row when the version moved OR either value differs: the caller
+#: then runs ``UPDATE_INSTANCE_KEEP_STATE``, which tells the two apart.
+UPDATE_INSTANCE_KEEP_STATE_AND_DUE = Statement(
+    "UPDATE instances SET definition_version = :definition_version, ledger = :ledger, "
+    "updated_at = :updated_at, version = version + 1, outbox_seq = outbox_seq + :calls, "
+    "history_seq = history_seq + 1 WHERE id = :id AND version = :expected_version "
+    "AND status = :status AND next_timer_at IS :next_timer_at "
+    "RETURNING version, outbox_seq, history_seq"
+)
+
 INSERT_FRAME = Statement(
     "INSERT INTO state_frames (instance_id, version, frame) VALUES (:instance_id, :version, :frame)"
 )
@@ -115,6 +129,13 @@ INSERT_TODO = Statement(
 #: Also reopens a todo of the instance that had left its ledger.
 UPDATE_TODO = Statement(
     "UPDATE todos SET open = TRUE, position = :position, todo = :todo WHERE todo_id = :todo_id"
+)
+
+#: A todo that was open and stays open at another place in the ledger. Neither ``open`` nor
+#: the todo is set: SQLite rewrites the entries of every index whose columns an UPDATE sets,
+#: changed or not (a page more in the commit), and the todo's shares are the ledger's.
+MOVE_OPEN_TODO = Statement(
+    "UPDATE todos SET position = :position WHERE todo_id = :todo_id AND open = TRUE"
 )
 
 CLOSE_TODO = Statement("UPDATE todos SET open = FALSE WHERE todo_id = :todo_id AND open = TRUE")

@@ -29,7 +29,7 @@ from engine_bridge.errors import (
 from engine_bridge.facts import Ledger, LedgerTodo
 from engine_bridge.store import statements as sql
 from engine_bridge.store import step_statements as step_sql
-from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_from_json, todo_to_json
+from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_to_json
 from engine_bridge.store.database import Database
 from engine_bridge.store.driver import Driver, StepConnection
 from engine_bridge.store.incidents import (
@@ -246,16 +246,25 @@ class Store:
             return [str(i) for i in conn.execute(query).scalars()]
 
     def open_todos(self, instance_id: str | None = None) -> list[tuple[str, LedgerTodo]]:
-        """Open todos as ``(instance id, todo)``, in each instance's ledger order."""
-        query = (
-            select(todos.c.instance_id, todos.c.todo)
-            .where(todos.c.open.is_(True))
-            .order_by(todos.c.instance_id, todos.c.position)
-        )
+        """Open todos as ``(instance id, todo)``, in each instance's ledger order.
+
+        The index says which instances have open todos; the todos themselves, with their
+        shares as of now, are the instances' ledgers (the index row keeps the todo as it was
+        opened: a countersign step does not rewrite its N signers there)."""
+        having = select(todos.c.instance_id).where(todos.c.open.is_(True))
         if instance_id is not None:
-            query = query.where(todos.c.instance_id == instance_id)
+            having = having.where(todos.c.instance_id == instance_id)
+        query = (
+            select(instances.c.id, instances.c.ledger)
+            .where(instances.c.id.in_(having.distinct()))
+            .order_by(instances.c.id)
+        )
         with self._db.read() as conn:
-            return [(str(i), todo_from_json(t)) for i, t in conn.execute(query)]
+            return [
+                (str(i), todo)
+                for i, ledger in conn.execute(query)
+                for todo in ledger_from_json(ledger).open
+            ]
 
     # -- history ----------------------------------------------------------------------------
 
@@ -407,7 +416,12 @@ class Store:
             values["state"] = _head(step.state)
             updated = run(conn, step_sql.UPDATE_INSTANCE, values).fetchone()
         else:  # a journal frame: the stored snapshot stays, the frame becomes a row
-            updated = run(conn, step_sql.UPDATE_INSTANCE_KEEP_STATE, values).fetchone()
+            updated = None
+            if not self._driver.postgres:  # PostgreSQL compares indexed values itself
+                lean = step_sql.UPDATE_INSTANCE_KEEP_STATE_AND_DUE
+                updated = run(conn, lean, values).fetchone()
+            if updated is None:
+                updated = run(conn, step_sql.UPDATE_INSTANCE_KEEP_STATE, values).fetchone()
         if updated is None:
             now_at = run(
                 conn, step_sql.INSTANCE_VERSION, {"instance_id": step.instance_id}
@@ -444,9 +458,12 @@ class Store:
     def _index_todos(self, conn: StepConnection, step: StepRecord) -> None:
         """Bring the todo index in line with the step's ledger.
 
-        With ``step.ledger_before`` (the ledger at ``expected_version``, which the version
-        check has just proved current) only the todos that changed are written; otherwise
-        the index says which todos are open and every open one is rewritten.
+        The index keeps which todos are open and where, and each todo as it was opened; its
+        shares as of now are the ledger's (``open_todos`` reads them there), so a countersign
+        share writes nothing here. With ``step.ledger_before`` (the ledger at
+        ``expected_version``, which the version check has just proved current) only todos
+        that open, move or close are written; otherwise the index says which todos are open
+        and every open one gets its position again.
         """
         driver, instance_id = self._driver, step.instance_id
         before: dict[str, tuple[int, LedgerTodo] | None]
@@ -458,20 +475,21 @@ class Store:
             found = driver.run(conn, step_sql.TODOS_OF_INSTANCE, {"instance_id": instance_id})
             before = {str(todo_id): None for (todo_id,) in found.fetchall()}
         inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []  # todos opened again
+        moved: list[dict[str, Any]] = []  # open at ``expected_version``, still open, moved
         for pos, todo in enumerate(step.ledger.open):
             todo_id = todo.todo_id
-            if todo_id in before and before[todo_id] == (pos, todo):
-                continue  # unchanged: nothing to write
+            if todo_id in before:
+                was = before[todo_id]
+                if was is None or was[0] != pos:
+                    moved.append({"todo_id": todo_id, "position": pos, "todo": None})
+                continue  # its shares are the ledger's: nothing else to write
             values = {
                 "todo_id": todo_id,
                 "instance_id": instance_id,
                 "position": pos,
                 "todo": driver.json(todo_to_json(todo)),
             }
-            if todo_id in before:
-                updates.append(values)
-                continue
             owner = driver.run(conn, step_sql.TODO_OWNER, {"todo_id": todo_id}).fetchone()
             if owner is not None and owner[0] != instance_id:
                 raise ConflictError(
@@ -483,6 +501,12 @@ class Store:
             (inserts if owner is None else updates).append(values)
         driver.many(conn, step_sql.INSERT_TODO, inserts)
         driver.many(conn, step_sql.UPDATE_TODO, updates)
+        if driver.many(conn, step_sql.MOVE_OPEN_TODO, moved) != len(moved):
+            # an index row the previous ledger had open was closed: open it again
+            by_id = {t.todo_id: t for t in step.ledger.open}
+            for values in moved:
+                values["todo"] = driver.json(todo_to_json(by_id[str(values["todo_id"])]))
+            driver.many(conn, step_sql.UPDATE_TODO, moved)
         still_open = {t.todo_id for t in step.ledger.open}
         closing = [{"todo_id": todo_id} for todo_id in sorted(before) if todo_id not in still_open]
         driver.many(conn, step_sql.CLOSE_TODO, closing)
@@ -656,12 +680,15 @@ def _integrity_message(step: StepRecord, detail: str) -> str:
     )
 
 
-# A large state text of several lines (the journal: a header line, the snapshot, frames) is
-# kept apart from the instance row, whose every update would otherwise rewrite it: the first
-# line stays in ``instances.state``, the rest is a row of ``state_frames`` keyed by the
-# version that wrote it, and each later frame adds a row. A small state, or a one-line state
+# A state text of several lines (the journal: a header line, the snapshot, frames) is kept
+# apart from the instance row, whose every update would otherwise rewrite it: the first line
+# stays in ``instances.state``, the rest is a row of ``state_frames`` keyed by the version
+# that wrote it, and each later frame adds a row. SQLite writes an updated row whole, its
+# overflow pages included, whenever its size changes (the ledger's does at almost every
+# step): a snapshot of a few KB kept inline cost 2-8 extra pages in every commit of the
+# instance, a third of a small countersign's commit. Only a tiny state, or a one-line state
 # (SpiffWorkflow JSON), stays whole in the instance row.
-_INLINE_CHARS = 32 * 1024
+_INLINE_CHARS = 1024
 
 
 def _head(state: str) -> str:

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
+from sqlalchemy import text
 
+from engine_bridge.errors import ConflictError
 from engine_bridge.facts import Endpoint, Ledger, LedgerTodo
 from engine_bridge.store import StepRecord, Store
 from engine_bridge.store.driver import Statement
@@ -18,6 +20,11 @@ from engine_bridge.store.outbox import StepClaim
 
 StepFactory = Callable[..., StepRecord]
 T0 = datetime(2026, 1, 1, 8, 0, 0, 123456, tzinfo=UTC)
+
+
+def _rows(store: Store, query: str) -> list[tuple[object, ...]]:
+    with store._db.read() as conn:
+        return [tuple(row) for row in conn.execute(text(query))]
 
 
 def _signers(todo_id: str, handled: tuple[str, ...]) -> LedgerTodo:
@@ -65,6 +72,69 @@ def test_a_known_ledger_of_the_version_found_is_used_instead_of_the_stored_one(
     assert missed is not None and missed.ledger == stored.ledger
     assert store.find_by_todo("nope", with_state=False, known_ledger=holding) is None
     assert len(asked) == 1  # an unknown todo asks nothing
+
+
+def test_a_frame_step_writes_a_changed_status_or_timer_and_keeps_unchanged_ones(
+    store: Store, make_step: StepFactory
+) -> None:
+    """A frame step leaves the due-timer index alone when status and timer stay; when either
+    changes, or the version moved, the step still writes it or is refused as before."""
+    state = "ebstate1\n" + "{}"
+    store.commit_step(make_step("i1", todos=["i1:a"], state=state, timer=T0))
+
+    def frame_step(expected: int, **changes: object) -> StepRecord:
+        step = make_step("i1", expected=expected, kind="complete", todos=["i1:a"])
+        return replace(step, state="", state_frame="{}", **{"next_timer_at": T0, **changes})
+
+    assert store.commit_step(frame_step(1)) == 2
+    assert store.get_instance("i1").next_timer_at == T0
+    later = T0 + timedelta(hours=1)
+    assert store.commit_step(frame_step(2, next_timer_at=later)) == 3
+    assert store.get_instance("i1").next_timer_at == later
+    assert store.commit_step(frame_step(3, next_timer_at=None, status="incident")) == 4
+    moved = store.get_instance("i1")
+    assert (moved.status, moved.next_timer_at, moved.version) == ("incident", None, 4)
+    assert store.commit_step(frame_step(4, next_timer_at=None, status="incident")) == 5
+    with pytest.raises(ConflictError, match="at version 5"):
+        store.commit_step(frame_step(4, next_timer_at=None, status="incident"))
+    assert store.get_instance("i1").state.count("\n") == 5  # the snapshot and four frames
+
+
+def test_a_todo_that_stays_open_is_written_only_when_it_moves(
+    store: Store, make_step: StepFactory
+) -> None:
+    """A countersign share leaves the todo's index row as it was opened (its shares are the
+    ledger's, which ``open_todos`` reads); a todo that moves in the ledger gets its place."""
+    before = Ledger(open=(_signers("i1:sign", ()),), started=True)
+    store.commit_step(replace(make_step("i1"), ledger=before))
+    opened = _rows(store, "SELECT todo FROM todos WHERE todo_id = 'i1:sign'")
+    after = Ledger(open=(_signers("i1:sign", ("S1",)),), started=True)
+    step = make_step("i1", expected=1, kind="complete")
+    store.commit_step(replace(step, ledger=after, ledger_before=before))
+    assert _rows(store, "SELECT todo FROM todos WHERE todo_id = 'i1:sign'") == opened
+    assert [t for _, t in store.open_todos("i1")] == list(after.open)
+    moved = Ledger(open=(_signers("i1:x", ()), _signers("i1:sign", ("S1",))), started=True)
+    step = make_step("i1", expected=2, kind="complete")
+    store.commit_step(replace(step, ledger=moved, ledger_before=after))
+    rows = _rows(store, "SELECT todo_id, position FROM todos WHERE open = TRUE ORDER BY position")
+    assert [(str(t), int(p)) for t, p in rows] == [("i1:x", 0), ("i1:sign", 1)]
+    assert [t for _, t in store.open_todos()] == list(moved.open)
+
+
+def test_a_moved_todo_the_index_has_closed_is_opened_again(
+    store: Store, make_step: StepFactory
+) -> None:
+    """Should the index have a todo closed that the previous ledger had open, the step that
+    moves it opens it again rather than leaving it out of the open todos."""
+    first = Ledger(open=(_signers("i1:sign", ()),), started=True)
+    store.commit_step(replace(make_step("i1"), ledger=first))
+    store.commit_step(replace(make_step("i1", expected=1, kind="complete"), ledger=Ledger()))
+    assert store.open_todos("i1") == []  # closed in the index
+    again = Ledger(open=(_signers("i1:x", ()), _signers("i1:sign", ("S1",))), started=True)
+    step = make_step("i1", expected=2, kind="complete")
+    store.commit_step(replace(step, ledger=again, ledger_before=first))  # claims it was open
+    rows = store.open_todos("i1")
+    assert [t for _, t in rows] == list(again.open)
 
 
 @pytest.mark.parametrize("pass_before", [True, False])
