@@ -624,10 +624,13 @@ def _check_status(status: str) -> None:
         )
 
 
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)  # once: json.dumps(allow_nan=...) builds one
+
+
 def _json_text(value: Any, what: str) -> str:
     """``value`` as JSON text, refused with a clear error before the transaction."""
     try:
-        return json.dumps(dict(value), allow_nan=False)
+        return _STRICT_JSON.encode(dict(value))
     except (TypeError, ValueError) as exc:
         raise InvalidDataError(f"{what} cannot be stored as JSON: {exc}") from None
 

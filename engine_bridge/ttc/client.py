@@ -68,6 +68,10 @@ ExchangeHook = Callable[[str, Any, Any], None]
 Items = Sequence[Any]  # models of the endpoint, or wire dicts
 
 
+#: Built once: ``json.dumps`` with an option builds a new encoder on every call.
+_BODY_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 class _ClientCore:
     """Configuration and the I/O-free steps shared by both clients."""
 
@@ -127,7 +131,7 @@ class _ClientCore:
 
     @staticmethod
     def _encode(sent: Any) -> bytes:
-        return json.dumps(sent, ensure_ascii=False).encode("utf-8")
+        return _BODY_JSON.encode(sent).encode("utf-8")
 
     def _failed(self, path: str, sent: Any, exc: httpx.RequestError) -> CenterUnavailableError:
         self._notify(path, sent, None)
