@@ -57,8 +57,8 @@ task whose state changes, (b) in the parent of a task that changed, was created 
 (a multi-instance parent merges a finished instance's output and counts it), (c) in the
 children of a task whose state changed (they inherit its data), and (d) in tasks not yet
 READY (WAITING, FUTURE, predicted), which SpiffWorkflow re-evaluates after completions (they
-are few: the path ahead of the process, not its instances). All of those go
-into the frame. Workflows with subprocesses or waiting events always get a snapshot: they are
+are few: the path ahead of the process, not its instances). All of those are looked at; one
+whose state did not change and whose patch would change nothing is left out of the frame. Workflows with subprocesses or waiting events always get a snapshot: they are
 small and their extra bookkeeping is restored only by SpiffWorkflow's own loader. Tests load
 every stored state back and compare it with the live workflow (``InstanceCache(verify=True)``).
 """
@@ -145,6 +145,7 @@ class _Memory:
     children: tuple[UUID, ...]
     data: dict[str, Any]
     internal_data: dict[str, Any]
+    triggered: bool
 
 
 @dataclass
@@ -286,7 +287,7 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
             if parent is not None:
                 dirty.add(parent)
     framed = [t for t in tasks.values() if t in dirty]
-    records, memory = _records(framed, previous)
+    records, memory = _records(framed, previous, set(changed))
     document = {
         "tasks": records,
         "removed": [str(t.id) for t in removed],
@@ -313,11 +314,18 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
     return Encoded(stored, frame=frame)
 
 
-def _records(framed: list[Any], previous: StoredState) -> tuple[list[Any], dict[Any, Any]]:
+def _records(
+    framed: list[Any], previous: StoredState, changed: set[Any]
+) -> tuple[list[Any], dict[Any, Any]]:
     """The frame's record of each task (a patch where one is possible) and what the stored
     state holds for each of them afterwards. A task is remembered only from its second frame
     in a row: most tasks are written once (an instance that completes), and remembering one
-    costs a pass over its values."""
+    costs a pass over its values.
+
+    A remembered task whose state did not change (not in ``changed``) and whose patch would
+    change nothing else is left out of the frame and stays remembered as it was: the tasks
+    ahead of a countersign are looked at after every completion (SpiffWorkflow may
+    re-evaluate them) and are almost always as stored."""
     known = previous.memory
     records: list[Any] = []
     memory: dict[Any, _Memory | None] = {}
@@ -326,8 +334,12 @@ def _records(framed: list[Any], previous: StoredState) -> tuple[list[Any], dict[
         if last is not _MISSING and last is not None:
             patched = _patch(task, last)
             if patched is not None:
-                records.append(patched[0])
-                memory[task] = patched[1]
+                record, remembered = patched
+                if task not in changed and _as_stored(record, last):
+                    memory[task] = last
+                    continue
+                records.append(record)
+                memory[task] = remembered
                 continue
         records.append(_record(task, previous.children))
         memory[task] = _remember(task) if last is not _MISSING else None
@@ -364,7 +376,15 @@ def _patch(task: Any, last: _Memory) -> tuple[dict[str, Any], _Memory] | None:
         record["data"] = data[0]
     if internal[0]:
         record["internal_data"] = internal[0]
-    return record, _Memory(last.parent, last.spec, children, data[1], internal[1])
+    return record, _Memory(last.parent, last.spec, children, data[1], internal[1], task.triggered)
+
+
+def _as_stored(patch: dict[str, Any], last: _Memory) -> bool:
+    """Whether ``patch`` of a task whose state did not change leaves what is stored as it is."""
+    return patch.keys() <= _BARE_PATCH and patch["triggered"] == last.triggered
+
+
+_BARE_PATCH = frozenset({"id", "patch", "state", "last_state_change", "triggered"})
 
 
 def _diff(
@@ -428,7 +448,14 @@ def _remember(task: Any) -> _Memory | None:
     internal = _diff(task.internal_data, {})
     if data is None or internal is None:
         return None
-    return _Memory(task._parent, task.task_spec.name, tuple(task._children), data[1], internal[1])
+    return _Memory(
+        task._parent,
+        task.task_spec.name,
+        tuple(task._children),
+        data[1],
+        internal[1],
+        task.triggered,
+    )
 
 
 def _all_scalars(items: list[Any]) -> bool:

@@ -249,6 +249,33 @@ def test_a_task_in_consecutive_frames_is_patched_and_reloads_equal() -> None:
     _assert_same(run.wf, _reload(run, text))
 
 
+def test_a_task_ahead_left_as_stored_is_left_out_and_patched_when_it_changes() -> None:
+    """A task not yet READY is looked at in every frame; once remembered, it is left out of
+    the frames while it is as stored, and patched against what is stored when its data or
+    its triggered flag change without a change of state."""
+    run = _started()
+    volatile = TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK
+    ahead = next(t for t in run.wf.tasks.values() if t.state & volatile)
+    ahead_id, other = str(ahead.id), _task(run.wf, "a")
+
+    def data(wf: Any) -> None:
+        _touch(other)(wf)
+        ahead.data["note"] = "re-evaluated"
+
+    def triggered(wf: Any) -> None:
+        _touch(other)(wf)
+        ahead.triggered = not ahead.triggered
+
+    steps = [_touch(other)] * 4 + [data, _touch(other), triggered]
+    text, frames = _frames_after(run, *steps)
+    assert [ahead_id in frame for frame in frames] == [True, True, False, False, True, False, True]
+    assert "patch" not in frames[1][ahead_id]  # the second frame in a row remembers it
+    assert frames[4][ahead_id]["data"] == {"set": {"note": "re-evaluated"}}
+    assert frames[6][ahead_id]["triggered"] is ahead.triggered
+    assert {"data", "internal_data", "children"}.isdisjoint(frames[6][ahead_id])
+    _assert_same(run.wf, _reload(run, text))
+
+
 def test_a_list_that_did_not_just_grow_is_set_whole() -> None:
     """A list that shrank, or whose old items are not all still there in order, is written
     whole; a list grown by an item of another kind is written whole too."""
