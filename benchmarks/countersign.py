@@ -109,7 +109,7 @@ def run(*, quick: bool = False) -> list[Check]:
     run_raw(sizes[0], Timing())  # warm both up: the first run pays imports and first calls
     run_bridge(sizes[0], Timing())
     for count in sizes:
-        repeat = 1 if quick else (2 if count >= 1000 else 5)
+        repeat = 1 if quick else (3 if count >= 1000 else 5)
         raw_t, bridge_t, disk_t = Timing(), Timing(), Timing()
         best_raw, best_bridge, best_disk = float("inf"), float("inf"), float("inf")
         for _ in range(repeat):

@@ -260,7 +260,10 @@ def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
     if still_open is not None:
         # A countersign share: this signer is done, the others still sign the same todo.
         shared = replace(held, handled=(*held.handled, _share_of(held, handler)))
-        if set(shared.open_handlers) != set(still_open.handlers):
+        open_now = shared.open_handlers
+        # Both lists follow the signers' order, so the tuples are equal in the usual case (one
+        # comparison in C); only otherwise do their sets decide.
+        if open_now != still_open.handlers and set(open_now) != set(still_open.handlers):
             raise ValueError(
                 f"instance {facts.instance_id!r}: after {handler!r} signs todo {todo_id!r} "
                 f"the centre keeps {sorted(shared.open_handlers)} open but the engine waits on "

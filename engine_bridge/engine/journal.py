@@ -58,9 +58,10 @@ task whose state changes, (b) in the parent of a task that changed, was created 
 children of a task whose state changed (they inherit its data), and (d) in tasks not yet
 READY (WAITING, FUTURE, predicted), which SpiffWorkflow re-evaluates after completions (they
 are few: the path ahead of the process, not its instances). All of those are looked at; one
-whose state did not change and whose patch would change nothing is left out of the frame. Workflows with subprocesses or waiting events always get a snapshot: they are
-small and their extra bookkeeping is restored only by SpiffWorkflow's own loader. Tests load
-every stored state back and compare it with the live workflow (``InstanceCache(verify=True)``).
+whose state did not change and whose patch would change nothing is left out of the frame.
+Workflows with subprocesses or waiting events always get a snapshot: they are small and their
+extra bookkeeping is restored only by SpiffWorkflow's own loader. Tests load every stored
+state back and compare it with the live workflow (``InstanceCache(verify=True)``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engine_bridge.facts import Ledger
 
 from .sim import APP, Run, shape, todo
@@ -83,6 +85,18 @@ def test_countersign_all_sign_is_none_per_signer_then_next() -> None:
     last = run.complete("S", "T3", D)
     assert shape(last) == [(HANDLE, "S", "next", ["D"])]
     assert [t.todo_id for t in run.ledger.open] == [D.todo_id]
+
+
+def test_countersign_signers_in_another_order_are_the_same_signers() -> None:
+    """The engine may list the open signers in another order than the ledger: a share is
+    still a share. A signer added or dropped while the todo is open is a bridge bug."""
+    run = Run()
+    run.step("start", todo("S", "T1", "T2", "T3"))
+    reordered = run.complete("S", "T1", todo("S", "T3", "T2"))
+    assert shape(reordered) == [(HANDLE, "S", "none", [])]
+    assert run.ledger.open[0].open_handlers == ("T2", "T3")
+    with pytest.raises(ValueError, match="signers cannot be added to or removed"):
+        run.complete("S", "T2", todo("S", "T3", "T4"))
 
 
 def test_countersign_early_completion_with_next_closes_the_remaining_signers() -> None:
