@@ -32,6 +32,7 @@ __all__ = ["Driver", "Statement", "StepConnection"]
 StepConnection = Connection | Any
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class Statement:
@@ -77,8 +78,11 @@ class Driver:
 
     @staticmethod
     def json(value: Any) -> str:
-        """JSON text as the ``JSON`` column type writes it."""
-        return json.dumps(value)
+        """JSON text for a ``JSON`` column: compact, UTF-8 rather than ``\\u`` escapes
+        (the column type writes ``", "`` and escapes; every reader parses the text, so both
+        read the same). A countersign's ledger lists N signers: a tenth fewer bytes per
+        commit at N = 1000, and an encoder built once."""
+        return _COMPACT_JSON.encode(value)
 
     # -- values out ---------------------------------------------------------------------------
 
