@@ -67,7 +67,6 @@ state back and compare it with the live workflow (``InstanceCache(verify=True)``
 from __future__ import annotations
 
 import base64
-import json
 import zlib
 from dataclasses import dataclass, field
 from operator import is_
@@ -88,6 +87,7 @@ from engine_bridge.engine.state import (
     parse_json,
 )
 from engine_bridge.errors import EngineError
+from engine_bridge.json_text import COMPACT
 
 __all__ = [
     "COMPACT_RATIO",
@@ -121,6 +121,8 @@ PATCH_FORMAT = 1  # the "patch" key of a patch record; a loader refuses formats 
 #: Values a patch compares and extends: immutable, and written by JSON exactly as they are.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MISSING: Any = object()
+#: The keys of a patch that changes nothing but the task's state fields.
+_BARE_PATCH = frozenset({"id", "patch", "state", "last_state_change", "triggered"})
 
 
 @dataclass(frozen=True)
@@ -261,12 +263,12 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
     old = previous.stamps
     stamps: dict[Any, Stamp] = {}
     dirty: set[Any] = set()
-    changed: list[Any] = []
+    changed: set[Any] = set()
     for task in tasks.values():
         stamp = task.last_state_change
         stamps[task] = stamp
         if old.get(task) != stamp:
-            changed.append(task)
+            changed.add(task)
         elif task._state & _VOLATILE:
             dirty.add(task)
     new = sum(1 for t in changed if t not in old)
@@ -288,7 +290,7 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
             if parent is not None:
                 dirty.add(parent)
     framed = [t for t in tasks.values() if t in dirty]
-    records, memory = _records(framed, previous, set(changed))
+    records, memory = _records(framed, previous, changed)
     document = {
         "tasks": records,
         "removed": [str(t.id) for t in removed],
@@ -383,9 +385,6 @@ def _patch(task: Any, last: _Memory) -> tuple[dict[str, Any], _Memory] | None:
 def _as_stored(patch: dict[str, Any], last: _Memory) -> bool:
     """Whether ``patch`` of a task whose state did not change leaves what is stored as it is."""
     return patch.keys() <= _BARE_PATCH and patch["triggered"] == last.triggered
-
-
-_BARE_PATCH = frozenset({"id", "patch", "state", "last_state_change", "triggered"})
 
 
 def _diff(
@@ -520,13 +519,8 @@ def _workflow_fields(wf: Any) -> dict[str, Any]:
     }
 
 
-#: Built once: ``json.dumps`` with any option builds a new encoder on every call, a third of
-#: the cost of encoding a small frame.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def _dumps(document: dict[str, Any]) -> str:
-    return _ENCODER.encode(document)
+    return COMPACT.encode(document)
 
 
 def _pack(document: dict[str, Any], *, compress: bool = False) -> str:

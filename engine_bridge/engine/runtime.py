@@ -63,6 +63,7 @@ from engine_bridge.errors import (
     TaskNotOpenError,
 )
 from engine_bridge.facts import Action, StepFacts, Todo, TransactionInfo
+from engine_bridge.json_text import STRICT
 from engine_bridge.loader.model import LoadedProcess
 from engine_bridge.services import InstanceInIncidentError, ServiceStop, ServiceTaskError
 
@@ -80,7 +81,6 @@ _STOPPED = "eb_stopped_at_service"
 # On the live workflow object (never saved): the stopped task the last run of the engine left,
 # or None, so asking again after an action does not walk every task of a large instance.
 _LAST_STOP = "_engine_bridge_last_stop"
-_STRICT_JSON = json.JSONEncoder(allow_nan=False)  # once: json.dumps(allow_nan=...) builds one
 
 
 class Engine:
@@ -439,7 +439,7 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
                 "with '__' (those names belong to the script sandbox)"
             )
         try:
-            clean[key] = json.loads(_STRICT_JSON.encode(value))
+            clean[key] = json.loads(STRICT.encode(value))
         except (TypeError, ValueError) as exc:
             raise InvalidDataError(
                 f"{what}: the value of {key!r} is not JSON-serialisable ({exc})"

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from engine_bridge.json_text import COMPACT
 from engine_bridge.store.schema import utc_in, utc_out
 
 __all__ = ["Driver", "Statement", "StepConnection"]
@@ -32,7 +33,6 @@ __all__ = ["Driver", "Statement", "StepConnection"]
 StepConnection = Connection | Any
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class Statement:
@@ -82,7 +82,7 @@ class Driver:
         (the column type writes ``", "`` and escapes; every reader parses the text, so both
         read the same). A countersign's ledger lists N signers: a tenth fewer bytes per
         commit at N = 1000, and an encoder built once."""
-        return _COMPACT_JSON.encode(value)
+        return COMPACT.encode(value)
 
     # -- values out ---------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ todos, its outbox rows and its history row are all committed, or none of them is
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from engine_bridge.errors import (
     UnknownProcessError,
 )
 from engine_bridge.facts import Ledger, LedgerTodo
+from engine_bridge.json_text import STRICT
 from engine_bridge.store import statements as sql
 from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_to_json
@@ -482,7 +482,7 @@ class Store:
             if todo_id in before:
                 was = before[todo_id]
                 if was is None or was[0] != pos:
-                    moved.append({"todo_id": todo_id, "position": pos, "todo": None})
+                    moved.append({"todo_id": todo_id, "position": pos})
                 continue  # its shares are the ledger's: nothing else to write
             values = {
                 "todo_id": todo_id,
@@ -504,9 +504,11 @@ class Store:
         if driver.many(conn, step_sql.MOVE_OPEN_TODO, moved) != len(moved):
             # an index row the previous ledger had open was closed: open it again
             by_id = {t.todo_id: t for t in step.ledger.open}
-            for values in moved:
-                values["todo"] = driver.json(todo_to_json(by_id[str(values["todo_id"])]))
-            driver.many(conn, step_sql.UPDATE_TODO, moved)
+            reopened = [
+                {**values, "todo": driver.json(todo_to_json(by_id[values["todo_id"]]))}
+                for values in moved
+            ]
+            driver.many(conn, step_sql.UPDATE_TODO, reopened)
         still_open = {t.todo_id for t in step.ledger.open}
         closing = [{"todo_id": todo_id} for todo_id in sorted(before) if todo_id not in still_open]
         driver.many(conn, step_sql.CLOSE_TODO, closing)
@@ -624,13 +626,10 @@ def _check_status(status: str) -> None:
         )
 
 
-_STRICT_JSON = json.JSONEncoder(allow_nan=False)  # once: json.dumps(allow_nan=...) builds one
-
-
 def _json_text(value: Any, what: str) -> str:
     """``value`` as JSON text, refused with a clear error before the transaction."""
     try:
-        return _STRICT_JSON.encode(dict(value))
+        return STRICT.encode(dict(value))
     except (TypeError, ValueError) as exc:
         raise InvalidDataError(f"{what} cannot be stored as JSON: {exc}") from None
 

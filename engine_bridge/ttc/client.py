@@ -34,6 +34,7 @@ import httpx
 from engine_bridge.clock import Clock
 from engine_bridge.errors import CenterUnavailableError, InputError
 from engine_bridge.facts import Endpoint
+from engine_bridge.json_text import UTF8
 from engine_bridge.ttc.auth import DEFAULT_SCOPE, CenterTokenAuth, ClientCredentials, TokenProvider
 from engine_bridge.ttc.models import (
     AddTaskItem,
@@ -66,10 +67,6 @@ ExchangeHook = Callable[[str, Any, Any], None]
 """Called after every centre call with (endpoint path, body as sent, parsed answer or None)."""
 
 Items = Sequence[Any]  # models of the endpoint, or wire dicts
-
-
-#: Built once: ``json.dumps`` with an option builds a new encoder on every call.
-_BODY_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 class _ClientCore:
@@ -131,7 +128,7 @@ class _ClientCore:
 
     @staticmethod
     def _encode(sent: Any) -> bytes:
-        return _BODY_JSON.encode(sent).encode("utf-8")
+        return UTF8.encode(sent).encode("utf-8")
 
     def _failed(self, path: str, sent: Any, exc: httpx.RequestError) -> CenterUnavailableError:
         self._notify(path, sent, None)
