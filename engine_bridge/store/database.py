@@ -16,8 +16,10 @@ claimers by ``SELECT … FOR UPDATE SKIP LOCKED``, and ``upgrade`` by an advisor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
@@ -25,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from engine_bridge.errors import EngineBridgeError
+from engine_bridge.store.checkpointer import BACKSTOP_PAGES, Checkpointer
 from engine_bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, schema_version
 
 __all__ = ["Database", "SchemaError"]
@@ -57,11 +60,17 @@ class Database:
                 "use sqlite:///FILE or postgresql+psycopg://…"
             )
         self.url_for_display = parsed.render_as_string(hide_password=True)
+        #: Runs the WAL checkpoints of an SQLite file (store/checkpointer.py); None otherwise.
+        self.checkpointer: Checkpointer | None = None
         if self.dialect == "sqlite":
             self.engine: Engine = create_engine(
                 parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )
-            event.listen(self.engine, "connect", _sqlite_on_connect)
+            file = _sqlite_file(parsed.database, parsed.query)
+            if file is not None:
+                self.checkpointer = Checkpointer(file)
+            backstop = BACKSTOP_PAGES if self.checkpointer is not None else None
+            event.listen(self.engine, "connect", partial(_sqlite_on_connect, backstop=backstop))
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
             self.engine = create_engine(parsed, pool_pre_ping=True)
@@ -79,6 +88,8 @@ class Database:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
 
     @contextmanager
     def driver_write(self, *, durable: bool = True) -> Iterator[Any]:
@@ -106,6 +117,8 @@ class Database:
                 raw.rollback()
                 raise
             raw.commit()
+            if self.checkpointer is not None:
+                self.checkpointer.committed()
         finally:
             try:
                 if relaxed:
@@ -166,6 +179,8 @@ class Database:
             )
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.dispose()
 
 
@@ -176,7 +191,15 @@ def _read_version(conn: Connection) -> int:
     return int(value) if value is not None else 0
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_file(database: str | None, query: Any) -> str | None:
+    """The absolute path of an SQLite database file; None for an in-memory database or a
+    ``file:`` URI, which the checkpoint thread leaves to SQLite."""
+    if not database or database == ":memory:" or "uri" in query:
+        return None
+    return os.path.abspath(database)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any, *, backstop: int | None) -> None:
     # The driver's own transaction handling would start transactions lazily and in DEFERRED
     # mode; we switch it off and issue BEGIN ourselves (see _sqlite_on_begin).
     dbapi_conn.isolation_level = None
@@ -186,6 +209,8 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if backstop is not None:  # the checkpoint thread keeps the log under this
+            cursor.execute(f"PRAGMA wal_autocheckpoint={backstop}")
     finally:
         cursor.close()
 

@@ -1,0 +1,111 @@
+"""SQLite checkpoints run on the store's own thread: the committed log reaches the database
+file without a writer paying for it, the writers' automatic checkpoint is only a backstop,
+and closing the store stops the thread."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from engine_bridge.store import Store
+from engine_bridge.store.checkpointer import BACKSTOP_PAGES, Checkpointer
+from engine_bridge.store.database import Database
+
+from .conftest import StepFactory
+
+
+def _wait_for(condition: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("the checkpoint thread did not act in time")
+        time.sleep(0.01)
+
+
+def _instances_in_main_file(db_file: Path, copy_to: Path) -> int:
+    """Instances readable from the database file alone, without its log: what has been
+    checkpointed."""
+    shutil.copyfile(db_file, copy_to)
+    conn = sqlite3.connect(copy_to)
+    try:
+        return int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])
+    except sqlite3.OperationalError:  # not even the schema has been written back yet
+        return 0
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[tuple[Store, Checkpointer, Path]]:
+    db_file = tmp_path / "store.db"
+    with Store.open(f"sqlite:///{db_file}") as store:
+        checkpointer = store._db.checkpointer
+        assert checkpointer is not None
+        yield store, checkpointer, db_file
+
+
+def test_the_thread_moves_committed_steps_into_the_database_file(
+    sqlite_store: tuple[Store, Checkpointer, Path], tmp_path: Path, make_step: StepFactory
+) -> None:
+    store, checkpointer, db_file = sqlite_store
+    checkpointer.every = 5
+    before = checkpointer.checkpoints
+    for n in range(12):
+        store.commit_step(make_step(f"i{n}"))
+    _wait_for(lambda: checkpointer.checkpoints > before)
+    # the log was written back: the file alone holds at least the first five steps
+    assert _instances_in_main_file(db_file, tmp_path / "copy.db") >= 5
+    with store._db.write() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == BACKSTOP_PAGES
+
+
+def test_a_quiet_database_is_checkpointed_after_the_idle_time(
+    sqlite_store: tuple[Store, Checkpointer, Path], tmp_path: Path, make_step: StepFactory
+) -> None:
+    store, checkpointer, db_file = sqlite_store
+    checkpointer.every, checkpointer.idle_seconds = 10_000, 0.05
+    store.commit_step(make_step("only"))
+    _wait_for(lambda: _instances_in_main_file(db_file, tmp_path / "copy.db") == 1)
+
+
+def test_closing_the_store_stops_the_thread(tmp_path: Path, make_step: StepFactory) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    store.commit_step(make_step("i1"))
+    checkpointer = store._db.checkpointer
+    assert checkpointer is not None and checkpointer._thread is not None
+    thread = checkpointer._thread
+    store.close()
+    assert not thread.is_alive()
+    checkpointer.committed()  # a late commit notice starts nothing
+    assert checkpointer._thread is None
+
+
+def test_a_file_the_thread_cannot_open_leaves_checkpoints_to_sqlite(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(str(tmp_path / "missing" / "dir" / "x.db"), idle_seconds=0.01)
+    checkpointer.committed()
+    thread = checkpointer._thread
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive() and checkpointer.checkpoints == 0
+    checkpointer.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_has_no_checkpoint_thread(url: str) -> None:
+    db = Database(url)
+    try:
+        assert db.checkpointer is None
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_has_no_checkpoint_thread(pg_schema_url: str) -> None:
+    with Store.open(pg_schema_url) as store:
+        assert store._db.checkpointer is None
