@@ -69,6 +69,18 @@ class _Loaded:
     definition: str
 
 
+@dataclass(frozen=True)
+class _Written:
+    """A committed step, and what is left to do after its commit."""
+
+    record: InstanceRecord  # the instance's row as the step committed it, state left out
+    workflow: Any
+    stop: ServiceStop | None
+    claim: StepClaim | None
+    calls: int
+    deliver: bool
+
+
 class Bridge:
     """Runs BPMN processes and keeps the to-do centre in step. See ``Bridge.open``."""
 
@@ -244,40 +256,45 @@ class Bridge:
         stop = self.engine.stopped_at(wf)
         claim = self._step_claim()
         encoded = self.instances.encode(wf, definition)
-        version = self.store.commit_step(
-            StepRecord(
-                instance_id=instance_id,
-                expected_version=None,
-                process_id=process_id,
-                definition_version=process.version,
-                business_key=key,
-                initiator=initiator,
-                status=_status(facts.finished, stop),
-                state=encoded.text,
-                state_frame=encoded.frame,
-                ledger=planned.ledger,
-                calls=planned.calls,
-                history=_history(
-                    "start",
-                    {
-                        "process": process_id,
-                        "initiator": initiator,
-                        "initiator_name": initiator_name,
-                        "data": dict(data or {}),
-                        "key": key,
-                        "calls": len(planned.calls),  # splits the outbox per step on export
-                    },
-                    facts.at,
-                    None,
-                ),
-                next_timer_at=None if stop else self.engine.next_timer_at(wf),
+        step = StepRecord(
+            instance_id=instance_id,
+            expected_version=None,
+            process_id=process_id,
+            definition_version=process.version,
+            business_key=key,
+            initiator=initiator,
+            status=_status(facts.finished, stop),
+            state=encoded.text,
+            state_frame=encoded.frame,
+            ledger=planned.ledger,
+            calls=planned.calls,
+            history=_history(
+                "start",
+                {
+                    "process": process_id,
+                    "initiator": initiator,
+                    "initiator_name": initiator_name,
+                    "data": dict(data or {}),
+                    "key": key,
+                    "calls": len(planned.calls),  # splits the outbox per step on export
+                },
+                facts.at,
+                None,
             ),
+            next_timer_at=None if stop else self.engine.next_timer_at(wf),
+        )
+        version = self.store.commit_step(
+            step,
             incident=_incident_change(stop, was="running", status="running"),
             claim=claim,
         )
         _log_stop(instance_id, stop)
         self.instances.checkin(
-            instance_id, version, wf, keep=not (facts.finished or stop), ledger=planned.ledger
+            instance_id,
+            version,
+            wf,
+            keep=not (facts.finished or stop),
+            record=_committed(step, version, created_at=facts.at),
         )
         del definition
         crashpoint("bridge.after_commit")
@@ -311,6 +328,24 @@ class Bridge:
             seen = self.store.find_history(key)
             if seen is not None:
                 return _outcome_from_history(seen)
+        # An instance this bridge committed last is completed from what it committed, without
+        # a read: the commit's version check catches a writer that moved it on meanwhile,
+        # and then the instance is read and the completion done again on what it is now.
+        cached = self.instances.head(task_id)
+        if cached is not None:
+            try:
+                outcome, written = self._complete(cached, task_id, handler, data, opinion, key)
+            except Exception:
+                if self.store.instance_version(cached.id) == cached.version:
+                    raise  # nobody moved it: the error is the completion's own
+                log.debug("instance %s moved on since this bridge committed it", cached.id)
+                if key is not None:
+                    seen = self.store.find_history(key)
+                    if seen is not None:
+                        return _outcome_from_history(seen)
+            else:
+                self._after_write(written)
+                return outcome
         # The state is read only if the workflow is not cached (large instances are large).
         record = self.store.find_by_todo(
             task_id, with_state=False, known_ledger=self.instances.ledger
@@ -319,6 +354,20 @@ class Bridge:
             raise TaskNotOpenError(
                 f"todo {task_id!r} is not open: it was finished, cancelled, or never existed"
             )
+        outcome, written = self._complete(record, task_id, handler, data, opinion, key)
+        self._after_write(written)
+        return outcome
+
+    def _complete(
+        self,
+        record: InstanceRecord,
+        task_id: str,
+        handler: str,
+        data: Mapping[str, Any] | None,
+        opinion: str,
+        key: str | None,
+    ) -> tuple[Outcome, _Written]:
+        """A completion of an open todo of ``record`` up to and including its commit."""
         if record.status == "incident":
             raise self._in_incident(record, f"todo {task_id!r} cannot be completed")
         form = _check_data(data, what="completion data")
@@ -340,7 +389,7 @@ class Bridge:
         )
         planned = self._plan(facts, record.ledger)
         outcome = self._outcome(facts, record.ledger, planned, wf)
-        self._commit(
+        written = self._write(
             record,
             wf,
             facts,
@@ -356,7 +405,7 @@ class Bridge:
             },
             key=key,
         )
-        return outcome
+        return outcome, written
 
     def cancel(self, instance_id: str, *, by: str, opinion: str = "") -> Outcome:
         """The business cancels an instance: its transaction is terminated at the centre.
@@ -371,15 +420,17 @@ class Bridge:
             facts = _with_opinion(facts, opinion)
         planned = self._plan(facts, record.ledger)
         outcome = self._outcome(facts, record.ledger, planned, wf)
-        self._commit(
-            record,
-            wf,
-            facts,
-            planned,
-            kind="cancel",
-            payload={"by": by, "opinion": opinion},
-            key=None,
-            status="cancelled",
+        self._after_write(
+            self._write(
+                record,
+                wf,
+                facts,
+                planned,
+                kind="cancel",
+                payload={"by": by, "opinion": opinion},
+                key=None,
+                status="cancelled",
+            )
         )
         return outcome
 
@@ -419,15 +470,17 @@ class Bridge:
             return None
         planned = self._plan(facts, record.ledger)
         outcome = self._outcome(facts, record.ledger, planned, wf)
-        self._commit(
-            record,
-            wf,
-            facts,
-            planned,
-            kind="tick",
-            payload={"at": now.isoformat()},
-            key=None,
-            deliver=False,
+        self._after_write(
+            self._write(
+                record,
+                wf,
+                facts,
+                planned,
+                kind="tick",
+                payload={"at": now.isoformat()},
+                key=None,
+                deliver=False,
+            )
         )
         return outcome
 
@@ -503,7 +556,9 @@ class Bridge:
             "node": incident.node_id,
             "service": incident.service_key,
         }
-        self._commit(record, wf, facts, planned, kind="retry", payload=payload, key=None)
+        self._after_write(
+            self._write(record, wf, facts, planned, kind="retry", payload=payload, key=None)
+        )
         return outcome
 
     def _requested_retries(self, limit: int) -> list[Outcome]:
@@ -556,7 +611,7 @@ class Bridge:
     def _plan(self, facts: StepFacts, ledger: Ledger) -> Plan:
         return plan_calls(facts, ledger, app_id=self.app_id, system_account=self.system_account)
 
-    def _commit(
+    def _write(
         self,
         record: InstanceRecord,
         wf: Any,
@@ -568,39 +623,58 @@ class Bridge:
         key: str | None,
         status: str | None = None,
         deliver: bool = True,
-    ) -> None:
+    ) -> _Written:
+        """Commit a step of an existing instance; what follows a commit is
+        :meth:`_after_write`, apart, so a caller can tell an error of the step (nothing
+        committed) from one after it."""
         stop = self.engine.stopped_at(wf)
         new_status = status or _status(facts.finished, stop)
         crashpoint("bridge.after_engine_step")
         claim = self._step_claim() if deliver else None
         encoded = self.instances.encode(wf)
+        step = StepRecord(
+            instance_id=record.id,
+            expected_version=record.version,
+            process_id=record.process_id,
+            definition_version=record.definition_version,
+            business_key=record.business_key,
+            initiator=record.initiator,
+            status=new_status,
+            state=encoded.text,
+            state_frame=encoded.frame,
+            ledger=planned.ledger,
+            ledger_before=record.ledger,
+            calls=planned.calls,
+            history=_history(kind, {**payload, "calls": len(planned.calls)}, facts.at, key),
+            next_timer_at=None if new_status != "running" else self.engine.next_timer_at(wf),
+        )
         version = self.store.commit_step(
-            StepRecord(
-                instance_id=record.id,
-                expected_version=record.version,
-                process_id=record.process_id,
-                definition_version=record.definition_version,
-                business_key=record.business_key,
-                initiator=record.initiator,
-                status=new_status,
-                state=encoded.text,
-                state_frame=encoded.frame,
-                ledger=planned.ledger,
-                ledger_before=record.ledger,
-                calls=planned.calls,
-                history=_history(kind, {**payload, "calls": len(planned.calls)}, facts.at, key),
-                next_timer_at=None if new_status != "running" else self.engine.next_timer_at(wf),
-            ),
+            step,
             incident=_incident_change(stop, was=record.status, status=new_status),
             claim=claim,
         )
-        _log_stop(record.id, stop)
+        return _Written(
+            record=_committed(step, version, created_at=record.created_at),
+            workflow=wf,
+            stop=stop,
+            claim=claim,
+            calls=len(planned.calls),
+            deliver=deliver,
+        )
+
+    def _after_write(self, written: _Written) -> None:
+        record = written.record
+        _log_stop(record.id, written.stop)
         self.instances.checkin(
-            record.id, version, wf, keep=new_status == "running", ledger=planned.ledger
+            record.id,
+            record.version,
+            written.workflow,
+            keep=record.status == "running",
+            record=record,
         )
         crashpoint("bridge.after_commit")
-        if deliver:
-            self._after_commit(claim, len(planned.calls))
+        if written.deliver:
+            self._after_commit(written.claim, written.calls)
 
     def _step_claim(self) -> StepClaim | None:
         """With auto-delivery, the step's commit also leases its first call to our relay."""
@@ -695,6 +769,24 @@ def _make_sender(
         )
     raise InvalidDataError(
         f"center must be a TTCClient, an httpx transport, a URL or None, not {type(center)!r}"
+    )
+
+
+def _committed(step: StepRecord, version: int, *, created_at: datetime) -> InstanceRecord:
+    """The instance's row as ``step`` committed it at ``version`` (its state left out)."""
+    return InstanceRecord(
+        id=step.instance_id,
+        process_id=step.process_id,
+        definition_version=step.definition_version,
+        business_key=step.business_key,
+        initiator=step.initiator,
+        status=step.status,
+        state="",
+        version=version,
+        ledger=step.ledger,
+        next_timer_at=step.next_timer_at,
+        created_at=created_at,
+        updated_at=step.history.at,
     )
 
 

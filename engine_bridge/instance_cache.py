@@ -13,6 +13,11 @@ step committed. It is only ever a shortcut for "load this version from the datab
   half-advanced workflow is simply never put back;
 * :meth:`checkin` puts it back only after the store committed, under the new version.
 
+With the workflow it keeps the instance's row as that commit wrote it (its ledger included),
+so a completion of one of its open todos can start without reading the database
+(:meth:`head`). That is optimistic: the commit's version check still decides, and a caller
+that finds the instance moved on reads it and tries again (``Bridge.complete``).
+
 The cache is bounded by instances and by tasks held (a countersign with N signers holds N
 tasks), least recently used first out. ``InstanceCache(max_instances=0)`` turns it off.
 """
@@ -48,7 +53,7 @@ class _Entry:
     version: int
     workflow: Any
     tasks: int
-    ledger: Ledger | None = None  # the ledger committed with ``version``, when given
+    record: InstanceRecord | None = None  # the row committed as ``version``, when given
 
 
 class InstanceCache:
@@ -70,6 +75,7 @@ class InstanceCache:
         self.misses = 0
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._tasks = 0
+        self._todos: dict[str, str] = {}  # open todo id -> the cached instance it belongs to
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -137,11 +143,11 @@ class InstanceCache:
         wf: Any,
         *,
         keep: bool = True,
-        ledger: Ledger | None = None,
+        record: InstanceRecord | None = None,
     ) -> None:
-        """``wf``'s state (from :meth:`encode`) is committed as ``version``, with ``ledger``
-        when given: remember them. ``keep=False`` (a finished or cancelled instance) only
-        forgets older entries."""
+        """``wf``'s state (from :meth:`encode`) is committed as ``version``, with ``record``
+        (the instance's row as committed, its state left out) when given: remember them.
+        ``keep=False`` (a finished or cancelled instance) only forgets older entries."""
         stored = getattr(wf, _PENDING, None)
         if stored is None:
             raise EngineError("checkin of a workflow whose state was not encoded by this cache")
@@ -150,18 +156,25 @@ class InstanceCache:
         if not keep or self.max_instances <= 0:
             self.drop(instance_id)
             return
-        entry = _Entry(version, wf, _task_count(wf), ledger)
+        if record is not None and record.version != version:
+            raise EngineError(
+                f"checkin of instance {instance_id!r} version {version} with the row of "
+                f"version {record.version}"
+            )
+        entry = _Entry(version, wf, _task_count(wf), record)
         with self._lock:
             old = self._entries.pop(instance_id, None)
             if old is not None:
-                self._tasks -= old.tasks
+                self._forget(instance_id, old)
             self._entries[instance_id] = entry
             self._tasks += entry.tasks
+            if record is not None:
+                self._todos.update((t.todo_id, instance_id) for t in record.ledger.open)
             while self._entries and (
                 len(self._entries) > self.max_instances or self._tasks > self.max_tasks
             ):
-                _, evicted = self._entries.popitem(last=False)
-                self._tasks -= evicted.tasks
+                evicted_id, evicted = self._entries.popitem(last=False)
+                self._forget(evicted_id, evicted)
 
     def ledger(self, instance_id: str, version: int) -> Ledger | None:
         """The ledger committed with ``version`` if the cached entry is that version; the
@@ -169,9 +182,22 @@ class InstanceCache:
         finds its instance at the version it holds needs neither read nor parse it."""
         with self._lock:
             entry = self._entries.get(instance_id)
-        if entry is None or entry.version != version:
+        if entry is None or entry.version != version or entry.record is None:
             return None
-        return entry.ledger
+        return entry.record.ledger
+
+    def head(self, todo_id: str) -> InstanceRecord | None:
+        """The row of the cached instance whose ledger has ``todo_id`` open, as this process
+        last committed it (its state left out); None when no cached instance has it. Another
+        writer may have moved the instance on since: only the next commit's version check
+        can tell, so this is a guess to act on optimistically, never an answer to report.
+        The entry stays in the cache."""
+        with self._lock:
+            instance_id = self._todos.get(todo_id)
+            entry = self._entries.get(instance_id) if instance_id is not None else None
+        if entry is None or entry.record is None or entry.record.ledger.get(todo_id) is None:
+            return None
+        return entry.record
 
     def drop(self, instance_id: str) -> None:
         self._take(instance_id)
@@ -179,14 +205,24 @@ class InstanceCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._todos.clear()
             self._tasks = 0
 
     def _take(self, instance_id: str) -> _Entry | None:
         with self._lock:
             entry = self._entries.pop(instance_id, None)
             if entry is not None:
-                self._tasks -= entry.tasks
+                self._forget(instance_id, entry)
             return entry
+
+    def _forget(self, instance_id: str, entry: _Entry) -> None:
+        """Account for ``entry`` having left the cache (the lock is held)."""
+        self._tasks -= entry.tasks
+        if entry.record is not None:
+            todos = self._todos
+            for todo in entry.record.ledger.open:
+                if todos.get(todo.todo_id) == instance_id:
+                    del todos[todo.todo_id]
 
 
 def _task_count(wf: Any) -> int:

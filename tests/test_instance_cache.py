@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,10 @@ from engine_bridge.clock import FakeClock
 from engine_bridge.crashpoints import CrashPointReached, armed
 from engine_bridge.engine import journal
 from engine_bridge.engine.state import dump_state
-from engine_bridge.errors import EngineError, NotAHandlerError
-from engine_bridge.facts import Ledger
+from engine_bridge.errors import EngineError, NotAHandlerError, TaskNotOpenError
+from engine_bridge.facts import Ledger, LedgerTodo
 from engine_bridge.instance_cache import InstanceCache
+from engine_bridge.store import InstanceRecord
 from engine_bridge.testing.fake_center import FakeCenter
 from engine_bridge.testing.scenario import load_scenario, run_scenario
 
@@ -203,6 +205,112 @@ def test_a_cached_instance_reuses_its_ledger_and_a_stale_one_reads_it(
     assert [t.handlers for t in mine.todos()] == [(signers[3],)]
 
 
+class _Reads:
+    """Counts a store's reads of the instance a completion is about."""
+
+    def __init__(self, bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.by_todo = 0
+        self.versions = 0
+        store = bridge.store
+        find, version = store.find_by_todo, store.instance_version
+
+        def counted_find(*args: object, **kwargs: object) -> object:
+            self.by_todo += 1
+            return find(*args, **kwargs)  # type: ignore[arg-type]
+
+        def counted_version(instance_id: str) -> int | None:
+            self.versions += 1
+            return version(instance_id)
+
+        monkeypatch.setattr(store, "find_by_todo", counted_find)
+        monkeypatch.setattr(store, "instance_version", counted_version)
+
+
+def test_a_completion_of_what_this_bridge_committed_reads_nothing_first(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row this bridge committed is where the next completion starts; the commit's
+    version check is the only look at the database."""
+    bridge = env.bridge()
+    reads = _Reads(bridge, monkeypatch)
+    todo_id, signers = _countersign(bridge, 3)
+    for signer in signers:
+        last = bridge.complete(todo_id, handler=signer, data={"signature": "同意"})
+    (archive,) = last.created
+    assert bridge.complete(archive.task_id, handler="A001").finished
+    assert (reads.by_todo, reads.versions) == (0, 0)
+
+
+def test_a_todo_another_writer_closed_is_refused_after_reading_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cached row says open, the database says done: the completion computed from the
+    cache loses at the version check, and the read that follows refuses it."""
+    mine, theirs = env.bridge(), env.bridge()
+    (todo,) = mine.start("leave_approval", initiator="2023001", data=LEAVE).todos
+    theirs.complete(todo.task_id, handler="T001", data={"approved": True})
+    reads = _Reads(mine, monkeypatch)
+    steps = len(mine.history(todo.instance_id))
+    with pytest.raises(TaskNotOpenError):
+        mine.complete(todo.task_id, handler="T001", data={"approved": False})
+    assert (reads.versions, reads.by_todo) == (1, 1)
+    assert len(mine.history(todo.instance_id)) == steps  # nothing of the stale attempt
+    (dean,) = mine.todos(todo.instance_id)
+    assert dean.node_id == "dean_review"
+    assert mine.complete(dean.task_id, handler="D001", data={"approved": True}).finished
+
+
+def test_a_share_another_writer_took_is_refused_and_others_go_on(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, theirs = env.bridge(), env.bridge()
+    todo_id, signers = _countersign(mine, 3)
+    theirs.complete(todo_id, handler=signers[0], data={"signature": "同意"})
+    with pytest.raises(NotAHandlerError, match="already signed"):
+        mine.complete(todo_id, handler=signers[0], data={"signature": "反对"})
+    outcome = mine.complete(todo_id, handler=signers[1], data={"signature": "同意"})
+    assert outcome.status == "none" and not outcome.duplicate
+    assert [t.handlers for t in mine.todos()] == [(signers[2],)]
+
+
+def test_an_error_of_the_completion_itself_is_raised_without_a_second_try(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody moved the instance: the error is the completion's own, and one look at the
+    version says so."""
+    bridge = env.bridge()
+    todo_id, signers = _countersign(bridge, 2)
+    reads = _Reads(bridge, monkeypatch)
+    with pytest.raises(NotAHandlerError, match="not an open signer"):
+        bridge.complete(todo_id, handler="nobody", data={"signature": "同意"})
+    assert (reads.versions, reads.by_todo) == (1, 0)
+    assert bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"}).status == (
+        "none"
+    )
+
+
+def test_a_key_another_writer_committed_meanwhile_answers_as_a_duplicate(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same completion with the same key, committed by another bridge between this one's
+    key check and its commit: this one's stale attempt loses and returns the first outcome."""
+    mine, theirs = env.bridge(), env.bridge()
+    todo_id, signers = _countersign(mine, 3)
+    first = theirs.complete(todo_id, handler=signers[0], data={"signature": "同意"}, key="k1")
+    real = mine.store.find_history
+    looks: list[str] = []
+
+    def not_yet_the_first_time(key: str) -> object:
+        looks.append(key)
+        return None if len(looks) == 1 else real(key)
+
+    monkeypatch.setattr(mine.store, "find_history", not_yet_the_first_time)
+    again = mine.complete(todo_id, handler=signers[0], data={"signature": "同意"}, key="k1")
+    assert again.duplicate and again.status == first.status == "none"
+    assert looks == ["k1", "k1"]
+    assert [t.handlers for t in mine.todos()] == [(signers[1], signers[2])]
+
+
 def test_a_crash_inside_the_commit_forgets_the_step(env: Env) -> None:
     """A step whose transaction never commits is not cached: repeating it works."""
     bridge = env.bridge()
@@ -266,38 +374,83 @@ def test_verification_catches_a_state_that_does_not_load_back_equal(
         bridge.complete(todo_id, handler=signers[0], data={"signature": "同意"})
 
 
+class _Wf:
+    """As much of a workflow as the cache looks at."""
+
+    def __init__(self, tasks: int = 0) -> None:
+        self.tasks = dict.fromkeys(range(tasks))
+        self.subprocesses: dict[str, object] = {}
+        self._engine_bridge_pending = object()
+
+
+def _row(instance_id: str, version: int, *todo_ids: str) -> InstanceRecord:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    ledger = Ledger(
+        started=True,
+        transaction_id="t1",
+        open=tuple(
+            LedgerTodo(todo_id=t, node_id="n", node_name="N", handlers=("u",)) for t in todo_ids
+        ),
+    )
+    return InstanceRecord(
+        id=instance_id,
+        process_id="p",
+        definition_version="v",
+        business_key=None,
+        initiator="u",
+        status="running",
+        state="",
+        version=version,
+        ledger=ledger,
+        next_timer_at=None,
+        created_at=at,
+        updated_at=at,
+    )
+
+
 def test_the_ledger_is_kept_with_its_version_and_given_without_taking_the_entry() -> None:
     """A step may reuse the ledger committed with the version it finds, never another's."""
     cache = InstanceCache()
-
-    class _Wf:
-        def __init__(self) -> None:
-            self.tasks: dict[int, None] = {}
-            self.subprocesses: dict[str, object] = {}
-            self._engine_bridge_pending = object()
-
-    ledger = Ledger(started=True, transaction_id="t1")
-    cache.checkin("i1", 3, _Wf(), ledger=ledger)
-    assert cache.ledger("i1", 3) is ledger
-    assert cache.ledger("i1", 3) is ledger and len(cache) == 1  # still cached
+    row = _row("i1", 3)
+    cache.checkin("i1", 3, _Wf(), record=row)
+    assert cache.ledger("i1", 3) is row.ledger
+    assert cache.ledger("i1", 3) is row.ledger and len(cache) == 1  # still cached
     assert cache.ledger("i1", 2) is None and cache.ledger("i1", 4) is None
     assert cache.ledger("other", 3) is None
-    cache.checkin("i1", 4, _Wf())  # a commit that did not give its ledger
+    cache.checkin("i1", 4, _Wf())  # a commit that did not give its row
     assert cache.ledger("i1", 4) is None and cache.ledger("i1", 3) is None
-    cache.checkin("i1", 5, _Wf(), ledger=ledger, keep=False)  # finished: forgotten
+    cache.checkin("i1", 5, _Wf(), record=_row("i1", 5), keep=False)  # finished: forgotten
     assert cache.ledger("i1", 5) is None
+    with pytest.raises(EngineError, match="version 6 with the row of version 5"):
+        cache.checkin("i1", 6, _Wf(), record=_row("i1", 5))
+
+
+def test_an_open_todo_finds_its_cached_row_until_the_entry_leaves() -> None:
+    """``head`` answers for the todos open in a cached row, and forgets them when the entry
+    is taken for a step, replaced, evicted or cleared."""
+    cache = InstanceCache(max_instances=2)
+    first = _row("i1", 1, "i1:a", "i1:b")
+    cache.checkin("i1", 1, _Wf(), record=first)
+    assert cache.head("i1:a") is first and cache.head("i1:b") is first
+    assert cache.head("i1:c") is None
+    assert len(cache) == 1  # still cached
+    second = _row("i1", 2, "i1:b", "i1:c")  # a closed, c opened
+    cache.checkin("i1", 2, _Wf(), record=second)
+    assert cache.head("i1:a") is None and cache.head("i1:c") is second
+    cache.drop("i1")  # as a step's checkout takes it
+    assert cache.head("i1:b") is None and cache._todos == {}
+    for n in range(3):
+        cache.checkin(f"j{n}", 1, _Wf(), record=_row(f"j{n}", 1, f"j{n}:t"))
+    assert cache.head("j0:t") is None  # evicted, and its todo with it
+    assert cache.head("j2:t") is not None and set(cache._todos) == {"j1:t", "j2:t"}
+    cache.clear()
+    assert cache.head("j2:t") is None and cache._todos == {}
 
 
 def test_the_cache_is_bounded_by_instances_and_tasks() -> None:
     """Old entries leave first when either bound is reached; 0 instances turns it off."""
     cache = InstanceCache(max_instances=2, max_tasks=1000)
     assert repr(cache).startswith("InstanceCache(0 instances")
-
-    class _Wf:
-        def __init__(self, tasks: int) -> None:
-            self.tasks = dict.fromkeys(range(tasks))
-            self.subprocesses: dict[str, object] = {}
-            self._engine_bridge_pending = object()
 
     for n in range(3):
         cache.checkin(f"i{n}", 1, _Wf(10))

@@ -170,6 +170,15 @@ class Store:
                 )
             return _with_frames(conn, instance_id, str(row.state), version)
 
+    def instance_version(self, instance_id: str) -> int | None:
+        """The version ``instance_id`` is at now (None: no such instance): one small read,
+        for a caller that acted on a version it holds and must know whether it moved on."""
+        with self._db.driver_read() as conn:
+            row = self._driver.run(
+                conn, step_sql.INSTANCE_VERSION, {"instance_id": instance_id}
+            ).fetchone()
+        return None if row is None else int(row[0])
+
     def find_by_key(self, process_id: str, key: str) -> InstanceRecord | None:
         query = select(instances).where(
             instances.c.process_id == process_id, instances.c.business_key == key
