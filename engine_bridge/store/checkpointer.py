@@ -8,6 +8,11 @@ commit of a countersign. Here a thread with its own connection runs the checkpoi
 (``PASSIVE``: it never blocks a writer or a reader), and the writers' own automatic
 checkpoint stays as a backstop at a much larger log, for a moment the thread falls behind.
 
+Only a store with ``durable=False`` has the thread. There a commit waits for no disk and a
+checkpoint is the one wait left, so moving it off the step is a gain (200 leave approvals
+16 % faster); with durable commits the writer already waits for the disk at every commit,
+and a checkpoint's syncs beside them made the same run 12 % slower.
+
 A checkpoint is as safe from any connection: it syncs the log before copying it and the
 database after, so a crash at any moment leaves a database SQLite recovers on open.
 """

@@ -1,6 +1,6 @@
-"""SQLite checkpoints run on the store's own thread: the committed log reaches the database
-file without a writer paying for it, the writers' automatic checkpoint is only a backstop,
-and closing the store stops the thread."""
+"""SQLite checkpoints of a ``durable=False`` store run on its own thread: the committed log
+reaches the database file without a writer paying for it, the writers' automatic checkpoint
+is only a backstop, and closing the store stops the thread."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _instances_in_main_file(db_file: Path, copy_to: Path) -> int:
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[tuple[Store, Checkpointer, Path]]:
     db_file = tmp_path / "store.db"
-    with Store.open(f"sqlite:///{db_file}") as store:
+    with Store.open(f"sqlite:///{db_file}", durable=False) as store:
         checkpointer = store._db.checkpointer
         assert checkpointer is not None
         yield store, checkpointer, db_file
@@ -75,7 +75,7 @@ def test_a_quiet_database_is_checkpointed_after_the_idle_time(
 
 
 def test_closing_the_store_stops_the_thread(tmp_path: Path, make_step: StepFactory) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}", durable=False)
     store.commit_step(make_step("i1"))
     checkpointer = store._db.checkpointer
     assert checkpointer is not None and checkpointer._thread is not None
@@ -98,7 +98,7 @@ def test_a_file_the_thread_cannot_open_leaves_checkpoints_to_sqlite(tmp_path: Pa
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_an_in_memory_database_has_no_checkpoint_thread(url: str) -> None:
-    db = Database(url)
+    db = Database(url, durable=False)
     try:
         assert db.checkpointer is None
     finally:
@@ -107,5 +107,16 @@ def test_an_in_memory_database_has_no_checkpoint_thread(url: str) -> None:
 
 @pytest.mark.postgres
 def test_postgresql_has_no_checkpoint_thread(pg_schema_url: str) -> None:
-    with Store.open(pg_schema_url) as store:
+    with Store.open(pg_schema_url, durable=False) as store:
         assert store._db.checkpointer is None
+
+
+def test_a_durable_store_keeps_sqlites_own_checkpoints(
+    tmp_path: Path, make_step: StepFactory
+) -> None:
+    """Its writer waits for the disk at every commit: a thread's syncs would only compete."""
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        store.commit_step(make_step("i1"))
+        assert store._db.checkpointer is None
+        with store._db.write() as conn:
+            assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 1000
