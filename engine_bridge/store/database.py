@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from engine_bridge.errors import EngineBridgeError
 from engine_bridge.store.checkpointer import BACKSTOP_PAGES, Checkpointer
 from engine_bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, schema_version
+from engine_bridge.store.thread_connections import ThreadConnections
 
 __all__ = ["Database", "SchemaError"]
 
@@ -62,6 +63,8 @@ class Database:
         self.url_for_display = parsed.render_as_string(hide_password=True)
         #: Runs the WAL checkpoints of an SQLite file (store/checkpointer.py); None otherwise.
         self.checkpointer: Checkpointer | None = None
+        #: Each thread's own connection for ``driver_write`` (an SQLite file); None: the pool.
+        self._writers: ThreadConnections | None = None
         if self.dialect == "sqlite":
             self.engine: Engine = create_engine(
                 parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
@@ -74,6 +77,8 @@ class Database:
             backstop = BACKSTOP_PAGES if self.checkpointer is not None else None
             event.listen(self.engine, "connect", partial(_sqlite_on_connect, backstop=backstop))
             event.listen(self.engine, "begin", _sqlite_on_begin)
+            if file is not None:
+                self._writers = ThreadConnections(self.engine)
         else:
             self.engine = create_engine(parsed, pool_pre_ping=True)
         if not durable:
@@ -104,8 +109,13 @@ class Database:
         against a crash of the process, and a power loss can lose it and only it, with every
         later durable commit. Use it only for a record whose loss is harmless (a delivery
         mark: the row then goes out again and the centre answers "already done")."""
-        pooled = self.engine.raw_connection()
-        raw: Any = pooled.driver_connection
+        writers = self._writers
+        pooled = None
+        if writers is None:
+            pooled = self.engine.raw_connection()
+            raw: Any = pooled.driver_connection
+        else:
+            raw = writers.get()
         sqlite = self.dialect == "sqlite"
         relaxed = sqlite and not durable and self.durable
         try:
@@ -121,12 +131,18 @@ class Database:
             raw.commit()
             if self.checkpointer is not None:
                 self.checkpointer.committed()
+        except BaseException:
+            if writers is not None and _still_in_transaction(raw):
+                writers.discard()  # not rolled back: never use it again
+                raw = None
+            raise
         finally:
             try:
-                if relaxed:
+                if relaxed and raw is not None:
                     raw.execute("PRAGMA synchronous=FULL")
             finally:
-                pooled.close()
+                if pooled is not None:
+                    pooled.close()
 
     @contextmanager
     def driver_read(self) -> Iterator[Any]:
@@ -183,6 +199,8 @@ class Database:
     def dispose(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.close()
+        if self._writers is not None:
+            self._writers.close()
         self.engine.dispose()
 
 
@@ -191,6 +209,14 @@ def _read_version(conn: Connection) -> int:
         return 0
     value = conn.execute(select(schema_version.c.version)).scalar()
     return int(value) if value is not None else 0
+
+
+def _still_in_transaction(conn: Any) -> bool:
+    """Whether ``conn`` is left inside a transaction (a broken one counts as such)."""
+    try:
+        return bool(conn.in_transaction)
+    except Exception:
+        return True
 
 
 def _sqlite_file(database: str | None, query: Any) -> str | None:
