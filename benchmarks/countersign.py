@@ -11,7 +11,9 @@ database's log (it survives a crash of the process) but does not wait for the di
 the disk (``durable=True``, the default) is printed beside it: one ``fsync`` takes 0.15 ms on a
 quiet disk and several ms on a busy one, more than SpiffWorkflow's whole completion at
 N = 10 (~0.05–0.1 ms), so no design that waits for the disk at every completion can be within
-2× of an in-memory completion there; that figure shows what the disk adds.
+2× of an in-memory completion there; that figure shows what the disk adds. (A ``durable=False``
+store runs SQLite's checkpoints on a thread of its own, as it does for any user: see
+docs/store.md.)
 
 The calls are left in the outbox rather than sent: what is measured is the cost of keeping an
 N-signer instance persisted, which is what grows with N. (Delivery is measured by the delivery
