@@ -20,6 +20,7 @@ database after, so a crash at any moment leaves a database SQLite recovers on op
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 
@@ -48,6 +49,7 @@ class Checkpointer:
         self.idle_seconds = idle_seconds
         self.checkpoints = 0  # completed, for tests and diagnostics
         self._pending = 0  # commits since the last checkpoint began
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -57,10 +59,21 @@ class Checkpointer:
         """A write transaction on the file has committed. Cheap: a counter, and a wake-up
         once per ``every`` commits."""
         self._pending += 1  # only this counter is shared; a lost increment delays by one
+        if self._pid != os.getpid():
+            self._forked()
         if self._thread is None:
             self._start()
         elif self._pending >= self.every:
             self._wake.set()
+
+    def _forked(self) -> None:
+        """In a process forked from the one that started the thread: that thread is not
+        here (a fork copies only the calling thread), and its lock may have been copied
+        held. Start afresh."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
 
     def close(self) -> None:
         """Stop the thread after the checkpoint it may be running; the log is left to SQLite,

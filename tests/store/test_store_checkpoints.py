@@ -4,6 +4,7 @@ is only a backstop, and closing the store stops the thread."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import time
@@ -84,6 +85,32 @@ def test_closing_the_store_stops_the_thread(tmp_path: Path, make_step: StepFacto
     assert not thread.is_alive()
     checkpointer.committed()  # a late commit notice starts nothing
     assert checkpointer._thread is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_checkpoints_on_a_thread_of_its_own(
+    sqlite_store: tuple[Store, Checkpointer, Path], make_step: StepFactory
+) -> None:
+    store, checkpointer, _ = sqlite_store
+    store.commit_step(make_step("parent"))  # the parent's thread is running
+    parents = checkpointer._thread
+    assert parents is not None
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if its own thread checkpointed its commits
+        code = 1
+        try:
+            checkpointer.every = 3
+            before = checkpointer.checkpoints
+            for n in range(6):
+                store.commit_step(make_step(f"child{n}"))
+            mine = checkpointer._thread
+            _wait_for(lambda: checkpointer.checkpoints > before)
+            code = 0 if mine is not None and mine is not parents and mine.is_alive() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert checkpointer._thread is parents and parents.is_alive()
 
 
 def test_a_file_the_thread_cannot_open_leaves_checkpoints_to_sqlite(tmp_path: Path) -> None:
