@@ -16,7 +16,10 @@ step committed. It is only ever a shortcut for "load this version from the datab
 With the workflow it keeps the instance's row as that commit wrote it (its ledger included),
 so a completion of one of its open todos can start without reading the database
 (:meth:`head`). That is optimistic: the commit's version check still decides, and a caller
-that finds the instance moved on reads it and tries again (``Bridge.complete``).
+that finds the instance moved on reads it and tries again (``Bridge.complete``). A step run on
+an outdated row is thrown away, which is harmless unless it called the user's code: a process
+with service tasks (their handlers have effects outside the bridge) is never acted on without
+reading first.
 
 The cache is bounded by instances and by tasks held (a countersign with N signers holds N
 tasks), least recently used first out. ``InstanceCache(max_instances=0)`` turns it off.
@@ -30,6 +33,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from SpiffWorkflow.bpmn.specs.mixins.service_task import ServiceTask
 
 from engine_bridge.engine.journal import Encoded, decode_state, encode_state, is_journal
 from engine_bridge.engine.state import dump_document, load_state
@@ -168,7 +173,7 @@ class InstanceCache:
                 self._forget(instance_id, old)
             self._entries[instance_id] = entry
             self._tasks += entry.tasks
-            if record is not None:
+            if record is not None and not _calls_services(wf):
                 self._todos.update((t.todo_id, instance_id) for t in record.ledger.open)
             while self._entries and (
                 len(self._entries) > self.max_instances or self._tasks > self.max_tasks
@@ -223,6 +228,16 @@ class InstanceCache:
             for todo in entry.record.ledger.open:
                 if todos.get(todo.todo_id) == instance_id:
                     del todos[todo.todo_id]
+
+
+def _calls_services(wf: Any) -> bool:
+    """Whether the workflow's process (or a process it calls) has service tasks."""
+    specs = [wf.spec, *getattr(wf, "subprocess_specs", {}).values()]
+    return any(
+        isinstance(task_spec, ServiceTask)
+        for spec in specs
+        for task_spec in getattr(spec, "task_specs", {}).values()
+    )
 
 
 def _task_count(wf: Any) -> int:

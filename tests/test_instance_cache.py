@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -380,6 +381,7 @@ class _Wf:
     def __init__(self, tasks: int = 0) -> None:
         self.tasks = dict.fromkeys(range(tasks))
         self.subprocesses: dict[str, object] = {}
+        self.spec = SimpleNamespace(task_specs={})  # a process without service tasks
         self._engine_bridge_pending = object()
 
 

@@ -17,7 +17,7 @@ import pytest
 from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.bridge import Bridge
-from engine_bridge.errors import InputError
+from engine_bridge.errors import InputError, TaskNotOpenError
 from engine_bridge.services import InstanceInIncidentError
 from engine_bridge.store.incidents import UnknownIncidentError
 
@@ -473,3 +473,28 @@ def test_the_engine_itself_refuses_to_move_a_stopped_workflow(harness: Harness) 
         bridge.engine.complete(
             stopped, process, instance_id=instance_id, todo_id=apply_todo, handler="T001"
         )
+
+
+def test_a_stale_cached_instance_never_runs_a_service_it_then_throws_away(
+    harness: Harness,
+) -> None:
+    """A completion normally starts from the row its bridge committed and lets the version
+    check catch another writer. With a service task on the way that would call the handler
+    for a step that is then thrown away, so such a process is read first: a todo another
+    bridge completed is refused before anything runs."""
+    calls: list[str] = []
+
+    def notify(data: dict[str, Any]) -> dict[str, Any]:
+        calls.append(str(data.get("reason")))
+        return {"dean": "D001"}
+
+    mine = harness.bridge(services={NOTIFY: notify})
+    theirs = harness.bridge(services={NOTIFY: notify})
+    instance_id, apply_todo = _start_and_apply(mine, harness)
+    theirs.complete(apply_todo, handler="T001", data={"reason": "theirs"})
+    with pytest.raises(TaskNotOpenError):
+        mine.complete(apply_todo, handler="T001", data={"reason": "mine"})
+    assert calls == ["theirs"]
+    [dean] = mine.todos(instance_id)
+    assert mine.complete(dean.task_id, handler="D001").finished
+    harness.assert_in_step(mine, instance_id)
