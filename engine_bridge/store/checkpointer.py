@@ -13,6 +13,10 @@ checkpoint is the one wait left, so moving it off the step is a gain (200 leave 
 16 % faster); with durable commits the writer already waits for the disk at every commit,
 and a checkpoint's syncs beside them made the same run 12 % slower.
 
+A fork while the thread is inside SQLite would leave the child with SQLite's locks held by
+a thread it does not have; a fork therefore waits for the thread to be out of SQLite (at
+most one checkpoint), and the child starts a thread of its own on its first commit.
+
 A checkpoint is as safe from any connection: it syncs the log before copying it and the
 database after, so a crash at any moment leaves a database SQLite recovers on open.
 """
@@ -23,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 
 __all__ = ["BACKSTOP_PAGES", "Checkpointer"]
 
@@ -49,18 +54,17 @@ class Checkpointer:
         self.idle_seconds = idle_seconds
         self.checkpoints = 0  # completed, for tests and diagnostics
         self._pending = 0  # commits since the last checkpoint began
-        self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held while the thread is inside SQLite
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
+        _LIVE.add(self)
 
     def committed(self) -> None:
         """A write transaction on the file has committed. Cheap: a counter, and a wake-up
         once per ``every`` commits."""
         self._pending += 1  # only this counter is shared; a lost increment delays by one
-        if self._pid != os.getpid():
-            self._forked()
         if self._thread is None:
             self._start()
         elif self._pending >= self.every:
@@ -68,10 +72,10 @@ class Checkpointer:
 
     def _forked(self) -> None:
         """In a process forked from the one that started the thread: that thread is not
-        here (a fork copies only the calling thread), and its lock may have been copied
-        held. Start afresh."""
-        self._pid = os.getpid()
+        here (a fork copies only the calling thread), and its locks were copied as they
+        were. Start afresh."""
         self._lock = threading.Lock()
+        self._busy = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
 
@@ -95,8 +99,10 @@ class Checkpointer:
             self._thread.start()
 
     def _run(self) -> None:
+        busy = self._busy  # this thread's own, should a fork in between replace it
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            with busy:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:  # the writers' own checkpoint still runs
             log.warning("no checkpoint thread for %s: %s", self.path, exc)
             return
@@ -110,10 +116,41 @@ class Checkpointer:
                     continue
                 self._pending = 0
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    with busy:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # busy or I/O: the next round tries again
                     log.debug("checkpoint of %s deferred: %s", self.path, exc)
                     continue
                 self.checkpoints += 1
         finally:
-            conn.close()
+            with busy:
+                conn.close()
+
+
+#: Every checkpointer of this process, for the fork hooks below.
+_LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+_HELD: list[Checkpointer] = []  # between a fork's "before" and "after" hooks
+
+
+def _before_fork() -> None:
+    for checkpointer in list(_LIVE):
+        checkpointer._busy.acquire()
+        _HELD.append(checkpointer)
+
+
+def _after_fork_in_parent() -> None:
+    while _HELD:
+        _HELD.pop()._busy.release()
+
+
+def _after_fork_in_child() -> None:
+    while _HELD:
+        _HELD.pop()._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -6,6 +6,9 @@ so runs never see each other's rows; an unreachable server fails the test, never
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -82,3 +85,17 @@ def make_step() -> StepFactory:
         )
 
     return build
+
+
+def child_exit_code(pid: int, seconds: float = 30.0) -> int:
+    """Wait for a forked child; one that hangs (a lock copied held by a thread the fork did
+    not copy) is killed and fails the test instead of stalling the run."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the forked child did not finish within {seconds:g} s")

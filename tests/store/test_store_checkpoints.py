@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from engine_bridge.store import Store
 from engine_bridge.store.checkpointer import BACKSTOP_PAGES, Checkpointer
 from engine_bridge.store.database import Database
 
-from .conftest import StepFactory
+from .conftest import StepFactory, child_exit_code
 
 
 def _wait_for(condition: object, seconds: float = 10.0) -> None:
@@ -60,8 +61,8 @@ def test_the_thread_moves_committed_steps_into_the_database_file(
     for n in range(12):
         store.commit_step(make_step(f"i{n}"))
     _wait_for(lambda: checkpointer.checkpoints > before)
-    # the log was written back: the file alone holds at least the first five steps
-    assert _instances_in_main_file(db_file, tmp_path / "copy.db") >= 5
+    # the log is written back: in the end the file alone holds every step
+    _wait_for(lambda: _instances_in_main_file(db_file, tmp_path / "copy.db") == 12)
     with store._db.write() as conn:
         assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == BACKSTOP_PAGES
 
@@ -108,9 +109,29 @@ def test_a_forked_child_checkpoints_on_a_thread_of_its_own(
             code = 0 if mine is not None and mine is not parents and mine.is_alive() else 2
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid) == 0
     assert checkpointer._thread is parents and parents.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_until_the_thread_is_out_of_sqlite(
+    sqlite_store: tuple[Store, Checkpointer, Path], make_step: StepFactory
+) -> None:
+    """The child must not inherit SQLite's locks held by a thread it does not have."""
+    _, checkpointer, _ = sqlite_store
+    checkpointer._busy.acquire()  # as the thread holds it through a checkpoint
+    released = threading.Timer(0.3, checkpointer._busy.release)
+    released.start()
+    began = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    waited = time.monotonic() - began
+    released.join()
+    assert child_exit_code(pid) == 0
+    assert waited >= 0.25  # the fork waited for the "checkpoint" to end
+    assert checkpointer._busy.acquire(timeout=1)  # and the parent's lock was given back
+    checkpointer._busy.release()
 
 
 def test_a_file_the_thread_cannot_open_leaves_checkpoints_to_sqlite(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from engine_bridge.store import Store
 from engine_bridge.store.database import Database
 from engine_bridge.store.outbox import StepClaim
 
-from .conftest import T0, StepFactory
+from .conftest import T0, StepFactory, child_exit_code
 
 
 @pytest.fixture
@@ -113,8 +113,7 @@ def test_a_forked_child_opens_its_own_connection(db: Database) -> None:
                 code = 0 if conn is not parents else 2
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid) == 0
     assert _writer(db) is parents
 
 
