@@ -9,7 +9,9 @@ detached from the pool (so the pool stays whole for everything else), set up by 
 
 A connection is never shared between threads or across a ``fork``: a child process, which
 must not use its parent's SQLite connections, opens its own. A connection a transaction
-failed to roll back is closed and replaced, never reused. ``close`` closes them all.
+failed to roll back is closed and replaced, never reused. The connections of threads that
+have ended are closed whenever a new one is opened, so a server that starts a thread per
+request holds one per live thread, not one per request served. ``close`` closes them all.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class ThreadConnections:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._held = _Held()
-        self._all: list[Any] = []  # every connection opened in this process since close
+        # thread -> its connection, for every thread that opened one since ``close``
+        self._all: dict[threading.Thread, Any] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._generation = 1  # a connection of an earlier generation was closed by close
@@ -50,9 +53,13 @@ class ThreadConnections:
             proxied.detach()  # closed by us, never returned to the pool
             with self._lock:
                 if self._pid != os.getpid():  # a forked child: the parent's are not ours
-                    self._pid, self._all = os.getpid(), []
-                self._all.append(proxied)
+                    self._pid, self._all = os.getpid(), {}
+                ended = [t for t in self._all if not t.is_alive()]
+                gone = [self._all.pop(t) for t in ended]
+                self._all[threading.current_thread()] = proxied
                 key = (self._pid, self._generation)
+            for old in gone:  # their threads ended: nobody will use them again
+                _close_quietly(old)
             held.proxied, held.driver, held.key = proxied, driver, key
         return held.driver
 
@@ -64,16 +71,17 @@ class ThreadConnections:
         if proxied is None:
             return
         with self._lock:
-            if proxied in self._all:
-                self._all.remove(proxied)
+            me = threading.current_thread()
+            if self._all.get(me) is proxied:
+                del self._all[me]
         _close_quietly(proxied)
 
     def close(self) -> None:
         """Close every thread's connection; a thread that writes again opens a new one."""
         with self._lock:
             self._generation += 1
-            held = self._all if self._pid == os.getpid() else []
-            self._all = []
+            held = list(self._all.values()) if self._pid == os.getpid() else []
+            self._all = {}
         for proxied in held:
             _close_quietly(proxied)
 

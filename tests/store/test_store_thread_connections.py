@@ -85,6 +85,27 @@ def test_a_connection_left_in_a_transaction_is_replaced(db: Database) -> None:
         assert conn.execute("SELECT version FROM schema_version").fetchone()[0] != 999
 
 
+def test_connections_of_ended_threads_are_closed(db: Database) -> None:
+    """A thread per request must not leave a connection per request open."""
+    opened: list[Any] = []
+    for _ in range(20):
+        thread = threading.Thread(target=lambda: opened.append(_writer(db)))
+        thread.start()
+        thread.join()
+    mine = _writer(db)  # a new connection: the ended threads' ones are closed
+    assert db._writers is not None and list(db._writers._all.values()) != []
+    assert len(db._writers._all) <= 2  # this thread's, and at most the last one's
+    closed = 0
+    for conn in opened[:-1]:
+        try:
+            conn.execute("SELECT 1")
+        except sqlite3.ProgrammingError:
+            closed += 1
+    assert closed >= len(opened) - 2
+    with db.driver_write() as conn:
+        assert conn is mine
+
+
 def test_closing_the_store_closes_every_threads_connection(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'store.db'}")
     db.upgrade()
