@@ -51,6 +51,7 @@ _STORED = "_engine_bridge_stored"  # what the workflow's last commit stored
 _PENDING = "_engine_bridge_pending"  # what the step being committed will store
 _DEFINITION = "_engine_bridge_definition"  # the definition text the workflow was built from
 _TEXT = "_engine_bridge_text"  # the whole stored text (kept only when verifying)
+_CALLS_SERVICES = "_engine_bridge_calls_services"  # does its process have service tasks?
 
 
 @dataclass
@@ -231,13 +232,18 @@ class InstanceCache:
 
 
 def _calls_services(wf: Any) -> bool:
-    """Whether the workflow's process (or a process it calls) has service tasks."""
-    specs = [wf.spec, *getattr(wf, "subprocess_specs", {}).values()]
-    return any(
-        isinstance(task_spec, ServiceTask)
-        for spec in specs
-        for task_spec in getattr(spec, "task_specs", {}).values()
-    )
+    """Whether the workflow's process (or a process it calls) has service tasks. A fact of
+    the specs, which never change: worked out once per workflow, not at every checkin."""
+    found: bool | None = getattr(wf, _CALLS_SERVICES, None)
+    if found is None:
+        specs = [wf.spec, *getattr(wf, "subprocess_specs", {}).values()]
+        found = any(
+            isinstance(task_spec, ServiceTask)
+            for spec in specs
+            for task_spec in getattr(spec, "task_specs", {}).values()
+        )
+        setattr(wf, _CALLS_SERVICES, found)
+    return found
 
 
 def _task_count(wf: Any) -> int:
