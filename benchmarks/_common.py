@@ -105,14 +105,19 @@ class RawProcess:
     """One BPMN process parsed once by SpiffWorkflow, as an application without the bridge
     would hold it."""
 
-    def __init__(self, file: str, process_id: str) -> None:
+    def __init__(
+        self, file: str, process_id: str, *, workflow_class: type[BpmnWorkflow] = BpmnWorkflow
+    ) -> None:
         parser = SpiffBpmnParser()
         parser.add_bpmn_file(str(WORKFLOWS / file))
         self.spec = parser.get_spec(process_id)
         self.subprocess_specs = parser.get_subprocess_specs(process_id)
+        #: SpiffWorkflow's own class; ``BridgeWorkflow`` shows SpiffWorkflow with the bridge's
+        #: task-tree walk (engine_bridge/engine/tree_walk.py), for comparison only.
+        self.workflow_class = workflow_class
 
     def start(self, data: dict[str, Any]) -> BpmnWorkflow:
-        wf = BpmnWorkflow(self.spec, self.subprocess_specs)
+        wf = self.workflow_class(self.spec, self.subprocess_specs)
         wf.task_tree.data.update(data)
         wf.do_engine_steps()
         return wf

@@ -4,6 +4,10 @@
 selected through the connection's ``search_path`` and dropped afterwards), on the real server
 at 127.0.0.1:5432 (``ENGINE_BRIDGE_TEST_POSTGRES`` overrides the URL). An unreachable server
 FAILS the test with a message saying so: PostgreSQL tests never skip.
+
+Every task-tree walk the bridge's workflows make in any test is also made by SpiffWorkflow's
+own iterator and the two compared (``engine_bridge.engine.tree_walk.compare_walks``): a
+difference fails the test that walked.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+
+from engine_bridge.engine.tree_walk import compare_walks
+
+compare_walks.on = True
 
 POSTGRES_URL = os.environ.get(
     "ENGINE_BRIDGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

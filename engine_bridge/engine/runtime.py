@@ -53,6 +53,7 @@ from engine_bridge.engine.todos import (
     pass_through,
     signer_share,
 )
+from engine_bridge.engine.tree_walk import BridgeWorkflow
 from engine_bridge.errors import (
     EngineBridgeError,
     EngineError,
@@ -122,7 +123,7 @@ class Engine:
                 )
             start_data[name] = initiator
         spec, subprocess_specs = restore_specs(definition_json(process))
-        wf = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+        wf = BridgeWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         wf.task_tree.internal_data[_INSTANCE] = {
             "instance_id": instance_id,
             "initiator": initiator,

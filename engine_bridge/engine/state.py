@@ -14,7 +14,8 @@ SpiffWorkflow goes through its migrations on load. Restored specs are cached per
 text (specs are read-only at run time and SpiffWorkflow itself shares one spec between many
 workflows), so loading an instance costs only its own tasks.
 
-Timers are restored as the clock-aware classes of :mod:`engine_bridge.engine.timers`.
+Timers are restored as the clock-aware classes of :mod:`engine_bridge.engine.timers`, and
+workflows as the classes of :mod:`engine_bridge.engine.tree_walk` (under SpiffWorkflow's names).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
 from engine_bridge.engine.timers import register_clocked_timers
+from engine_bridge.engine.tree_walk import BridgeSubWorkflow, BridgeWorkflow
 from engine_bridge.errors import EngineError
 from engine_bridge.loader.model import LoadedProcess
 
@@ -67,6 +70,10 @@ def _build_registry() -> Any:
     registry = BpmnWorkflowSerializer.configure(SPIFF_CONFIG)
     register_clocked_timers(registry)
     _InstanceOnlyConverter(BpmnWorkflow, registry)
+    # The bridge's workflow classes are written under SpiffWorkflow's names, and those names
+    # are read as the bridge's classes (registered last): stored states stay SpiffWorkflow's.
+    _InstanceOnlyConverter(BridgeWorkflow, registry, typename="BpmnWorkflow")
+    SPIFF_CONFIG[BpmnSubWorkflow](BridgeSubWorkflow, registry, typename="BpmnSubWorkflow")
     return registry
 
 

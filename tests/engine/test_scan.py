@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.engine.scan import ready_by_kind, ready_tasks
@@ -31,7 +32,8 @@ def _fork(branches: list[str]) -> str:
 
 
 def _walked(wf: Any, manual: bool) -> list[Any]:
-    return list(wf.get_tasks(state=TaskState.READY, manual=manual))
+    # SpiffWorkflow's own iterator (the workflow's get_tasks walks with the bridge's walk)
+    return list(BpmnTaskIterator(wf.task_tree, state=TaskState.READY, manual=manual))
 
 
 @pytest.mark.parametrize(

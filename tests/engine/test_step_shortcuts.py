@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import FakeClock
@@ -29,7 +30,8 @@ from .test_scan import _fork
 
 
 def _walked(wf: Any, manual: bool) -> list[Any]:
-    return list(wf.get_tasks(state=TaskState.READY, manual=manual))
+    # SpiffWorkflow's own iterator (the workflow's get_tasks walks with the bridge's walk)
+    return list(BpmnTaskIterator(wf.task_tree, state=TaskState.READY, manual=manual))
 
 
 def _spiff_document(wf: Any) -> Any:
