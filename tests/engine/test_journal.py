@@ -276,6 +276,55 @@ def test_a_task_ahead_left_as_stored_is_left_out_and_patched_when_it_changes() -
     _assert_same(run.wf, _reload(run, text))
 
 
+def _set_up_ahead(t: Any) -> None:
+    t.data.update(n=1, zero=0.0, text="x", items=["aa", "bb"], nested={"k": [1]})
+    t.internal_data["seen"] = ["s1"]
+
+
+#: Changes to a task ahead that leave its state (and state stamp) as it was.
+AHEAD_CHANGES = {
+    "scalar": lambda t: t.data.update(n=2),
+    "int to an equal float": lambda t: t.data.update(n=1.0),
+    "int to an equal bool": lambda t: t.data.update(n=True),
+    "zero to minus zero": lambda t: t.data.update(zero=-0.0),
+    "list item replaced in place": lambda t: t.data["items"].__setitem__(0, "cc"),
+    "list grown": lambda t: t.data["items"].append("cc"),
+    # equal, but not the same objects: only their identity tells an unchanged list cheaply
+    "list of equal other items": lambda t: t.data.update(items=["aa", "".join(["b", "b"])]),
+    "nested value changed in place": lambda t: t.data["nested"]["k"].append(2),
+    "key swapped for another": lambda t: (t.data.pop("text"), t.data.update(other="x")),
+    "key deleted": lambda t: t.data.pop("text"),
+    "internal data grown": lambda t: t.internal_data["seen"].append("s2"),
+    "internal data replaced": lambda t: t.internal_data.update(seen="s"),
+    "triggered": lambda t: setattr(t, "triggered", not t.triggered),
+    "child added": lambda t: t._add_child(t.task_spec, TaskState.FUTURE),
+}
+
+
+@pytest.mark.parametrize("change", sorted(AHEAD_CHANGES))
+def test_a_change_to_a_task_ahead_without_a_new_state_is_framed(change: str) -> None:
+    """A task not yet READY, remembered from earlier frames and left out while it is as
+    stored, comes back into the frame for any change of its values, fields or children,
+    even one that leaves its state stamp alone; and the state reloads equal."""
+    run = _started()
+    volatile = TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK
+    ahead = next(t for t in run.wf.tasks.values() if t.state & volatile)
+    other = _task(run.wf, "a")
+
+    def set_up(wf: Any) -> None:
+        _touch(other)(wf)
+        _set_up_ahead(ahead)
+
+    def changed(wf: Any) -> None:
+        _touch(other)(wf)
+        AHEAD_CHANGES[change](ahead)
+
+    text, frames = _frames_after(run, set_up, _touch(other), _touch(other), changed)
+    ahead_id = str(ahead.id)
+    assert [ahead_id in frame for frame in frames] == [True, True, False, True]
+    _assert_same(run.wf, _reload(run, text))
+
+
 def test_a_list_that_did_not_just_grow_is_set_whole() -> None:
     """A list that shrank, or whose old items are not all still there in order, is written
     whole; a list grown by an item of another kind is written whole too."""
