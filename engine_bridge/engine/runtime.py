@@ -39,7 +39,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
-from engine_bridge.engine.scan import is_finished, ready_by_kind
+from engine_bridge.engine.scan import engine_work_ready, is_finished, ready_by_kind
 from engine_bridge.engine.script_engine import RestrictedScriptEngine, render_template
 from engine_bridge.engine.state import definition_json, restore_specs
 from engine_bridge.engine.timers import due_time
@@ -340,7 +340,10 @@ class Engine:
         """
         for _ in range(MAX_ENGINE_ROUNDS):
             try:
-                wf.do_engine_steps()
+                if engine_work_ready(wf):
+                    wf.do_engine_steps()
+                else:
+                    wf.refresh_timers()  # all that do_engine_steps would do
             except ServiceTaskError as exc:
                 _stop_at_service(exc)
                 setattr(wf, _LAST_STOP, exc.task)

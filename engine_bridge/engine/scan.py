@@ -20,7 +20,7 @@ from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
 
-__all__ = ["is_finished", "ready_by_kind", "ready_tasks"]
+__all__ = ["engine_work_ready", "is_finished", "ready_by_kind", "ready_tasks"]
 
 _READY = TaskState.READY
 _NOT_FINISHED = TaskState.NOT_FINISHED_MASK
@@ -39,6 +39,19 @@ def is_finished(wf: Any) -> bool:
     if any(t._state & _NOT_FINISHED for t in wf.tasks.values()):
         return False
     return bool(wf.is_completed())
+
+
+def engine_work_ready(wf: Any) -> bool:
+    """Whether ``wf.do_engine_steps()`` has anything to run besides refreshing timers.
+
+    With no subprocess, its rounds run the READY tasks that are not manual and nothing else;
+    when there are none (a completion that leaves only people to wait for: every signer of
+    a countersign but the last) they find none and change nothing, after walking the tree
+    to see. A subprocess has its own rounds: then the answer is always yes.
+    """
+    if wf.subprocesses:
+        return True
+    return any(t._state == _READY and not t.task_spec.manual for t in wf.tasks.values())
 
 
 def ready_tasks(wf: Any, *, manual: bool) -> list[Any]:

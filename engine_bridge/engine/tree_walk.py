@@ -103,6 +103,7 @@ class _FastWalks:
     """The walks SpiffWorkflow's workflow classes run on every step, done by :func:`walk`."""
 
     task_tree: Any
+    tasks: dict[Any, Any]
 
     def get_tasks_iterator(self, first_task: Any = None, **kwargs: Any) -> Iterator[Any]:
         if not kwargs.keys() <= _COVERED:
@@ -118,7 +119,13 @@ class _FastWalks:
         return _compared(ours, theirs, kwargs)
 
     def update_waiting_tasks(self) -> None:
-        tasks = walk(self.task_tree, state=TaskState.WAITING, subprocesses=False)
+        # Runs after every task that completes, and most of the time nothing waits (no join
+        # half reached, no timer): then the walk finds nothing and, handing nothing out,
+        # changes nothing on the way; a look at the states in ``tasks`` is enough.
+        waiting = TaskState.WAITING
+        if not any(task._state & waiting for task in self.tasks.values()):
+            return
+        tasks = walk(self.task_tree, state=waiting, subprocesses=False)
         if compare_walks.on:
             theirs = TaskIterator(self.task_tree, state=TaskState.WAITING)
             tasks = _compared(tasks, theirs, {"state": TaskState.WAITING})

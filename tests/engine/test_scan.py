@@ -8,7 +8,7 @@ import pytest
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.util.task import TaskState
 
-from engine_bridge.engine.scan import ready_by_kind, ready_tasks
+from engine_bridge.engine.scan import engine_work_ready, ready_by_kind, ready_tasks
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -81,3 +81,92 @@ def test_countersign_instances_and_the_task_after_keep_the_walk_order() -> None:
     found = ready_tasks(run.wf, manual=True)
     assert len(found) == 12 and found == _walked(run.wf, True)
     assert [t.data["signer"] for t in found] == [f"S{n}" for n in range(12)]
+
+
+def _engine_work_by_walking(wf: Any) -> bool:
+    """What SpiffWorkflow's own rounds would find to run: a READY task that is not manual
+    (in this workflow or a subprocess's)."""
+    workflows = [wf, *wf.subprocesses.values()]
+    return any(
+        not t.task_spec.manual
+        for owner in workflows
+        for t in BpmnTaskIterator(owner.task_tree, state=TaskState.READY)
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["countersign_all", "parallel_review", "or_sign", "leave_approval_long", "procurement_check"],
+)
+def test_engine_work_is_seen_whenever_spiffworkflow_would_run_something(name: str) -> None:
+    """``engine_work_ready`` says yes whenever SpiffWorkflow's walk finds an engine task to
+    run, at every point of the sample scenarios and in the middle of a step (a task just
+    completed, its successors READY and not yet run)."""
+    from .test_tree_walk import _scenario_steps
+
+    run, steps = _scenario_steps(name)
+    checked = []
+
+    def check(wf: Any) -> None:
+        expected = _engine_work_by_walking(wf)
+        assert engine_work_ready(wf) is (expected or bool(wf.subprocesses))
+        checked.append(expected)
+
+    original = run.wf.do_engine_steps.__func__
+
+    def checking_steps(wf: Any, *args: Any, **kwargs: Any) -> Any:
+        check(wf)
+        return original(wf, *args, **kwargs)
+
+    for step in steps:
+        check(run.wf)
+        type(run.wf).do_engine_steps = checking_steps
+        try:
+            run.complete(step["node"], step["handler"], step.get("data"))
+        finally:
+            del type(run.wf).do_engine_steps
+    assert True in checked and False in checked, "both answers were met on the way"
+
+
+def test_a_step_with_no_engine_work_only_refreshes_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A countersign signer who is not the last: nothing for SpiffWorkflow's rounds to run,
+    so none run (the timers are still refreshed); the last signer's completion runs them."""
+    run = Run(
+        load(
+            definitions(
+                process(
+                    "cs",
+                    START
+                    + user(
+                        "sign",
+                        "signer",
+                        inner="<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>signers"
+                        '</bpmn:loopDataInputRef><bpmn:inputDataItem id="signer"/>'
+                        "</bpmn:multiInstanceLoopCharacteristics>",
+                    )
+                    + user("after", "'Z'")
+                    + END
+                    + chain("start", "sign", "after", "end"),
+                )
+            ),
+            "cs",
+        )
+    )
+    run.start({"signers": ["S0", "S1", "S2"]})
+    calls: list[str] = []
+    wf_class = type(run.wf)
+    for name in ("do_engine_steps", "refresh_timers"):
+        original = getattr(wf_class, name)
+
+        def recording(wf: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls.append(_name)
+            return _original(wf, *args)
+
+        monkeypatch.setattr(wf_class, name, recording)
+    run.complete("sign", "S0")
+    assert calls == ["refresh_timers"]
+    calls.clear()
+    run.complete("sign", "S1")
+    run.complete("sign", "S2")
+    assert calls[0] == "refresh_timers" and "do_engine_steps" in calls
+    assert run.nodes() == ["after"]

@@ -244,3 +244,36 @@ def test_stored_states_name_spiffworkflows_classes() -> None:
     restored = load_state(dump_state(run.wf), definition_json(run.process), script_engine=None)
     assert type(restored) is BridgeWorkflow
     assert [type(sp) for sp in restored.subprocesses.values()] == [BridgeSubWorkflow]
+
+
+def test_waiting_tasks_are_walked_for_only_when_one_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a task completes SpiffWorkflow updates the WAITING tasks; with none in the
+    workflow the walk is skipped (it would hand nothing out), with a join half reached it
+    runs and updates the join, as SpiffWorkflow's iterator does."""
+    run = Run(load(_parallel_model(), "par"))
+    run.start()
+    walked: list[int] = []
+    real_walk = tree_walk.walk
+
+    def counting(first: Any, **kwargs: Any) -> Any:
+        if kwargs.get("state") == TaskState.WAITING:
+            walked.append(1)
+        return real_walk(first, **kwargs)
+
+    monkeypatch.setattr(tree_walk, "walk", counting)
+    assert not [t for t in run.wf.tasks.values() if t.state == TaskState.WAITING]
+    run.wf.update_waiting_tasks()
+    assert walked == []
+    run.complete("a", "A")  # the join waits for b and c from here on
+    join = run.wf.get_tasks(spec_name="join")[0]
+    assert join.state == TaskState.WAITING
+    walked.clear()
+    updated: list[Any] = []
+    real_update = type(join.task_spec)._update
+    monkeypatch.setattr(
+        type(join.task_spec),
+        "_update",
+        lambda spec, task: (updated.append(task), real_update(spec, task))[1],
+    )
+    run.wf.update_waiting_tasks()
+    assert walked == [1] and updated == [join]
