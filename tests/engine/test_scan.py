@@ -58,25 +58,28 @@ def test_ready_tasks_match_the_tree_walk(branches: list[str]) -> None:
     assert not ready_by_kind(run.wf)[0]
 
 
+#: A parallel multi-instance user task over ``signers``, then one more user task.
+COUNTERSIGN = definitions(
+    process(
+        "cs",
+        START
+        + user(
+            "sign",
+            "signer",
+            inner="<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>signers"
+            '</bpmn:loopDataInputRef><bpmn:inputDataItem id="signer"/>'
+            "</bpmn:multiInstanceLoopCharacteristics>",
+        )
+        + user("after", "'Z'")
+        + END
+        + chain("start", "sign", "after", "end"),
+    )
+)
+
+
 def test_countersign_instances_and_the_task_after_keep_the_walk_order() -> None:
     """A parallel multi-instance: N READY instances under one parent, in the walk's order."""
-    xml = definitions(
-        process(
-            "cs",
-            START
-            + user(
-                "sign",
-                "signer",
-                inner="<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>signers"
-                '</bpmn:loopDataInputRef><bpmn:inputDataItem id="signer"/>'
-                "</bpmn:multiInstanceLoopCharacteristics>",
-            )
-            + user("after", "'Z'")
-            + END
-            + chain("start", "sign", "after", "end"),
-        )
-    )
-    run = Run(load(xml, "cs"))
+    run = Run(load(COUNTERSIGN, "cs"))
     run.start({"signers": [f"S{n}" for n in range(12)]})
     found = ready_tasks(run.wf, manual=True)
     assert len(found) == 12 and found == _walked(run.wf, True)
@@ -131,27 +134,7 @@ def test_engine_work_is_seen_whenever_spiffworkflow_would_run_something(name: st
 def test_a_step_with_no_engine_work_only_refreshes_timers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A countersign signer who is not the last: nothing for SpiffWorkflow's rounds to run,
     so none run (the timers are still refreshed); the last signer's completion runs them."""
-    run = Run(
-        load(
-            definitions(
-                process(
-                    "cs",
-                    START
-                    + user(
-                        "sign",
-                        "signer",
-                        inner="<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>signers"
-                        '</bpmn:loopDataInputRef><bpmn:inputDataItem id="signer"/>'
-                        "</bpmn:multiInstanceLoopCharacteristics>",
-                    )
-                    + user("after", "'Z'")
-                    + END
-                    + chain("start", "sign", "after", "end"),
-                )
-            ),
-            "cs",
-        )
-    )
+    run = Run(load(COUNTERSIGN, "cs"))
     run.start({"signers": ["S0", "S1", "S2"]})
     calls: list[str] = []
     wf_class = type(run.wf)
