@@ -404,6 +404,8 @@ def _same_values(values: dict[Any, Any], kept: dict[str, Any]) -> bool:
     if len(values) != len(kept):
         return False
     for key, value in values.items():
+        if type(key) is not str:  # as in _diff: only str keys are written as they are
+            return False
         old = kept.get(key, _MISSING)
         kind = type(value)
         if kind in _SCALARS:

@@ -11,11 +11,13 @@ SpiffWorkflow's own time per completion at N = 100, and they grow with N.
 ``BridgeWorkflow`` and ``BridgeSubWorkflow`` (subprocesses and call activities) are
 SpiffWorkflow's workflow classes with those walks done by :func:`walk`: a stack of
 ``(task, depth)``, the filter tested inline. It yields the same tasks in the same order as
-SpiffWorkflow's iterators (depth first, children in order, a subprocess's tasks before the
-children of the task that runs it), and reads a task's children when it reaches the task,
-before handing the task out, as they do: children a caller adds to the task it was handed are
-not visited, tasks added further on are. Walks asking for anything else (``end_at_spec``,
-``spec_name``, ``lane``, breadth first …) go to SpiffWorkflow's iterator.
+SpiffWorkflow's iterators (depth first, children in order, none below the depth limit), and
+reads a task's children when it reaches the task, before handing the task out, as they do:
+children a caller adds to the task it was handed are not visited, tasks added further on are.
+Walks asking for anything else (``end_at_spec``, ``spec_name``, ``lane``, breadth first …) go
+to SpiffWorkflow's iterator, and so do the walks of a workflow with subprocesses (which walk on
+into the subprocesses' own trees): those are small, and SpiffWorkflow counts depth across them
+in a way of its own.
 
 Stored states name SpiffWorkflow's classes (``BpmnWorkflow``, ``BpmnSubWorkflow``): the
 registry of :mod:`engine_bridge.engine.state` writes these classes under those names and reads
@@ -43,17 +45,15 @@ MAX_DEPTH = 1000
 
 
 def walk(
-    first: Any,
-    *,
-    state: int = TaskState.ANY_MASK,
-    manual: bool | None = None,
-    subprocesses: bool = True,
+    first: Any, *, state: int = TaskState.ANY_MASK, manual: bool | None = None
 ) -> Iterator[Any]:
-    """The tasks under ``first`` (itself included) in ``state`` and, unless None, whose
-    spec's ``manual`` is ``manual``, in SpiffWorkflow's depth-first order.
+    """The tasks of ``first``'s workflow under ``first`` (itself included) in ``state`` and,
+    unless None, whose spec's ``manual`` is ``manual``, as SpiffWorkflow's ``TaskIterator``
+    gives them: depth first, children in order, none below the depth limit.
 
-    ``subprocesses=True`` walks as ``BpmnTaskIterator`` (on into the tasks of subprocesses
-    and call activities), False as ``TaskIterator`` (this workflow's own tasks).
+    A subprocess's tasks are not walked (``BpmnTaskIterator`` does that; see
+    :class:`_FastWalks`). A child id missing from the workflow's tasks (a damaged state,
+    which SpiffWorkflow fails on too) raises ``EngineError``.
     """
     # Which tasks are looked under, as SpiffWorkflow decides it: a predicted task only has
     # predicted children, a definite one no finished children.
@@ -63,28 +63,29 @@ def walk(
         lowest = TaskState.FUTURE
     else:
         lowest = TaskState.COMPLETED
-    finished_only = state <= TaskState.FINISHED_MASK
-    running = first.workflow.top_workflow.subprocesses if subprocesses else {}
+    get = first.workflow.tasks.get
     stack: list[tuple[Any, int]] = [(first, 0)]
     pop, push = stack.pop, stack.append
     while stack:
         task, depth = pop()
         task_state = task._state
-        sub = running.get(task.id) if running else None
         children = task._children
-        if (
-            (children or sub is not None)
-            and (task_state >= lowest or sub is not None)
-            and depth < MAX_DEPTH
-        ):
+        if children and task_state >= lowest and depth < MAX_DEPTH:
             below = depth + 1
-            get = task.workflow.tasks.get
-            for child in reversed(children):
-                push((get(child), below))
-            # SpiffWorkflow does not look for unfinished tasks in a finished subprocess.
-            if sub is not None and not (task_state >= TaskState.FINISHED_MASK and finished_only):
-                push((sub.task_tree, below))
-        if task_state & state and (manual is None or task.task_spec.manual == manual):
+            for child_id in reversed(children):
+                child = get(child_id)
+                if child is None:
+                    raise EngineError(
+                        f"the workflow's task tree is damaged: task {task.task_spec.name} "
+                        f"({task.id}) lists a child {child_id} that is not in the workflow"
+                    )
+                push((child, below))
+        # SpiffWorkflow's filter: the state, a state stamp not before 0, the spec's manual
+        if (
+            task_state & state
+            and task.last_state_change >= 0
+            and (manual is None or task.task_spec.manual == manual)
+        ):
             yield task
 
 
@@ -104,9 +105,13 @@ class _FastWalks:
 
     task_tree: Any
     tasks: dict[Any, Any]
+    top_workflow: Any
 
     def get_tasks_iterator(self, first_task: Any = None, **kwargs: Any) -> Iterator[Any]:
-        if not kwargs.keys() <= _COVERED:
+        # With subprocesses SpiffWorkflow walks on into their tasks, counting depth as it goes
+        # in a way of its own (it drifts after some subprocesses, which matters only at the
+        # depth limit); those workflows are small, and are walked by SpiffWorkflow itself.
+        if self.top_workflow.subprocesses or not kwargs.keys() <= _COVERED:
             return super().get_tasks_iterator(first_task, **kwargs)  # type: ignore[misc,no-any-return]
         ours = walk(
             first_task or self.task_tree,
@@ -125,7 +130,7 @@ class _FastWalks:
         waiting = TaskState.WAITING
         if not any(task._state & waiting for task in self.tasks.values()):
             return
-        tasks = walk(self.task_tree, state=waiting, subprocesses=False)
+        tasks = walk(self.task_tree, state=waiting)
         if compare_walks.on:
             theirs = TaskIterator(self.task_tree, state=TaskState.WAITING)
             tasks = _compared(tasks, theirs, {"state": TaskState.WAITING})

@@ -276,9 +276,15 @@ def test_a_task_ahead_left_as_stored_is_left_out_and_patched_when_it_changes() -
     _assert_same(run.wf, _reload(run, text))
 
 
-def _set_up_ahead(t: Any) -> None:
-    t.data.update(n=1, zero=0.0, text="x", items=["aa", "bb"], nested={"k": [1]})
+def _set_up_ahead(t: Any, *, nested: bool = False) -> None:
+    t.data.update(n=1, zero=0.0, text="x", items=["aa", "bb"])
+    if nested:
+        t.data["nested"] = {"k": [1]}
     t.internal_data["seen"] = ["s1"]
+
+
+class _Key(str):
+    """A key that is a str to JSON but not to the journal, which writes str keys only."""
 
 
 #: Changes to a task ahead that leave its state (and state stamp) as it was.
@@ -289,37 +295,58 @@ AHEAD_CHANGES = {
     "zero to minus zero": lambda t: t.data.update(zero=-0.0),
     "list item replaced in place": lambda t: t.data["items"].__setitem__(0, "cc"),
     "list grown": lambda t: t.data["items"].append("cc"),
+    "list shrunk": lambda t: t.data["items"].pop(),
     # equal, but not the same objects: only their identity tells an unchanged list cheaply
     "list of equal other items": lambda t: t.data.update(items=["aa", "".join(["b", "b"])]),
     "nested value changed in place": lambda t: t.data["nested"]["k"].append(2),
     "key swapped for another": lambda t: (t.data.pop("text"), t.data.update(other="x")),
     "key deleted": lambda t: t.data.pop("text"),
+    "key put back as another kind of str": lambda t: t.data.__setitem__(
+        _Key("text"), t.data.pop("text")
+    ),
     "internal data grown": lambda t: t.internal_data["seen"].append("s2"),
     "internal data replaced": lambda t: t.internal_data.update(seen="s"),
     "triggered": lambda t: setattr(t, "triggered", not t.triggered),
     "child added": lambda t: t._add_child(t.task_spec, TaskState.FUTURE),
+    "parent changed": lambda t: setattr(t, "_parent", t.workflow.task_tree.id),
+    "state changed": lambda t: t._set_state(TaskState.CANCELLED),
 }
 
 
 @pytest.mark.parametrize("change", sorted(AHEAD_CHANGES))
-def test_a_change_to_a_task_ahead_without_a_new_state_is_framed(change: str) -> None:
-    """A task not yet READY, remembered from earlier frames and left out while it is as
-    stored, comes back into the frame for any change of its values, fields or children,
-    even one that leaves its state stamp alone; and the state reloads equal."""
+def test_a_change_to_a_task_ahead_is_framed(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task not yet READY, remembered from earlier frames, is left out while it is as
+    stored, without a patch being built for it (unless a value is not a scalar or a list of
+    them); it comes back into the frame for any change of its values, fields, children or
+    state, even one that leaves its state stamp alone; and the state reloads equal."""
+    nested = change == "nested value changed in place"
     run = _started()
     volatile = TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK
     ahead = next(t for t in run.wf.tasks.values() if t.state & volatile)
     other = _task(run.wf, "a")
+    patched: list[Any] = []
+    real_patch = journal._patch
+
+    def counting(task: Any, last: Any) -> Any:
+        patched.append(task)
+        return real_patch(task, last)
+
+    monkeypatch.setattr(journal, "_patch", counting)
 
     def set_up(wf: Any) -> None:
         _touch(other)(wf)
-        _set_up_ahead(ahead)
+        _set_up_ahead(ahead, nested=nested)
+
+    def unchanged(wf: Any) -> None:
+        patched.clear()
+        _touch(other)(wf)
 
     def changed(wf: Any) -> None:
+        assert (ahead in patched) is nested, "a task as stored is told without a patch"
         _touch(other)(wf)
         AHEAD_CHANGES[change](ahead)
 
-    text, frames = _frames_after(run, set_up, _touch(other), _touch(other), changed)
+    text, frames = _frames_after(run, set_up, _touch(other), unchanged, changed)
     ahead_id = str(ahead.id)
     assert [ahead_id in frame for frame in frames] == [True, True, False, True]
     _assert_same(run.wf, _reload(run, text))

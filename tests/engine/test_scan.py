@@ -99,36 +99,43 @@ def _engine_work_by_walking(wf: Any) -> bool:
 
 @pytest.mark.parametrize(
     "name",
-    ["countersign_all", "parallel_review", "or_sign", "leave_approval_long", "procurement_check"],
+    [
+        "countersign_all",
+        "parallel_review",
+        "or_sign",
+        "leave_approval_long",
+        "procurement_check",
+        "subprocess_and_call",
+        "timeout_escalation_fired",
+    ],
 )
-def test_engine_work_is_seen_whenever_spiffworkflow_would_run_something(name: str) -> None:
-    """``engine_work_ready`` says yes whenever SpiffWorkflow's walk finds an engine task to
-    run, at every point of the sample scenarios and in the middle of a step (a task just
-    completed, its successors READY and not yet run)."""
-    from .test_tree_walk import _scenario_steps
+def test_engine_work_is_seen_whenever_spiffworkflow_would_run_something(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every time the engine asks ``engine_work_ready`` while it settles a step of a sample
+    scenario, the answer is what SpiffWorkflow's own walk finds (an engine task READY to run),
+    or yes when there are subprocesses; and before every step too."""
+    from engine_bridge.engine import runtime
 
+    from .test_tree_walk import _scenario_steps, act
+
+    answers: list[bool] = []
+
+    def checked(wf: Any) -> bool:
+        answer = engine_work_ready(wf)
+        expected = _engine_work_by_walking(wf) or bool(wf.subprocesses)
+        assert answer is expected
+        answers.append(answer)
+        return answer
+
+    monkeypatch.setattr(runtime, "engine_work_ready", checked)
     run, steps = _scenario_steps(name)
-    checked = []
-
-    def check(wf: Any) -> None:
-        expected = _engine_work_by_walking(wf)
-        assert engine_work_ready(wf) is (expected or bool(wf.subprocesses))
-        checked.append(expected)
-
-    original = run.wf.do_engine_steps.__func__
-
-    def checking_steps(wf: Any, *args: Any, **kwargs: Any) -> Any:
-        check(wf)
-        return original(wf, *args, **kwargs)
-
     for step in steps:
-        check(run.wf)
-        type(run.wf).do_engine_steps = checking_steps
-        try:
-            run.complete(step["node"], step["handler"], step.get("data"))
-        finally:
-            del type(run.wf).do_engine_steps
-    assert True in checked and False in checked, "both answers were met on the way"
+        checked(run.wf)
+        act(run, step)
+    assert True in answers, "engine work was met on the way"
+    if name != "subprocess_and_call":  # with subprocesses the answer is always yes
+        assert False in answers, "and a step without any"
 
 
 def test_a_step_with_no_engine_work_only_refreshes_timers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ test of the suite).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from engine_bridge.engine.tree_walk import (
 from engine_bridge.errors import EngineError
 from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.library import WorkflowLibrary
+from engine_bridge.testing.scenario import parse_duration
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -50,8 +52,9 @@ STATES = [
 
 
 def _same_walks(wf: Any) -> None:
-    """Every filter, from the root and from every task, on the workflow and its subprocesses:
-    the same tasks in the same order as SpiffWorkflow's iterators."""
+    """Every filter, from the root and from every seventh task, on the workflow and its
+    subprocesses: ``walk`` gives what ``TaskIterator`` gives, and the workflow's own
+    ``get_tasks`` what ``BpmnTaskIterator`` gives."""
     workflows = [wf, *wf.subprocesses.values()]
     for owner in workflows:
         starts = [owner.task_tree, *list(owner.tasks.values())[:: max(1, len(owner.tasks) // 7)]]
@@ -59,36 +62,42 @@ def _same_walks(wf: Any) -> None:
             for state in STATES:
                 for manual in (None, True, False):
                     ours = list(walk(first, state=state, manual=manual))
-                    theirs = list(BpmnTaskIterator(first, state=state, manual=manual))
+                    theirs = list(TaskIterator(first, state=state, manual=manual))
                     assert ours == theirs, (owner.spec.name, first.task_spec.name, state, manual)
-                own = list(walk(first, state=state, subprocesses=False))
-                assert own == list(TaskIterator(first, state=state)), (state, "own tasks")
+                    got = owner.get_tasks(first, state=state, manual=manual)
+                    assert got == list(BpmnTaskIterator(first, state=state, manual=manual))
 
 
 def _scenario_steps(name: str) -> tuple[Run, list[dict[str, Any]]]:
+    """The scenario's instance started, and its actions (complete, tick, cancel) in order."""
     scenario = json.loads((WORKFLOWS / "scenarios" / f"{name}.json").read_text("utf-8"))
     library = WorkflowLibrary.load(WORKFLOWS, transforms=(translate_dialects,))
     run = Run(library.get(scenario["process"]))
     start = scenario["start"]
     run.start(dict(start.get("data", {})), initiator=start["initiator"])
-    return run, [s["complete"] for s in scenario["steps"] if "complete" in s]
+    return run, [s for s in scenario["steps"] if "expect" not in s]
 
 
-@pytest.mark.parametrize(
-    "name",
-    sorted(
-        p.stem
-        for p in (WORKFLOWS / "scenarios").glob("*.json")
-        if all("complete" in s or "expect" in s for s in json.loads(p.read_text("utf-8"))["steps"])
-    ),
-)
+def act(run: Run, step: dict[str, Any]) -> None:
+    """One scenario action on ``run``."""
+    if "complete" in step:
+        done = step["complete"]
+        run.complete(done["node"], done["handler"], done.get("data"))
+    elif "tick" in step:
+        run.tick(parse_duration(step["tick"].get("advance", "PT0S")))
+    else:
+        run.cancel(step["cancel"]["by"])
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (WORKFLOWS / "scenarios").glob("*.json")))
 def test_every_walk_matches_spiffworkflow_at_every_step_of_the_samples(name: str) -> None:
     """The sample processes (countersigns, parallel branches, a subprocess and a call
-    activity, timers, a terminate end) driven through their scenarios."""
+    activity, boundary timers and reminders, a terminate end, a cancel) driven through their
+    scenarios."""
     run, steps = _scenario_steps(name)
     _same_walks(run.wf)
     for step in steps:
-        run.complete(step["node"], step["handler"], step.get("data"))
+        act(run, step)
         _same_walks(run.wf)
 
 
@@ -115,20 +124,62 @@ def _subprocess_model() -> list[str]:
     return [definitions(process("outer", outer_body)), definitions(inner)]
 
 
-def test_subprocess_tasks_come_before_the_children_of_the_task_running_them() -> None:
-    """A call activity and an embedded subprocess, walked at every step; their workflows
-    are the bridge's, after a reload too."""
+def test_a_workflow_with_subprocesses_is_walked_by_spiffworkflow() -> None:
+    """A call activity and an embedded subprocess, walked at every step: while the workflow
+    has subprocesses its walks into them are SpiffWorkflow's own; its workflows are the
+    bridge's, after a reload too."""
     run = Run(load(_subprocess_model(), "outer"))
     run.start()
+    fast = run.wf.get_tasks_iterator(state=TaskState.READY)
+    assert not isinstance(fast, BpmnTaskIterator), "no subprocess yet: the bridge's walk"
     for node, handler in [("before", "B001"), ("inner_task", "I001"), ("sub_task", "S001")]:
         assert isinstance(run.wf, BridgeWorkflow)
         assert all(isinstance(sp, BridgeSubWorkflow) for sp in run.wf.subprocesses.values())
         _same_walks(run.wf)
         run.complete(node, handler)
-    assert run.wf.subprocesses, "the subprocesses are still in the tree"
+        assert run.wf.subprocesses
+        for owner in [run.wf, *run.wf.subprocesses.values()]:
+            assert isinstance(owner.get_tasks_iterator(state=TaskState.READY), BpmnTaskIterator)
     _same_walks(run.wf)
     assert run.complete("after", "A001").finished
     _same_walks(run.wf)
+
+
+def test_the_depth_limit_after_an_interrupted_subprocess_is_spiffworkflows() -> None:
+    """An embedded subprocess cut off by a boundary timer stays in the workflow with no
+    children; SpiffWorkflow's depth count drifts by one after passing it. Its workflow is
+    walked by SpiffWorkflow, so the depth limit falls where SpiffWorkflow puts it."""
+    body = (
+        START
+        + '<bpmn:subProcess id="embedded"><bpmn:startEvent id="sub_start"/>'
+        + user("sub_task", "'S'")
+        + '<bpmn:endEvent id="sub_end"/>'
+        + flow("sub_start", "sub_task")
+        + flow("sub_task", "sub_end")
+        + "</bpmn:subProcess>"
+        + '<bpmn:boundaryEvent id="timer" attachedToRef="embedded"><bpmn:timerEventDefinition>'
+        + '<bpmn:timeDuration>"PT1H"</bpmn:timeDuration></bpmn:timerEventDefinition>'
+        + "</bpmn:boundaryEvent>"
+        + user("after", "'A'")
+        + user("escalate", "'E'")
+        + END
+        + '<bpmn:endEvent id="end2"/>'
+        + chain("start", "embedded", "after", "end")
+        + flow("timer", "escalate")
+        + flow("escalate", "end2")
+    )
+    run = Run(load(definitions(process("p", body)), "p"))
+    run.start()
+    run.tick(timedelta(hours=2))
+    assert run.nodes() == ["escalate"]
+    wf = run.wf
+    task, spec = wf.get_tasks(spec_name="escalate")[0], wf.spec.task_specs["after"]
+    for _ in range(MAX_DEPTH):
+        task = task._add_child(spec, TaskState.READY)
+    got = wf.get_tasks(state=TaskState.READY)
+    assert got == list(BpmnTaskIterator(wf.task_tree, state=TaskState.READY))
+    ready = [t for t in wf.tasks.values() if t.state == TaskState.READY]
+    assert len(got) < len(ready), "the limit was reached"
 
 
 def _deep_chain(length: int) -> Any:
@@ -156,6 +207,43 @@ def test_the_depth_limit_is_spiffworkflows() -> None:
     assert ours == list(TaskIterator(wf.task_tree, state=TaskState.READY))
     ready = [t for t in wf.tasks.values() if t.state == TaskState.READY]
     assert len(ours) < len(ready), "tasks below the limit are not reached"
+
+
+def test_a_child_missing_from_the_workflow_is_a_damaged_tree() -> None:
+    """SpiffWorkflow fails on a child id its workflow does not hold; so does the walk,
+    saying which task and which child."""
+    run = Run(load(_parallel_model(), "par"))
+    run.start()
+    split = run.wf.get_tasks(spec_name="split")[0]
+    lost = split._children[1]
+    del run.wf.tasks[lost]
+    with pytest.raises(AttributeError):
+        list(TaskIterator(run.wf.task_tree))
+    with pytest.raises(
+        EngineError, match=rf"damaged: task split \({split.id}\) lists a child {lost}"
+    ):
+        list(walk(run.wf.task_tree))
+
+
+@pytest.mark.parametrize("stamp", [float("nan"), -1.0, None])
+def test_a_task_whose_state_stamp_is_not_a_time_is_filtered_as_spiffworkflow_does(
+    stamp: float | None,
+) -> None:
+    """SpiffWorkflow's filter also asks for a state stamp not before 0: a task stored with
+    NaN or a negative stamp is not found, one with none fails the walk."""
+    run = Run(load(_parallel_model(), "par"))
+    run.start()
+    a = run.wf.get_tasks(spec_name="a")[0]
+    a.last_state_change = stamp
+    if stamp is None:
+        with pytest.raises(TypeError):
+            list(TaskIterator(run.wf.task_tree, state=TaskState.READY))
+        with pytest.raises(TypeError):
+            list(walk(run.wf.task_tree, state=TaskState.READY))
+        return
+    ours = list(walk(run.wf.task_tree, state=TaskState.READY))
+    assert ours == list(TaskIterator(run.wf.task_tree, state=TaskState.READY))
+    assert a not in ours and len(ours) == 2
 
 
 def _parallel_model() -> str:
