@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
 from engine_bridge.clock import Clock, SystemClock
 from engine_bridge.crashpoints import crashpoint
@@ -105,10 +106,12 @@ class Bridge:
         self.app_id = app_id
         self.system_account = system_account
         self.auto_deliver = auto_deliver and sender is not None
-        # Bean resolvers for translated JUEL calls; every script engine this bridge makes
-        # reads this one registry, so bridge.resolver() takes effect at once.
+        # Bean resolvers for translated JUEL calls; the script engine reads this one
+        # registry at every call, so bridge.resolver() takes effect at once.
         self.registry = Registry(resolvers=resolvers, services=services)
-        self.engine = Engine(clock=clock, script_engine=self._script_engine())
+        self.engine = Engine(
+            clock=clock, script_engine=RestrictedScriptEngine(registry=self.registry)
+        )
         # Live workflows of recent instances: a shortcut for loading the committed version
         # (engine_bridge/instance_cache.py says why it never serves anything else).
         self.instances = InstanceCache()
@@ -219,8 +222,10 @@ class Bridge:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _script_engine(self) -> RestrictedScriptEngine:
-        return RestrictedScriptEngine(registry=self.registry)
+    def _script_engine(self) -> PythonScriptEngine:
+        """The engine's own script engine: every action ends up running with it (the engine
+        attaches it to the workflow), so a workflow is loaded with it too."""
+        return self.engine.script_engine
 
     # ------------------------------------------------------------------ actions
     def start(
