@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -376,12 +376,8 @@ class Bridge:
         if record.status == "incident":
             raise self._in_incident(record, f"todo {task_id!r} cannot be completed")
         form = _check_data(data, what="completion data")
-        loaded = self._load(record)
-        wf = self.instances.checkout(
-            record,
-            loaded.definition,
-            script_engine=self._script_engine(),
-            state=lambda: self.store.instance_state(record.id, record.version),
+        loaded, wf = self._checkout(
+            record, state=lambda: self.store.instance_state(record.id, record.version)
         )
         facts = self.engine.complete(
             wf,
@@ -392,15 +388,12 @@ class Bridge:
             data=form,
             opinion=opinion,
         )
-        planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned, wf)
-        written = self._write(
+        return self._plan_and_write(
             record,
             wf,
             facts,
-            planned,
             kind="complete",
-            payload={
+            payload=lambda outcome: {
                 "task_id": task_id,
                 "node": _node_of(record.ledger, task_id),
                 "handler": handler,
@@ -410,7 +403,6 @@ class Bridge:
             },
             key=key,
         )
-        return outcome, written
 
     def cancel(self, instance_id: str, *, by: str, opinion: str = "") -> Outcome:
         """The business cancels an instance: its transaction is terminated at the centre.
@@ -418,26 +410,18 @@ class Bridge:
         record = self.store.get_instance(instance_id)
         if record.status not in ("running", "incident"):
             raise TaskNotOpenError(f"instance {instance_id} is {record.status}; cannot cancel")
-        loaded = self._load(record)
-        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
+        loaded, wf = self._checkout(record)
         facts = self.engine.cancel(wf, loaded.process, instance_id=record.id, by=by)
         if opinion:
             facts = _with_opinion(facts, opinion)
-        planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned, wf)
-        self._after_write(
-            self._write(
-                record,
-                wf,
-                facts,
-                planned,
-                kind="cancel",
-                payload={"by": by, "opinion": opinion},
-                key=None,
-                status="cancelled",
-            )
+        return self._step(
+            record,
+            wf,
+            facts,
+            kind="cancel",
+            payload={"by": by, "opinion": opinion},
+            status="cancelled",
         )
-        return outcome
 
     def tick(self, *, limit: int = 100) -> list[Outcome]:
         """Fire every timer that is due by the bridge's clock, and retry the incidents an
@@ -468,26 +452,13 @@ class Bridge:
         record = self.store.get_instance(instance_id)
         if record.status != "running":
             return None
-        loaded = self._load(record)
-        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
+        loaded, wf = self._checkout(record)
         facts = self.engine.tick(wf, loaded.process, instance_id=record.id)
         if facts is None:
             return None
-        planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned, wf)
-        self._after_write(
-            self._write(
-                record,
-                wf,
-                facts,
-                planned,
-                kind="tick",
-                payload={"at": now.isoformat()},
-                key=None,
-                deliver=False,
-            )
+        return self._step(
+            record, wf, facts, kind="tick", payload={"at": now.isoformat()}, deliver=False
         )
-        return outcome
 
     def deliver(self) -> DeliveryReport:
         """Send every outbox row that is due now; returns the relay's report. Rows that fail
@@ -551,20 +522,14 @@ class Bridge:
                 f"incident {incident.id} is {incident.status}; only an open incident can be retried"
             )
         record = self.store.get_instance(incident.instance_id)
-        loaded = self._load(record)
-        wf = self.instances.checkout(record, loaded.definition, script_engine=self._script_engine())
+        loaded, wf = self._checkout(record)
         facts = self.engine.retry(wf, loaded.process, instance_id=record.id)
-        planned = self._plan(facts, record.ledger)
-        outcome = self._outcome(facts, record.ledger, planned, wf)
         payload = {
             "incident": incident.id,
             "node": incident.node_id,
             "service": incident.service_key,
         }
-        self._after_write(
-            self._write(record, wf, facts, planned, kind="retry", payload=payload, key=None)
-        )
-        return outcome
+        return self._step(record, wf, facts, kind="retry", payload=payload)
 
     def _requested_retries(self, limit: int) -> list[Outcome]:
         """Retries asked for from the command line (which has none of our handlers). Only a
@@ -612,6 +577,65 @@ class Bridge:
         # keeps its own spec (stored once per version) and uses the current settings.
         process = self.library.get(record.process_id)
         return _Loaded(process=process, definition=definition)
+
+    def _checkout(
+        self, record: InstanceRecord, state: Callable[[], str] | None = None
+    ) -> tuple[_Loaded, Any]:
+        """The instance's process and its workflow at ``record.version`` (see
+        ``InstanceCache.checkout``; ``state`` reads the state when ``record`` has none)."""
+        loaded = self._load(record)
+        wf = self.instances.checkout(
+            record, loaded.definition, script_engine=self._script_engine(), state=state
+        )
+        return loaded, wf
+
+    def _step(
+        self,
+        record: InstanceRecord,
+        wf: Any,
+        facts: StepFacts,
+        *,
+        kind: str,
+        payload: dict[str, Any],
+        status: str | None = None,
+        deliver: bool = True,
+    ) -> Outcome:
+        """Plan, commit and follow up a step nobody completed a todo in (cancel, timer,
+        retry): no idempotency key."""
+        outcome, written = self._plan_and_write(
+            record, wf, facts, kind=kind, payload=payload, status=status, deliver=deliver
+        )
+        self._after_write(written)
+        return outcome
+
+    def _plan_and_write(
+        self,
+        record: InstanceRecord,
+        wf: Any,
+        facts: StepFacts,
+        *,
+        kind: str,
+        payload: dict[str, Any] | Callable[[Outcome], dict[str, Any]],
+        key: str | None = None,
+        status: str | None = None,
+        deliver: bool = True,
+    ) -> tuple[Outcome, _Written]:
+        """The step's calls and outcome, and its commit (``payload`` of the history entry,
+        or a function of the outcome giving it); what follows the commit is the caller's."""
+        planned = self._plan(facts, record.ledger)
+        outcome = self._outcome(facts, record.ledger, planned, wf)
+        written = self._write(
+            record,
+            wf,
+            facts,
+            planned,
+            kind=kind,
+            payload=payload(outcome) if callable(payload) else payload,
+            key=key,
+            status=status,
+            deliver=deliver,
+        )
+        return outcome, written
 
     def _plan(self, facts: StepFacts, ledger: Ledger) -> Plan:
         return plan_calls(facts, ledger, app_id=self.app_id, system_account=self.system_account)
