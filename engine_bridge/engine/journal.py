@@ -87,7 +87,7 @@ from engine_bridge.engine.state import (
     parse_json,
 )
 from engine_bridge.errors import EngineError
-from engine_bridge.json_text import COMPACT
+from engine_bridge.json_text import compact
 
 __all__ = [
     "COMPACT_RATIO",
@@ -250,7 +250,7 @@ def _whole(wf: Any, children: dict[Any, tuple[tuple[int, UUID | None], list[str]
         document["typename"] = REGISTRY.typenames[type(wf)]
         document[VERSION_KEY] = SERIALIZER_VERSION
         try:
-            return _dumps(document)
+            return _dumps(document, nulls=_nulls(records, document))
         except (TypeError, ValueError):
             pass
     return _dumps(dump_document(wf))
@@ -287,13 +287,10 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
                 dirty.add(parent)
     framed = [t for t in tasks.values() if t in dirty]
     records, memory = _records(framed, previous, changed)
-    document = {
-        "tasks": records,
-        "removed": [str(t.id) for t in removed],
-        "workflow": _workflow_fields(wf),
-    }
+    fields = _workflow_fields(wf)
+    document = {"tasks": records, "removed": [str(t.id) for t in removed], "workflow": fields}
     try:
-        frame = _pack(document)
+        frame = _pack(document, nulls=_nulls(records, fields))
     except (TypeError, ValueError):  # a value JSON cannot take: SpiffWorkflow's converters
         document["tasks"] = [REGISTRY.convert(t) for t in framed]
         memory = {}
@@ -561,12 +558,19 @@ def _workflow_fields(wf: Any) -> dict[str, Any]:
     }
 
 
-def _dumps(document: dict[str, Any]) -> str:
-    return COMPACT.encode(document)
+def _dumps(value: Any, *, nulls: int = 0) -> str:
+    return compact(value, nulls=nulls)
 
 
-def _pack(document: dict[str, Any], *, compress: bool = False) -> str:
-    return _pack_text(_dumps(document), compress=compress)
+def _nulls(records: list[Any], fields: dict[str, Any]) -> int:
+    """How many None :func:`_record` and :func:`_workflow_fields` put into a document
+    themselves (see :func:`~engine_bridge.json_text.compact`): a root's parent, no last task."""
+    roots = sum(1 for record in records if "parent" in record and record["parent"] is None)
+    return roots + (fields["last_task"] is None)
+
+
+def _pack(document: dict[str, Any], *, compress: bool = False, nulls: int = 0) -> str:
+    return _pack_text(_dumps(document, nulls=nulls), compress=compress)
 
 
 def _pack_text(text: str, *, compress: bool = False) -> str:

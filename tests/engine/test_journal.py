@@ -6,9 +6,12 @@ frame on top of a snapshot, loads the text back and compares it with the live wo
 
 from __future__ import annotations
 
+import enum
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
 from SpiffWorkflow.util.task import TaskState
@@ -24,6 +27,11 @@ from engine_bridge.engine.state import definition_json, dump_document
 from engine_bridge.errors import EngineError
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
 
 FORK = definitions(
     process(
@@ -452,3 +460,52 @@ def test_a_patch_of_an_unknown_format_is_refused() -> None:
     assert '"patch":1' in text
     with pytest.raises(EngineError, match="patch format 99"):
         _reload(run, text.replace('"patch":1', '"patch":99'))
+
+
+# Values JSON writes otherwise than orjson, or not at all (engine_bridge/json_text.py): each
+# must come back as json and SpiffWorkflow's converters bring it back, whether it is in a
+# snapshot, a whole record or a patch, in data or internal data. (A UUID or a datetime can
+# be stored in internal data only: SpiffWorkflow's own task converter does not convert data.)
+_INTERNAL_ONLY = {"uuid", "datetime"}
+_AWKWARD = {
+    "nan": (math.nan, lambda v: isinstance(v, float) and math.isnan(v)),
+    "infinity": (-math.inf, lambda v: v == -math.inf),
+    "uuid": (UUID(int=7), lambda v: v == UUID(int=7) and type(v) is UUID),
+    "datetime": (
+        datetime(2031, 1, 2, tzinfo=UTC),
+        lambda v: v == datetime(2031, 1, 2, tzinfo=UTC) and type(v) is datetime,
+    ),
+    "int enum": (_Level.HIGH, lambda v: v == 3),
+    "tuple": ((1, "a"), lambda v: v == [1, "a"]),
+    "big int": (2**70, lambda v: v == 2**70),
+    "none": (None, lambda v: v is None),
+    "null text": ("null", lambda v: v == "null"),
+}
+
+
+@pytest.mark.parametrize("kind", list(_AWKWARD))
+def test_values_json_and_orjson_write_differently_come_back_as_they_were(kind: str) -> None:
+    value, same = _AWKWARD[kind]
+    run = _started()
+    task = _task(run.wf, "a")
+
+    data = task.internal_data if kind in _INTERNAL_ONLY else task.data
+
+    def put(t: Any) -> None:
+        data["d"] = value
+        t.internal_data["v"] = [value]
+        t.internal_data["w"] = value
+
+    def put_more(t: Any) -> None:  # a patch: a new key, a grown list
+        data["d2"] = value
+        t.internal_data["v"] = [*t.internal_data["v"], value]
+
+    text, _frames = _frames_after(run, _touch(task, put), _touch(task), _touch(task, put_more))
+    snapshot = encode_state(run.wf, None).text
+    for stored in (text, snapshot):
+        loaded = _reload(run, stored).tasks[task.id]
+        values = loaded.internal_data if kind in _INTERNAL_ONLY else loaded.data
+        got = [values["d"], values["d2"], loaded.internal_data["w"]]
+        got += loaded.internal_data["v"]
+        assert len(got) == 5
+        assert all(same(v) for v in got), (kind, got)
