@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["COMPACT", "STRICT", "UTF8", "compact"]
+__all__ = ["COMPACT", "STRICT", "UTF8", "compact", "strict"]
 
 #: Compact UTF-8 text, for what only this library reads back (journal frames, JSON columns).
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -59,4 +59,22 @@ def compact(value: Any, *, nulls: int = 0) -> str:
     found = data.count(_NULL)
     if found != nulls and (found < nulls or orjson.loads(data) != value):
         return COMPACT.encode(value)
+    return data.decode("utf-8")
+
+
+def strict(value: Any) -> str:
+    """``STRICT.encode(value)`` read back alike: refuses NaN and the infinities (``ValueError``)
+    and what JSON has no form for (``TypeError``). The text is compact UTF-8 where STRICT
+    escapes every non-ASCII character: both read back as the same value.
+
+    orjson's text is kept under the rules of :func:`compact` (any ``null`` is checked by
+    reading the text back: a NaN would have become one); otherwise STRICT writes or refuses.
+    """
+    try:
+        data = orjson.dumps(value)
+        marshal.dumps(value)
+    except (TypeError, ValueError):
+        return STRICT.encode(value)
+    if _NULL in data and orjson.loads(data) != value:
+        return STRICT.encode(value)
     return data.decode("utf-8")

@@ -109,3 +109,28 @@ def test_fewer_nulls_than_the_caller_claims_is_left_to_json() -> None:
     # orjson writes one null for the NaN; a caller claiming one None must not make it pass
     assert compact(value, nulls=2) == COMPACT.encode(value)
     assert math.isnan(json.loads(compact(value, nulls=2))["x"])
+
+
+# -- strict: STRICT's refusals, compact text ------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [*PLAIN, {"a": None, "b": ["null"]}], ids=range(len(PLAIN) + 1))
+def test_strict_writes_plain_values_that_read_back_as_stricts_do(value: Any) -> None:
+    from engine_bridge.json_text import STRICT, strict
+
+    text = strict(value)
+    assert text == orjson.dumps(value).decode("utf-8")  # the fast path was taken
+    assert _same(json.loads(text), json.loads(STRICT.encode(value)))
+
+
+@pytest.mark.parametrize("value", DIFFERENT, ids=range(len(DIFFERENT)))
+def test_strict_refuses_or_writes_as_strict_does(value: Any) -> None:
+    from engine_bridge.json_text import STRICT, strict
+
+    try:
+        expected = STRICT.encode(value)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            strict(value)
+        return
+    assert _same(json.loads(strict(value)), json.loads(expected))

@@ -26,6 +26,7 @@ process's own.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -429,6 +430,11 @@ def initiator_variables(process: LoadedProcess) -> list[str]:
     return names
 
 
+#: Values JSON writes and reads back as themselves (exact types: a subclass, an enum say, reads
+#: back as its base type, so it takes the round trip).
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def check_data(data: Any, what: str) -> dict[str, Any]:
     """A JSON copy of ``data``: a dict with str keys and JSON-serialisable values."""
     if not isinstance(data, Mapping):
@@ -442,6 +448,10 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
                 f"{what}: key {key!r} is refused: keys must be non-empty and must not start "
                 "with '__' (those names belong to the script sandbox)"
             )
+        kind = type(value)
+        if kind in _SCALARS or (kind is float and math.isfinite(value)):
+            clean[key] = value  # what the JSON round trip below gives back, without it
+            continue
         try:
             clean[key] = json.loads(STRICT.encode(value))
         except (TypeError, ValueError) as exc:

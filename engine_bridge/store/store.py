@@ -26,7 +26,7 @@ from engine_bridge.errors import (
     UnknownProcessError,
 )
 from engine_bridge.facts import Ledger, LedgerTodo
-from engine_bridge.json_text import STRICT, compact
+from engine_bridge.json_text import compact, strict
 from engine_bridge.store import statements as sql
 from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_to_json
@@ -644,7 +644,7 @@ def _ledger_text(ledger: Ledger) -> str:
 def _json_text(value: Any, what: str) -> str:
     """``value`` as JSON text, refused with a clear error before the transaction."""
     try:
-        return STRICT.encode(dict(value))
+        return strict(dict(value))
     except (TypeError, ValueError) as exc:
         raise InvalidDataError(f"{what} cannot be stored as JSON: {exc}") from None
 

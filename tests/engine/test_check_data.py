@@ -1,0 +1,50 @@
+"""Completion and start data are copied as JSON would read them back, and refused when JSON
+has no form for them; plain scalars skip the round trip and must come back the same."""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+import pytest
+
+from engine_bridge.engine.runtime import check_data
+from engine_bridge.errors import InvalidDataError
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Name(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("同意", "同意"),
+        (7, 7),
+        (True, True),
+        (None, None),
+        (2.5, 2.5),
+        (-0.0, -0.0),
+        (Level.HIGH, 3),  # an int subclass reads back as an int
+        (Name("n"), "n"),
+        ((1, "a"), [1, "a"]),
+        ({"k": [1, {"x": None}]}, {"k": [1, {"x": None}]}),
+    ],
+)
+def test_values_come_back_as_json_reads_them(value: Any, expected: Any) -> None:
+    got = check_data({"v": value}, "data")["v"]
+    assert got == expected
+    assert type(got) is type(expected)
+    if isinstance(value, dict):
+        assert got is not value  # a copy: the caller's dict is never shared with the engine
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, [math.nan], object()])
+def test_values_json_cannot_take_are_refused_by_name(value: Any) -> None:
+    with pytest.raises(InvalidDataError, match="'v'"):
+        check_data({"ok": 1, "v": value}, "completion data")
