@@ -51,15 +51,7 @@ def compact(value: Any, *, nulls: int = 0) -> str:
 
     Otherwise ``json`` writes it, as it always did, and raises what it always raised.
     """
-    try:
-        data = orjson.dumps(value)
-        marshal.dumps(value)
-    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
-        return COMPACT.encode(value)
-    found = data.count(_NULL)
-    if found != nulls and (found < nulls or orjson.loads(data) != value):
-        return COMPACT.encode(value)
-    return data.decode("utf-8")
+    return _fast(value, nulls) or COMPACT.encode(value)
 
 
 def strict(value: Any) -> str:
@@ -67,14 +59,21 @@ def strict(value: Any) -> str:
     and what JSON has no form for (``TypeError``). The text is compact UTF-8 where STRICT
     escapes every non-ASCII character: both read back as the same value.
 
-    orjson's text is kept under the rules of :func:`compact` (any ``null`` is checked by
-    reading the text back: a NaN would have become one); otherwise STRICT writes or refuses.
+    orjson's text is kept under the rules of :func:`compact` (every ``null`` counts as data,
+    so any is checked by reading the text back); otherwise STRICT writes or refuses.
     """
+    return _fast(value, 0) or STRICT.encode(value)
+
+
+def _fast(value: Any, nulls: int) -> str | None:
+    """orjson's text of ``value`` when it reads back as json's would (see :func:`compact`);
+    None when it may not (never an empty string: JSON text is never empty)."""
     try:
         data = orjson.dumps(value)
         marshal.dumps(value)
-    except (TypeError, ValueError):
-        return STRICT.encode(value)
-    if _NULL in data and orjson.loads(data) != value:
-        return STRICT.encode(value)
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+        return None
+    found = data.count(_NULL)
+    if found != nulls and (found < nulls or orjson.loads(data) != value):
+        return None
     return data.decode("utf-8")

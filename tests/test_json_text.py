@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine_bridge.json_text import COMPACT, compact
+from engine_bridge.json_text import COMPACT, STRICT, compact, strict
 
 
 class Colour(enum.Enum):
@@ -70,22 +70,40 @@ DIFFERENT: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("value", PLAIN, ids=range(len(PLAIN)))
-def test_plain_json_values_are_written_by_orjson_and_read_back_the_same(value: Any) -> None:
-    text = compact(value)
+#: Each fast encoder and the json encoder it stands for.
+ENCODERS = {"compact": (compact, COMPACT), "strict": (strict, STRICT)}
+
+
+@pytest.mark.parametrize("encoder", list(ENCODERS))
+@pytest.mark.parametrize("value", [*PLAIN, {"a": None, "b": ["null"]}], ids=range(len(PLAIN) + 1))
+def test_plain_json_values_are_written_by_orjson_and_read_back_the_same(
+    value: Any, encoder: str
+) -> None:
+    fast, slow = ENCODERS[encoder]
+    text = fast(value)
     assert text == orjson.dumps(value).decode("utf-8")  # the fast path was taken
-    assert _same(json.loads(text), json.loads(COMPACT.encode(value)))
+    assert _same(json.loads(text), json.loads(slow.encode(value)))
 
 
+@pytest.mark.parametrize("encoder", list(ENCODERS))
 @pytest.mark.parametrize("value", DIFFERENT, ids=range(len(DIFFERENT)))
-def test_values_orjson_writes_otherwise_are_written_as_json_writes_them(value: Any) -> None:
+def test_values_orjson_writes_otherwise_are_written_as_json_writes_them(
+    value: Any, encoder: str
+) -> None:
+    """The same error as json's, or text that reads back as json's (STRICT also refuses NaN
+    and infinities; its text has spaces and escapes, compact's is exactly COMPACT's)."""
+    fast, slow = ENCODERS[encoder]
+    nulls = {"nulls": 1} if encoder == "compact" and "parent" in value else {}
     try:
-        expected = COMPACT.encode(value)
+        expected = slow.encode(value)
     except (TypeError, ValueError) as exc:
         with pytest.raises(type(exc)):
-            compact(value, nulls=1 if "parent" in value else 0)
+            fast(value, **nulls)
         return
-    assert compact(value, nulls=1 if "parent" in value else 0) == expected
+    text = fast(value, **nulls)
+    assert (
+        text == expected if encoder == "compact" else _same(json.loads(text), json.loads(expected))
+    )
 
 
 def test_a_nan_is_kept_though_the_caller_counted_its_own_nulls() -> None:
@@ -109,28 +127,3 @@ def test_fewer_nulls_than_the_caller_claims_is_left_to_json() -> None:
     # orjson writes one null for the NaN; a caller claiming one None must not make it pass
     assert compact(value, nulls=2) == COMPACT.encode(value)
     assert math.isnan(json.loads(compact(value, nulls=2))["x"])
-
-
-# -- strict: STRICT's refusals, compact text ------------------------------------------------
-
-
-@pytest.mark.parametrize("value", [*PLAIN, {"a": None, "b": ["null"]}], ids=range(len(PLAIN) + 1))
-def test_strict_writes_plain_values_that_read_back_as_stricts_do(value: Any) -> None:
-    from engine_bridge.json_text import STRICT, strict
-
-    text = strict(value)
-    assert text == orjson.dumps(value).decode("utf-8")  # the fast path was taken
-    assert _same(json.loads(text), json.loads(STRICT.encode(value)))
-
-
-@pytest.mark.parametrize("value", DIFFERENT, ids=range(len(DIFFERENT)))
-def test_strict_refuses_or_writes_as_strict_does(value: Any) -> None:
-    from engine_bridge.json_text import STRICT, strict
-
-    try:
-        expected = STRICT.encode(value)
-    except (TypeError, ValueError) as exc:
-        with pytest.raises(type(exc)):
-            strict(value)
-        return
-    assert _same(json.loads(strict(value)), json.loads(expected))
