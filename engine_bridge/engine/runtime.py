@@ -40,7 +40,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
-from engine_bridge.engine.scan import engine_work_ready, is_finished, ready_by_kind
+from engine_bridge.engine.scan import is_finished, ready_by_kind, resting_ready
 from engine_bridge.engine.script_engine import RestrictedScriptEngine, render_template
 from engine_bridge.engine.state import definition_json, restore_specs
 from engine_bridge.engine.timers import due_time
@@ -341,15 +341,20 @@ class Engine:
         """
         for _ in range(MAX_ENGINE_ROUNDS):
             try:
-                if engine_work_ready(wf):
+                resting = resting_ready(wf)
+                if resting is None:
                     wf.do_engine_steps()
-                else:
+                elif wf.event_manager.tasks:
                     wf.refresh_timers()  # all that do_engine_steps would do
+                    resting = None  # a timer may have fired
             except ServiceTaskError as exc:
                 _stop_at_service(exc)
                 setattr(wf, _LAST_STOP, exc.task)
                 return None
-            manual, engine_ready = ready_by_kind(wf)
+            if resting is None:
+                manual, engine_ready = ready_by_kind(wf)
+            else:  # nothing ran: the READY tasks are those found, all manual
+                manual, engine_ready = resting, False
             passing = pass_through(manual)
             for task in passing:
                 task.run()

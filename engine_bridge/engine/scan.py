@@ -20,7 +20,7 @@ from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
 
-__all__ = ["engine_work_ready", "is_finished", "ready_by_kind", "ready_tasks"]
+__all__ = ["is_finished", "ready_by_kind", "ready_tasks", "resting_ready"]
 
 _READY = TaskState.READY
 _NOT_FINISHED = TaskState.NOT_FINISHED_MASK
@@ -41,17 +41,23 @@ def is_finished(wf: Any) -> bool:
     return bool(wf.is_completed())
 
 
-def engine_work_ready(wf: Any) -> bool:
-    """Whether ``wf.do_engine_steps()`` has anything to run besides refreshing timers.
+def resting_ready(wf: Any) -> list[Any] | None:
+    """The READY tasks in tree order when ``wf.do_engine_steps()`` has nothing to run besides
+    refreshing timers; None when it has.
 
     With no subprocess, its rounds run the READY tasks that are not manual and nothing else;
-    when there are none (a completion that leaves only people to wait for: every signer of
-    a countersign but the last) they find none and change nothing, after walking the tree
-    to see. A subprocess has its own rounds: then the answer is always yes.
+    when there are none (a completion that leaves only people to wait for: every signer of a
+    countersign but the last) they find none and change nothing, after walking the tree to
+    see. The READY tasks found on the way to that answer are then the ones the step waits on,
+    unless a timer refresh changes them, and need not be looked for again. A subprocess has
+    its own rounds: then the answer is always None.
     """
     if wf.subprocesses:
-        return True
-    return any(t._state == _READY and not t.task_spec.manual for t in wf.tasks.values())
+        return None
+    ready = [t for t in wf.tasks.values() if t._state == _READY]
+    if not all(t.task_spec.manual for t in ready):
+        return None
+    return _in_tree_order(ready, wf.tasks) if len(ready) > 1 else ready
 
 
 def ready_tasks(wf: Any, *, manual: bool) -> list[Any]:

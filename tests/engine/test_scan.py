@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.util.task import TaskState
 
-from engine_bridge.engine.scan import engine_work_ready, ready_by_kind, ready_tasks
+from engine_bridge.engine.scan import ready_by_kind, ready_tasks, resting_ready
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -59,20 +60,18 @@ def test_ready_tasks_match_the_tree_walk(branches: list[str]) -> None:
 
 
 #: A parallel multi-instance user task over ``signers``, then one more user task.
+#: A parallel multi-instance user task: one instance per name in ``signers``.
+SIGN = user(
+    "sign",
+    "signer",
+    inner="<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>signers"
+    '</bpmn:loopDataInputRef><bpmn:inputDataItem id="signer"/>'
+    "</bpmn:multiInstanceLoopCharacteristics>",
+)
 COUNTERSIGN = definitions(
     process(
         "cs",
-        START
-        + user(
-            "sign",
-            "signer",
-            inner="<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>signers"
-            '</bpmn:loopDataInputRef><bpmn:inputDataItem id="signer"/>'
-            "</bpmn:multiInstanceLoopCharacteristics>",
-        )
-        + user("after", "'Z'")
-        + END
-        + chain("start", "sign", "after", "end"),
+        START + SIGN + user("after", "'Z'") + END + chain("start", "sign", "after", "end"),
     )
 )
 
@@ -112,23 +111,26 @@ def _engine_work_by_walking(wf: Any) -> bool:
 def test_engine_work_is_seen_whenever_spiffworkflow_would_run_something(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every time the engine asks ``engine_work_ready`` while it settles a step of a sample
-    scenario, the answer is what SpiffWorkflow's own walk finds (an engine task READY to run),
-    or yes when there are subprocesses; and before every step too."""
+    """Every time the engine asks ``resting_ready`` while it settles a step of a sample
+    scenario, the answer is None exactly when SpiffWorkflow's own walk finds an engine task
+    READY to run (always, with subprocesses), and otherwise the READY tasks SpiffWorkflow's
+    walk gives, in its order; and before every step too."""
     from engine_bridge.engine import runtime
 
     from .test_tree_walk import _scenario_steps, act
 
     answers: list[bool] = []
 
-    def checked(wf: Any) -> bool:
-        answer = engine_work_ready(wf)
+    def checked(wf: Any) -> list[Any] | None:
+        answer = resting_ready(wf)
         expected = _engine_work_by_walking(wf) or bool(wf.subprocesses)
-        assert answer is expected
-        answers.append(answer)
+        assert (answer is None) is expected
+        if answer is not None:
+            assert answer == list(BpmnTaskIterator(wf.task_tree, state=TaskState.READY))
+        answers.append(answer is None)
         return answer
 
-    monkeypatch.setattr(runtime, "engine_work_ready", checked)
+    monkeypatch.setattr(runtime, "resting_ready", checked)
     run, steps = _scenario_steps(name)
     for step in steps:
         checked(run.wf)
@@ -138,9 +140,9 @@ def test_engine_work_is_seen_whenever_spiffworkflow_would_run_something(
         assert False in answers, "and a step without any"
 
 
-def test_a_step_with_no_engine_work_only_refreshes_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_step_with_no_engine_work_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A countersign signer who is not the last: nothing for SpiffWorkflow's rounds to run,
-    so none run (the timers are still refreshed); the last signer's completion runs them."""
+    so none run, nor a timer refresh with no timer waiting; the last signer's runs them."""
     run = Run(load(COUNTERSIGN, "cs"))
     run.start({"signers": ["S0", "S1", "S2"]})
     calls: list[str] = []
@@ -154,9 +156,40 @@ def test_a_step_with_no_engine_work_only_refreshes_timers(monkeypatch: pytest.Mo
 
         monkeypatch.setattr(wf_class, name, recording)
     run.complete("sign", "S0")
-    assert calls == ["refresh_timers"]
+    assert calls == []
     calls.clear()
     run.complete("sign", "S1")
     run.complete("sign", "S2")
-    assert calls[0] == "refresh_timers" and "do_engine_steps" in calls
+    assert calls and calls[0] == "do_engine_steps"
     assert run.nodes() == ["after"]
+
+
+REMINDED_COUNTERSIGN = definitions(
+    process(
+        "csr",
+        START
+        + SIGN
+        + '<bpmn:boundaryEvent id="remind" attachedToRef="sign" cancelActivity="false">'
+        + '<bpmn:timerEventDefinition><bpmn:timeDuration>"PT1H"</bpmn:timeDuration>'
+        + "</bpmn:timerEventDefinition></bpmn:boundaryEvent>"
+        + user("chase", "'C1'")
+        + '<bpmn:endEvent id="chased"/>'
+        + user("after", "'Z'")
+        + END
+        + chain("start", "sign", "after", "end")
+        + chain("remind", "chase", "chased"),
+    )
+)
+
+
+def test_a_timer_due_fires_in_a_step_with_no_engine_work() -> None:
+    """A signer who is not the last leaves nothing for the engine to run, but a reminder on
+    the countersign has fallen due meanwhile (no tick yet): it fires within the step (the
+    completion updates the waiting tasks, and the step refreshes the timers as SpiffWorkflow's
+    rounds would), and the reminder's todo opens with it."""
+    run = Run(load(REMINDED_COUNTERSIGN, "csr"))
+    run.start({"signers": ["S0", "S1", "S2"]})
+    assert [t.node_id for t in run.facts.open_todos] == ["sign"]
+    run.clock.advance(timedelta(hours=2))
+    facts = run.complete("sign", "S0")
+    assert sorted(t.node_id for t in facts.open_todos) == ["chase", "sign"]
