@@ -271,12 +271,12 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
     # A task no longer in the workflow (the id check keeps a task SpiffWorkflow replaced by
     # a new object of the same id: that one is framed as new, and must not be removed).
     removed = [t for t in old if t.id not in tasks] if len(tasks) - new != len(old) else []
+    parents: set[Any] = set()  # of a task changed or removed: most likely changed too
     for task in removed:
         parent = tasks.get(task._parent) if task._parent is not None else None
         if parent is not None:
-            dirty.add(parent)
+            parents.add(parent)
     for task in changed:
-        dirty.add(task)
         for child_id in task._children:
             child = tasks.get(child_id)
             if child is not None:
@@ -284,9 +284,11 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
         if task._parent is not None:
             parent = tasks.get(task._parent)
             if parent is not None:
-                dirty.add(parent)
+                parents.add(parent)
+    dirty |= changed
+    dirty |= parents
     framed = [t for t in tasks.values() if t in dirty]
-    records, memory = _records(framed, previous, changed)
+    records, memory = _records(framed, previous, changed, parents)
     fields = _workflow_fields(wf)
     document = {"tasks": records, "removed": [str(t.id) for t in removed], "workflow": fields}
     try:
@@ -311,7 +313,7 @@ def _frame(wf: Any, previous: StoredState) -> Encoded | None:
 
 
 def _records(
-    framed: list[Any], previous: StoredState, changed: set[Any]
+    framed: list[Any], previous: StoredState, changed: set[Any], parents: set[Any]
 ) -> tuple[list[Any], dict[Any, Any]]:
     """The frame's record of each task (a patch where one is possible) and what the stored
     state holds for each of them afterwards. A task is remembered only from its second frame
@@ -321,14 +323,17 @@ def _records(
     A remembered task whose state did not change (not in ``changed``) and whose patch would
     change nothing else is left out of the frame and stays remembered as it was: the tasks
     ahead of a countersign are looked at after every completion (SpiffWorkflow may
-    re-evaluate them) and are almost always as stored."""
+    re-evaluate them) and are almost always as stored. The quick answer (:func:`_unchanged`)
+    is not asked of the ``parents`` of a task that changed: a parent has almost always
+    changed too (a countersign's multi-instance task merges each signer's output) and goes
+    straight to its patch, which tells the rare unchanged one as well."""
     known = previous.memory
     records: list[Any] = []
     memory: dict[Any, _Memory | None] = {}
     for task in framed:
         last = known.get(task, _MISSING)
         if last is not _MISSING and last is not None:
-            if task not in changed and _unchanged(task, last):
+            if task not in changed and task not in parents and _unchanged(task, last):
                 memory[task] = last
                 continue
             patched = _patch(task, last)

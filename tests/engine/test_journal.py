@@ -509,3 +509,28 @@ def test_values_json_and_orjson_write_differently_come_back_as_they_were(kind: s
         got += loaded.internal_data["v"]
         assert len(got) == 5
         assert all(same(v) for v in got), (kind, got)
+
+
+def test_the_parent_of_a_changed_task_goes_straight_to_its_patch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A parent of a task that changed is patched without the quick "as stored?" check (a
+    countersign's multi-instance task changes with every signer); when it has not changed
+    after all, its patch says so and it is left out of the frame, as the check would."""
+    run = _started()
+    child = _task(run.wf, "a")
+    parent = run.wf.tasks[child._parent]
+    quick: list[Any] = []
+    real = journal._unchanged
+
+    def counting(task: Any, last: Any) -> bool:
+        quick.append(task)
+        return bool(real(task, last))
+
+    monkeypatch.setattr(journal, "_unchanged", counting)
+    text, frames = _frames_after(run, *[_touch(child)] * 3)
+    parent_id = str(parent.id)
+    assert [parent_id in frame for frame in frames] == [True, True, False]
+    assert parent not in quick
+    assert quick, "the tasks ahead still get the quick check"
+    _assert_same(run.wf, _reload(run, text))
