@@ -534,3 +534,49 @@ def test_the_parent_of_a_changed_task_goes_straight_to_its_patch(
     assert parent not in quick
     assert quick, "the tasks ahead still get the quick check"
     _assert_same(run.wf, _reload(run, text))
+
+
+class _FakeTask:
+    def __init__(self, n: int) -> None:
+        self.id = UUID(int=n)
+        self.last_state_change = float(n)
+
+
+def _tasks(*tasks: _FakeTask) -> dict[UUID, Any]:
+    return {t.id: t for t in tasks}
+
+
+def test_changes_are_found_position_by_position_while_old_tasks_stay_in_place() -> None:
+    """A new stamp object (even of an equal value) marks a change, new tasks at the end are
+    changed, and nothing is removed."""
+    a, b, c = _FakeTask(1), _FakeTask(2), _FakeTask(3)
+    workflow = type("W", (), {"tasks": _tasks(a, b, c)})()
+    before = journal._stamps(workflow)
+    b.last_state_change = float("2")  # equal value, new object: SpiffWorkflow set it again
+    d = _FakeTask(4)
+    workflow.tasks[d.id] = d
+    changed, removed = journal._changes(journal._stamps(workflow), before, workflow.tasks)
+    assert changed == {b, d}
+    assert removed == []
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced", "moved to the end"])
+def test_changes_when_old_tasks_are_not_where_they_were(how: str) -> None:
+    """A removed task is reported as removed (its parent is framed again); a task replaced by
+    a new object of the same id is new, and not removed; a task moved in the dict is not
+    changed unless its stamp is."""
+    a, b, c = _FakeTask(1), _FakeTask(2), _FakeTask(3)
+    workflow = type("W", (), {"tasks": _tasks(a, b, c)})()
+    before = journal._stamps(workflow)
+    c.last_state_change = 30.0
+    if how == "removed":
+        del workflow.tasks[b.id]
+        expected: tuple[set[Any], list[Any]] = ({c}, [b])
+    elif how == "replaced":
+        again = _FakeTask(2)
+        workflow.tasks[b.id] = again
+        expected = ({again, c}, [])
+    else:
+        workflow.tasks[a.id] = workflow.tasks.pop(a.id)
+        expected = ({c}, [])
+    assert journal._changes(journal._stamps(workflow), before, workflow.tasks) == expected
