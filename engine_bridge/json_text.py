@@ -42,9 +42,10 @@ def compact(value: Any, *, nulls: int = 0) -> str:
 
     orjson's text is kept when both hold:
 
-    - ``marshal`` takes ``value``: it refuses every type but the exact built-in ones, so no
-      UUID, enum, dataclass, datetime or subclass is in it (sets, bytes, integers past 64
-      bits and keys that are not strings make orjson itself refuse);
+    - ``marshal`` takes ``value``: it takes a few exact built-in types only, so no UUID,
+      enum, dataclass, datetime or subclass is in it (of the types it takes, those JSON has
+      no form for, sets, bytes, complex numbers, and integers past 64 bits and keys that are
+      not strings, make orjson itself refuse);
     - the text holds no ``null`` beyond the caller's, so no NaN or infinity was in it;
       with more (``None`` values in the data, or "null" inside a string) it is read back
       and compared with ``value``.

@@ -124,6 +124,7 @@ def test_none_in_data_is_checked_by_reading_back_and_kept() -> None:
 
 def test_fewer_nulls_than_the_caller_claims_is_left_to_json() -> None:
     value = {"x": math.nan}
-    # orjson writes one null for the NaN; a caller claiming one None must not make it pass
+    # orjson writes one null for the NaN; a caller claiming more None than the text holds
+    # has miscounted, and the text is not trusted
     assert compact(value, nulls=2) == COMPACT.encode(value)
     assert math.isnan(json.loads(compact(value, nulls=2))["x"])

@@ -436,8 +436,10 @@ def initiator_variables(process: LoadedProcess) -> list[str]:
 
 
 #: Values JSON writes and reads back as themselves (exact types: a subclass, an enum say, reads
-#: back as its base type, so it takes the round trip).
-_SCALARS = frozenset({str, int, bool, type(None)})
+#: back as its base type, so it takes the round trip). An int only within 64 bits: Python
+#: refuses to write one of more than 4300 digits, and the round trip must say so here.
+_SCALARS = frozenset({str, bool, type(None)})
+_INT_MIN, _INT_END = -(2**63), 2**64
 
 
 def check_data(data: Any, what: str) -> dict[str, Any]:
@@ -454,7 +456,11 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
                 "with '__' (those names belong to the script sandbox)"
             )
         kind = type(value)
-        if kind in _SCALARS or (kind is float and math.isfinite(value)):
+        if (
+            kind in _SCALARS
+            or (kind is int and _INT_MIN <= value < _INT_END)
+            or (kind is float and math.isfinite(value))
+        ):
             clean[key] = value  # what the JSON round trip below gives back, without it
             continue
         try:

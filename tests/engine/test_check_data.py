@@ -26,6 +26,8 @@ class Name(str):
     [
         ("同意", "同意"),
         (7, 7),
+        (2**70, 2**70),  # past 64 bits: through the round trip, which gives it back
+        (-(2**63), -(2**63)),
         (True, True),
         (None, None),
         (2.5, 2.5),
@@ -44,7 +46,11 @@ def test_values_come_back_as_json_reads_them(value: Any, expected: Any) -> None:
         assert got is not value  # a copy: the caller's dict is never shared with the engine
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, [math.nan], object()])
+@pytest.mark.parametrize(
+    "value",
+    [math.nan, math.inf, -math.inf, [math.nan], object(), 10**5000, -(10**5000)],
+    ids=["nan", "inf", "-inf", "nan in a list", "object", "5001 digits", "-5001 digits"],
+)
 def test_values_json_cannot_take_are_refused_by_name(value: Any) -> None:
     with pytest.raises(InvalidDataError, match="'v'"):
         check_data({"ok": 1, "v": value}, "completion data")

@@ -580,3 +580,21 @@ def test_changes_when_old_tasks_are_not_where_they_were(how: str) -> None:
         workflow.tasks[a.id] = workflow.tasks.pop(a.id)
         expected = ({c}, [])
     assert journal._changes(journal._stamps(workflow), before, workflow.tasks) == expected
+
+
+@pytest.mark.parametrize("where", ["data", "internal_data"])
+def test_a_single_nan_comes_back_from_a_snapshot_and_a_frame(where: str) -> None:
+    """One NaN alone is one ``null`` in orjson's text: exactly what a miscount of the
+    document's own nulls (a root's parent, no last task) would let through as a None."""
+    run = _started()
+    task = _task(run.wf, "a")
+    getattr(task, where)["x"] = math.nan
+    snapshot = encode_state(run.wf, None).text
+    assert math.isnan(getattr(_reload(run, snapshot).tasks[task.id], where)["x"])
+
+    run = _started()
+    task = _task(run.wf, "a")
+    text, _frames = _frames_after(
+        run, _touch(task, lambda t: getattr(t, where).__setitem__("x", math.nan))
+    )
+    assert math.isnan(getattr(_reload(run, text).tasks[task.id], where)["x"])

@@ -193,3 +193,54 @@ def test_a_timer_due_fires_in_a_step_with_no_engine_work() -> None:
     run.clock.advance(timedelta(hours=2))
     facts = run.complete("sign", "S0")
     assert sorted(t.node_id for t in facts.open_todos) == ["chase", "sign"]
+
+
+def test_settling_fires_a_timer_due_with_nothing_else_to_run() -> None:
+    """Settling alone (no completion before it to update the waiting tasks) refreshes the
+    timers when nothing else is left to run, and runs what a fired timer made ready."""
+    run = Run(load(REMINDED_COUNTERSIGN, "csr"))
+    run.start({"signers": ["S0", "S1", "S2"]})
+    run.clock.advance(timedelta(hours=2))
+    ready = run.engine._advance(run.wf)
+    assert ready is not None
+    assert sorted({t.task_spec.bpmn_id for t in ready}) == ["chase", "sign"]
+
+
+LOOP_IN_A_BRANCH = definitions(
+    process(
+        "loop",
+        START
+        + '<bpmn:parallelGateway id="split"/>'
+        + user("a", "'A1'")
+        + user("b", "'B1'")
+        + user("c", "'C1'")
+        + '<bpmn:exclusiveGateway id="g"/><bpmn:parallelGateway id="join"/>'
+        + END
+        + flow("start", "split")
+        + flow("split", "a")
+        + flow("split", "b")
+        + flow("split", "c")
+        + flow("a", "g")
+        + flow("g", "a", "again == True", "back")
+        + flow("g", "join", "again == False", "on")
+        + flow("b", "join")
+        + flow("c", "join")
+        + flow("join", "end"),
+    )
+)
+
+
+def test_a_step_with_nothing_to_run_keeps_the_tree_order_of_its_todos() -> None:
+    """After a loop back in the first branch of a fork, its READY task is newer than the
+    third branch's; a step that leaves nothing for the engine (the join waits) must still
+    give the todos in the tree's order, not in the order the tasks were made."""
+    run = Run(load(LOOP_IN_A_BRANCH, "loop"))
+    run.start()
+    run.complete("a", "A1", {"again": True})
+    made = [t.task_spec.bpmn_id for t in run.wf.tasks.values() if t._state == TaskState.READY]
+    assert made == ["b", "c", "a"]  # the case this test is for
+    run.complete("b", "B1")
+    walked = [
+        t.task_spec.bpmn_id for t in BpmnTaskIterator(run.wf.task_tree, state=TaskState.READY)
+    ]
+    assert run.nodes() == walked == ["a", "c"]
