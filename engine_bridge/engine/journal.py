@@ -564,7 +564,7 @@ def _changes(now: _Stamps, old: _Stamps, tasks: dict[UUID, Any]) -> tuple[set[An
     """
     count = len(old.tasks)
     if len(now.tasks) >= count and all(map(is_, now.tasks, old.tasks)):
-        # the old tasks all where they were: compare position by position (in C)
+        # the old tasks are all still where they were: compare position by position (in C)
         changed = set(compress(now.tasks, map(is_not, now.stamps, old.stamps)))
         changed.update(now.tasks[count:])
         return changed, []
