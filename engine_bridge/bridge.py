@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
 from engine_bridge.clock import Clock, SystemClock
 from engine_bridge.crashpoints import crashpoint
@@ -221,11 +220,6 @@ class Bridge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _script_engine(self) -> PythonScriptEngine:
-        """The engine's own script engine: every action ends up running with it (the engine
-        attaches it to the workflow), so a workflow is loaded with it too."""
-        return self.engine.script_engine
 
     # ------------------------------------------------------------------ actions
     def start(
@@ -482,7 +476,7 @@ class Bridge:
         if record.status not in ("running", "incident"):
             return []
         loaded = self._load(record)
-        wf = load_state(record.state, loaded.definition, script_engine=self._script_engine())
+        wf = load_state(record.state, loaded.definition, script_engine=self.engine.script_engine)
         return [
             _todo_view(instance_id, t)
             for t in self.engine.open_todos(wf, loaded.process, instance_id=instance_id)
@@ -584,8 +578,10 @@ class Bridge:
         """The instance's process and its workflow at ``record.version`` (see
         ``InstanceCache.checkout``; ``state`` reads the state when ``record`` has none)."""
         loaded = self._load(record)
+        # The engine's own script engine: every action runs with it (the engine attaches it
+        # to the workflow), so the workflow is loaded with it too.
         wf = self.instances.checkout(
-            record, loaded.definition, script_engine=self._script_engine(), state=state
+            record, loaded.definition, script_engine=self.engine.script_engine, state=state
         )
         return loaded, wf
 

@@ -54,10 +54,8 @@ def resting_ready(wf: Any) -> list[Any] | None:
     """
     if wf.subprocesses:
         return None
-    ready = [t for t in wf.tasks.values() if t._state == _READY]
-    if not all(t.task_spec.manual for t in ready):
-        return None
-    return _in_tree_order(ready, wf.tasks) if len(ready) > 1 else ready
+    manual, engine_ready = ready_by_kind(wf)
+    return None if engine_ready else manual
 
 
 def ready_tasks(wf: Any, *, manual: bool) -> list[Any]:

@@ -26,7 +26,7 @@ from engine_bridge.errors import (
     UnknownProcessError,
 )
 from engine_bridge.facts import Ledger, LedgerTodo
-from engine_bridge.json_text import compact, strict
+from engine_bridge.json_text import strict
 from engine_bridge.store import statements as sql
 from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_to_json
@@ -314,7 +314,7 @@ class Store:
         """
         _check_status(step.status)
         driver = self._driver
-        ledger_text = _ledger_text(step.ledger)
+        ledger_text = _ledger_text(driver, step.ledger)
         items = [
             _json_text(call.item, f"call {n} ({call.endpoint.value})")
             for n, call in enumerate(step.calls, 1)
@@ -497,7 +497,7 @@ class Store:
                 "todo_id": todo_id,
                 "instance_id": instance_id,
                 "position": pos,
-                "todo": compact(todo_to_json(todo)),
+                "todo": driver.json(todo_to_json(todo)),
             }
             owner = driver.run(conn, step_sql.TODO_OWNER, {"todo_id": todo_id}).fetchone()
             if owner is not None and owner[0] != instance_id:
@@ -514,7 +514,7 @@ class Store:
             # an index row the previous ledger had open was closed: open it again
             by_id = {t.todo_id: t for t in step.ledger.open}
             reopened = [
-                {**values, "todo": compact(todo_to_json(by_id[values["todo_id"]]))}
+                {**values, "todo": driver.json(todo_to_json(by_id[values["todo_id"]]))}
                 for values in moved
             ]
             driver.many(conn, step_sql.UPDATE_TODO, reopened)
@@ -635,10 +635,11 @@ def _check_status(status: str) -> None:
         )
 
 
-def _ledger_text(ledger: Ledger) -> str:
-    """The ledger's JSON column text (a countersign's lists every signer, at every step)."""
+def _ledger_text(driver: Driver, ledger: Ledger) -> str:
+    """The ledger's JSON column text (a countersign's lists every signer, at every step);
+    its only None values are these two fields."""
     nulls = (ledger.last_todo_id is None) + (ledger.transaction_id is None)
-    return compact(ledger_to_json(ledger), nulls=nulls)
+    return driver.json(ledger_to_json(ledger), nulls=nulls)
 
 
 def _json_text(value: Any, what: str) -> str:
