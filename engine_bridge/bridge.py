@@ -250,7 +250,7 @@ class Bridge:
             initiator_name=initiator_name,
         )
         planned = self._plan(facts, Ledger())
-        self._store_definition(process, definition)
+        definition_key = (process.process_id, process.version)
         crashpoint("bridge.after_engine_step")
         stop = self.engine.stopped_at(wf)
         claim = self._step_claim()
@@ -281,12 +281,16 @@ class Bridge:
                 None,
             ),
             next_timer_at=None if stop else self.engine.next_timer_at(wf),
+            # Stored with the first start of its version, in that start's transaction: a
+            # refused start writes nothing at all.
+            definition=None if definition_key in self._definitions else definition,
         )
         version = self.store.commit_step(
             step,
             incident=_incident_change(stop, was="running", status="running"),
             claim=claim,
         )
+        self._definitions[definition_key] = definition
         _log_stop(instance_id, stop)
         self.instances.checkin(
             instance_id,
@@ -553,14 +557,6 @@ class Bridge:
         )
 
     # ------------------------------------------------------------------ internals
-    def _store_definition(self, process: LoadedProcess, definition: str) -> None:
-        """Store the definition once per version, when a start has succeeded in memory: a
-        refused start writes nothing at all."""
-        cache_key = (process.process_id, process.version)
-        if cache_key not in self._definitions:
-            self.store.put_definition(process.process_id, process.version, definition)
-            self._definitions[cache_key] = definition
-
     def _load(self, record: InstanceRecord) -> _Loaded:
         cache_key = (record.process_id, record.definition_version)
         definition = self._definitions.get(cache_key)

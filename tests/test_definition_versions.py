@@ -7,7 +7,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
+from engine_bridge import crashpoints
 from engine_bridge.bridge import Bridge
+from engine_bridge.crashpoints import CrashPointReached
+from engine_bridge.engine.state import definition_json
+from engine_bridge.errors import ConflictError, UnknownProcessError
 from engine_bridge.testing.fake_center import FakeCenter
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
@@ -56,3 +62,33 @@ def test_an_instance_reaching_a_node_the_new_files_renamed_uses_its_own_definiti
         out = bridge.complete(inst.todos[0].task_id, handler="T001", data={"approved": True})
         assert out.status == "next"
         assert [(t.node_id, t.handlers) for t in out.created] == [("dean_review", ("D001",))]
+
+
+def test_a_first_start_that_dies_before_its_commit_leaves_no_definition(tmp_path: Path) -> None:
+    """The definition of a version rides in its first start's transaction: a start that
+    never commits leaves neither, and the start after it stores both."""
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    with Bridge.open(WORKFLOWS, database=db, center=FakeCenter().transport()) as bridge:
+        version = bridge.library.get("leave_approval").version
+        with crashpoints.armed("store.before_commit"), pytest.raises(CrashPointReached):
+            bridge.start("leave_approval", initiator="1", data=LEAVE)
+        assert bridge.store.list_instances() == []
+        with pytest.raises(UnknownProcessError):
+            bridge.store.get_definition("leave_approval", version)
+        started = bridge.start("leave_approval", initiator="1", data=LEAVE)
+        stored = bridge.store.get_definition("leave_approval", version)
+        assert stored == definition_json(bridge.library.get("leave_approval"))
+        assert [r.id for r in bridge.store.list_instances()] == [started.id]
+
+
+def test_a_start_under_a_version_stored_with_other_text_is_refused_whole(tmp_path: Path) -> None:
+    """A version never stands for two definitions: when the database holds other text
+    under it, the start is refused and writes nothing."""
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    with Bridge.open(WORKFLOWS, database=db, center=FakeCenter().transport()) as bridge:
+        version = bridge.library.get("leave_approval").version
+        bridge.store.put_definition("leave_approval", version, '{"other": true}')
+        with pytest.raises(ConflictError, match="new version"):
+            bridge.start("leave_approval", initiator="1", data=LEAVE)
+        assert bridge.store.list_instances() == []
+        assert bridge.store.outbox() == []

@@ -92,6 +92,12 @@ class StepRecord:
     with that version): the todo index is then brought in line by comparing the two ledgers
     and writing only the todos that changed, instead of reading the index and rewriting
     every open todo (a countersign's todo lists all its signers).
+
+    ``definition``, when given, is the process definition at ``definition_version``, for a
+    caller that does not know it stored: it is written in the step's own transaction unless
+    that version is stored already, and refused (``ConflictError``, nothing written) when the
+    stored text differs. A first start then costs one transaction, not two, and never leaves
+    a definition behind without the instance it was stored for.
     """
 
     instance_id: str
@@ -108,6 +114,7 @@ class StepRecord:
     next_timer_at: datetime | None = None
     state_frame: str | None = None
     ledger_before: Ledger | None = None
+    definition: str | None = None
 
 
 @dataclass(frozen=True)

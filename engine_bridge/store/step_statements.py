@@ -12,7 +12,9 @@ from engine_bridge.store.driver import Statement
 
 __all__ = [
     "CLOSE_TODO",
+    "DEFINITION_TEXT",
     "DELETE_FRAMES",
+    "INSERT_DEFINITION",
     "INSERT_FRAME",
     "INSERT_HISTORY",
     "INSERT_INSTANCE",
@@ -62,6 +64,17 @@ INSTANCE_BY_TODO_WITHOUT_STATE = Statement(
 #: version it finds (``Store.find_by_todo``'s ``known_ledger``).
 INSTANCE_HEAD_BY_TODO = Statement(
     f"SELECT {', '.join(f'i.{c}' for c in INSTANCE_HEAD_COLUMNS)} {_BY_TODO}"
+)
+
+#: A process version's definition, unless that version is stored already (then the caller
+#: compares the stored text: the same version never stands for two definitions).
+INSERT_DEFINITION = Statement(
+    "INSERT INTO definitions (process_id, version, definition) "
+    "VALUES (:process_id, :version, :definition) ON CONFLICT (process_id, version) DO NOTHING"
+)
+
+DEFINITION_TEXT = Statement(
+    "SELECT definition FROM definitions WHERE process_id = :process_id AND version = :version"
 )
 
 INSTANCE_ID_TAKEN = Statement("SELECT 1 FROM instances WHERE id = :instance_id")

@@ -326,6 +326,8 @@ class Store:
         transaction = self._db.write() if incident is not None else self._db.driver_write()
         try:
             with transaction as conn:
+                if step.definition is not None:
+                    self._put_definition(conn, step)
                 if step.expected_version is None:
                     version, first_seq, history_seq = self._create(conn, step, ledger_text, at)
                 else:
@@ -368,6 +370,23 @@ class Store:
                 raise ConflictError(_integrity_message(step, detail)) from None
             raise
         return version
+
+    def _put_definition(self, conn: StepConnection, step: StepRecord) -> None:
+        """The step's definition, stored unless its version is; a different stored text is
+        refused, as ``put_definition`` refuses it."""
+        key = {"process_id": step.process_id, "version": step.definition_version}
+        inserted = self._driver.run(
+            conn, step_sql.INSERT_DEFINITION, {**key, "definition": step.definition}
+        ).rowcount
+        if inserted:
+            return
+        stored = self._driver.run(conn, step_sql.DEFINITION_TEXT, key).fetchone()
+        if stored is None or stored[0] != step.definition:
+            raise ConflictError(
+                f"process {step.process_id!r} version {step.definition_version!r} is already "
+                "stored with a different definition; give the changed definition a new version",
+                retryable=False,
+            )
 
     def _create(
         self, conn: StepConnection, step: StepRecord, ledger_text: str, at: Any

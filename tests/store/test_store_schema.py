@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import pytest
 
 from engine_bridge.errors import ConflictError, UnknownProcessError
-from engine_bridge.store import SCHEMA_VERSION, SchemaError, Store
+from engine_bridge.facts import Endpoint
+from engine_bridge.store import SCHEMA_VERSION, SchemaError, StepRecord, Store
+
+StepFactory = Callable[..., StepRecord]
+ADD = Endpoint.ADD_TRANSACTION
 
 
 def test_open_creates_the_schema_and_upgrade_is_idempotent(db_url: str) -> None:
@@ -38,6 +45,35 @@ def test_a_definition_is_stored_once_per_version(store: Store) -> None:
     assert caught.value.retryable is False
     assert store.get_definition("leave", "v1") == "<one/>"
     assert store.get_definition("leave", "v2") == "<two/>"
+
+
+def test_a_step_stores_its_definition_in_its_own_transaction(
+    store: Store, make_step: StepFactory
+) -> None:
+    """A first start carries its definition: stored with the instance, a no-op when that
+    version is stored already, and a different text refuses the whole step."""
+    store.commit_step(replace(make_step("i1"), definition="<one/>"))
+    assert store.get_definition("leave_approval", "v1") == "<one/>"
+    store.commit_step(replace(make_step("i2"), definition="<one/>"))
+    assert {r.id for r in store.list_instances()} == {"i1", "i2"}
+    with pytest.raises(ConflictError, match="new version") as caught:
+        store.commit_step(replace(make_step("i3", calls=[(ADD, {"n": 1})]), definition="<two/>"))
+    assert caught.value.retryable is False
+    assert store.get_definition("leave_approval", "v1") == "<one/>"
+    assert {r.id for r in store.list_instances()} == {"i1", "i2"}
+    assert store.outbox() == []
+
+
+def test_a_refused_step_leaves_its_definition_unstored(
+    store: Store, make_step: StepFactory
+) -> None:
+    """The definition is written in the step's transaction, so a step refused after it
+    (here: the instance id is taken) takes the definition back with it."""
+    store.commit_step(make_step("i1"))
+    with pytest.raises(ConflictError, match="already exists"):
+        store.commit_step(replace(make_step("i1", process_id="other"), definition="<x/>"))
+    with pytest.raises(UnknownProcessError):
+        store.get_definition("other", "v1")
 
 
 def test_an_unknown_definition_is_named_in_the_error(store: Store) -> None:
