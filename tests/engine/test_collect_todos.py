@@ -1,0 +1,175 @@
+"""``collect_todos`` against a plain pass over every READY task, one task at a time.
+
+The engine decides once per run of tasks sharing a spec and a parent and reads the handlers
+kept on each instance in place; this reference is the rule it must keep: todos in tree order,
+one per countersign node, its handlers the open instances' kept handlers in order (a name
+twice refused), its groups their union in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine_bridge.engine.countersign import parallel_parent
+from engine_bridge.engine.todos import (
+    TodoContext,
+    assignment,
+    collect_todos,
+    is_todo_task,
+    ready_manual_tasks,
+    todo_id_of,
+)
+from engine_bridge.errors import EngineError
+
+from .kit import END, START, Run, definitions, flow, load, process, user
+
+
+def _loop(collection: str, item: str) -> str:
+    return (
+        "<bpmn:multiInstanceLoopCharacteristics>"
+        f"<bpmn:loopDataInputRef>{collection}</bpmn:loopDataInputRef>"
+        f'<bpmn:inputDataItem id="{item}" name="{item}"/>'
+        "</bpmn:multiInstanceLoopCharacteristics>"
+    )
+
+
+# Three branches at once: a countersign with a handling group, a countersign whose every
+# instance names two people (and a group of its own), and a plain task.
+BRANCHES = definitions(
+    process(
+        "branches",
+        START
+        + '<bpmn:parallelGateway id="split"/><bpmn:parallelGateway id="join"/>'
+        + user("sign", "signer", inner=_loop("signers", "signer"), handlingGroup="'office'")
+        + user("pairs", "pair", inner=_loop("pairs", "pair"), handlingGroup="team")
+        + user("plain", "'P1'")
+        + END
+        + flow("start", "split")
+        + "".join(flow("split", n) + flow(n, "join") for n in ("sign", "pairs", "plain"))
+        + flow("join", "end"),
+    )
+)
+
+DATA = {
+    "signers": ["s1", "s2", "s3"],
+    "pairs": [["a1", "a2"], "b1,b2", ["c1"]],
+    "team": ["t-1", "t-2"],
+}
+
+
+Found = list[tuple[str, tuple[str, ...], tuple[str, ...]]]
+
+
+def _reference(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> Found:
+    slots: list[Any] = []
+    entries: dict[Any, tuple[Any, dict[str, None], dict[str, None]]] = {}
+    for task in ready_manual_tasks(wf) if ready is None else ready:
+        if not is_todo_task(task):
+            continue
+        handlers, groups = assignment(task, ctx)
+        parent = parallel_parent(task)
+        if parent is None:
+            slots.append((task, handlers, groups))
+            continue
+        if parent.id not in entries:
+            entries[parent.id] = (parent, {}, {})
+            slots.append(parent.id)
+        _anchor, names, kept_groups = entries[parent.id]
+        for name in handlers:
+            if name in names:
+                raise EngineError(f"{name!r} to sign twice")
+            names[name] = None
+        kept_groups.update(dict.fromkeys(groups))
+    found = []
+    for slot in slots:
+        if isinstance(slot, tuple):
+            task, handlers, groups = slot
+            found.append((todo_id_of(ctx.instance_id, task), tuple(handlers), tuple(groups)))
+        else:
+            anchor, names, kept_groups = entries[slot]
+            found.append((todo_id_of(ctx.instance_id, anchor), tuple(names), tuple(kept_groups)))
+    return found
+
+
+def _collected(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> Found:
+    return [(t.todo_id, t.handlers, t.handling_groups) for t in collect_todos(wf, ctx, ready)]
+
+
+def test_every_step_of_parallel_countersigns_matches_the_plain_pass() -> None:
+    """At every step (each one stored and restored, so the instances' parent ids are equal
+    but not the same objects) the todos, their signers in order and their groups match."""
+    run = Run(load(BRANCHES, "branches"))
+    run.start(dict(DATA))
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    expected = _reference(run.wf, ctx)
+    assert _collected(run.wf, ctx) == expected
+    assert expected[0][1:] == (("s1", "s2", "s3"), ("office",))
+    assert expected[1][1:] == (("a1", "a2", "b1", "b2", "c1"), ("t-1", "t-2"))
+    assert expected[2][1:] == (("P1",), ())
+    for node, handler in [("pairs", "b2"), ("sign", "s1"), ("plain", "P1"), ("sign", "s3")]:
+        run.complete(node, handler)
+        assert _collected(run.wf, ctx) == _reference(run.wf, ctx)
+    assert [todo[1] for todo in _collected(run.wf, ctx)] == [("s2",), ("a1", "a2", "c1")]
+
+
+def test_instances_seen_for_the_first_time_are_assigned_in_order() -> None:
+    """Kept handlers wiped from some instances (as when they first turn READY) are evaluated
+    again and kept; the result is the same todos."""
+    run = Run(load(BRANCHES, "branches"))
+    run.start(dict(DATA))
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    before = _collected(run.wf, ctx)
+    wiped = [t for t in ready_manual_tasks(run.wf) if t.task_spec.bpmn_id in ("pairs", "sign")]
+    assert len(wiped) == 6
+    for task in wiped[::2]:
+        del task.internal_data["eb_handlers"]
+    assert _collected(run.wf, ctx) == before
+    assert all("eb_handlers" in t.internal_data for t in wiped)
+
+
+@pytest.mark.parametrize(
+    ("kept", "refused"),
+    [
+        ({1: ["b1", "a2"]}, True),  # two instances of one countersign name a2
+        ({0: ["a1", "a1"]}, True),  # one instance naming a person twice (an old state)
+        ({2: ["s1"]}, False),  # s1 signs the other countersign: another todo, allowed
+        ({0: ["z"], 1: ["y"], 2: ["x"]}, False),
+    ],
+)
+def test_a_name_twice_among_open_instances_is_refused_as_the_plain_pass_refuses(
+    kept: dict[int, list[str]], refused: bool
+) -> None:
+    """The refusal, and its absence, are the reference's, whatever the instances keep."""
+    run = Run(load(BRANCHES, "branches"))
+    run.start(dict(DATA))
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    pairs = [t for t in ready_manual_tasks(run.wf) if t.task_spec.bpmn_id == "pairs"]
+    assert len(pairs) == 3
+    for position, names in kept.items():
+        pairs[position].internal_data["eb_handlers"] = names
+    if refused:
+        with pytest.raises(EngineError, match="to sign twice"):
+            _reference(run.wf, ctx)
+        with pytest.raises(EngineError, match=r"countersign 'pairs' would ask .* to sign twice"):
+            collect_todos(run.wf, ctx)
+    else:
+        assert _collected(run.wf, ctx) == _reference(run.wf, ctx)
+
+
+def test_one_countersigns_instances_in_two_runs_are_one_todo_and_checked_together() -> None:
+    """Instances of one countersign split by another task (a caller's list) still make one
+    todo with every signer once, and a name in both runs is refused."""
+    run = Run(load(BRANCHES, "branches"))
+    run.start(dict(DATA))
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    ready = ready_manual_tasks(run.wf)
+    signs = [t for t in ready if t.task_spec.bpmn_id == "sign"]
+    (plain,) = [t for t in ready if t.task_spec.bpmn_id == "plain"]
+    split = [signs[0], plain, *signs[1:]]
+    assert _collected(run.wf, ctx, split) == _reference(run.wf, ctx, split)
+    assert _collected(run.wf, ctx, split)[0][1] == ("s1", "s2", "s3")
+    signs[2].internal_data["eb_handlers"] = ["s1"]
+    with pytest.raises(EngineError, match="'s1' to sign twice"):
+        collect_todos(run.wf, ctx, split)
