@@ -7,7 +7,9 @@ FAILS the test with a message saying so: PostgreSQL tests never skip.
 
 Every task-tree walk the bridge's workflows make in any test is also made by SpiffWorkflow's
 own iterator and the two compared (``engine_bridge.engine.tree_walk.compare_walks``): a
-difference fails the test that walked.
+difference fails the test that walked. Likewise every countersign todo read from the open
+signers kept on the live workflow is also gathered from its READY tasks and compared
+(``engine_bridge.engine.todos.check_open_signers``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from engine_bridge.engine.todos import check_open_signers
 from engine_bridge.engine.tree_walk import compare_walks
 
 compare_walks.on = True
+check_open_signers.on = True
 
 POSTGRES_URL = os.environ.get(
     "ENGINE_BRIDGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import compress, count
+from operator import is_not
 from typing import Any
 from uuid import UUID
 
@@ -57,6 +59,8 @@ _GROUPS = "eb_groups"
 _VIEW = "eb_view"
 # On a live countersign task (never saved): which instance names which signer.
 _SIGNERS = "_engine_bridge_signers"
+# On a live countersign task (never saved): its open signers as last found (_OpenSigners).
+_OPEN = "_engine_bridge_open"
 
 
 @dataclass(frozen=True)
@@ -335,6 +339,30 @@ class _Countersign:
     first: Any
     handlers: dict[str, None]
     groups: dict[str, None]
+    instances: list[Any] = field(default_factory=list)
+    same_groups: bool = True  # every instance keeps the same handling groups
+
+
+@dataclass
+class _OpenSigners:
+    """What :func:`collect_todos` last found open under a countersign (kept on the live
+    multi-instance task, never saved): its READY instances in tree order, their handlers
+    (unique, in that order) and the handling groups every one of them keeps."""
+
+    instances: list[Any]
+    handlers: dict[str, None]
+    groups: tuple[str, ...]
+
+
+class _Checking:
+    """Whether every todo list read from the kept open signers is also gathered the long
+    way and the two compared (a mismatch raises ``EngineError``). The test suite turns it
+    on, so every countersign of every test checks the shortcut."""
+
+    on = False
+
+
+check_open_signers = _Checking()
 
 
 def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> tuple[Todo, ...]:
@@ -344,10 +372,26 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
     gathered them (settling a step does), else they are looked up.
 
     Runs after every action over every READY task, so a countersign with N open signers
-    costs N passes of this loop: the handlers kept on each task are read in place, and
-    whether a task is a todo and a countersign instance is decided once per run of tasks
-    sharing a spec and a parent (a countersign's instances are one such run).
+    has N tasks here at every completion. Whether a task is a todo and a countersign instance
+    is decided once per run of tasks sharing a spec and a parent (a countersign's instances
+    are one such run). A countersign's run is then, most of the time, what the previous call
+    found minus the one instance just completed: :func:`_known_run` tells that with a few
+    comparisons done in C, and the handlers kept from that call are used without reading N
+    tasks again.
     """
+    tasks = ready_manual_tasks(wf) if ready is None else ready
+    todos = _collect(tasks, ctx, shortcut=True)
+    if check_open_signers.on:
+        slow = _collect(tasks, ctx, shortcut=False)
+        if slow != todos:
+            raise EngineError(
+                f"instance {ctx.instance_id!r}: the kept open signers give {todos}, the READY "
+                f"tasks give {slow}"
+            )
+    return todos
+
+
+def _collect(tasks: list[Any], ctx: TodoContext, *, shortcut: bool) -> tuple[Todo, ...]:
     slots: list[Any] = []  # a READY task, or the _Countersign of its multi-instance
     countersigns: dict[UUID, _Countersign] = {}
     parents: dict[tuple[Any, str], Any] = {}
@@ -355,7 +399,11 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
     last_parent_id: Any = None
     todo = False
     entry: _Countersign | None = None
-    for task in ready_manual_tasks(wf) if ready is None else ready:
+    total = len(tasks)
+    position = 0
+    while position < total:
+        task = tasks[position]
+        position += 1
         spec = task.task_spec
         if spec is not last_spec or task._parent is not last_parent_id:
             last_spec, last_parent_id = spec, task._parent
@@ -372,6 +420,18 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
             else:
                 entry = countersigns.get(parent.id)
                 if entry is None:
+                    known = _known_run(parent, tasks, position - 1) if shortcut else None
+                    if known is not None:  # the whole run at once, as the last call kept it
+                        countersigns[parent.id] = _Countersign(
+                            parent,
+                            known.instances[0],
+                            known.handlers,
+                            dict.fromkeys(known.groups),
+                        )
+                        slots.append(countersigns[parent.id])
+                        position += len(known.instances) - 1
+                        last_spec = None  # the task after the run starts a run of its own
+                        continue
                     entry = _Countersign(parent, task, {}, {})
                     countersigns[parent.id] = entry
                     slots.append(entry)
@@ -386,9 +446,9 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
         if entry is None:
             slots.append(task)
             continue
-        known = entry.handlers
+        known_names = entry.handlers
         for name in handlers:
-            if name in known:
+            if name in known_names:
                 # The centre holds ONE share per signer of a countersign todo: a second open
                 # instance for the same person could never be told apart.
                 node = spec.bpmn_id or spec.name
@@ -398,12 +458,19 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
                     "collection (or use a sequential multi-instance). The stored instance is "
                     "unchanged."
                 )
-            known[name] = None
+            known_names[name] = None
+        if entry.instances and internal.get(_GROUPS, ()) != entry.instances[0].internal_data.get(
+            _GROUPS, ()
+        ):
+            entry.same_groups = False
+        entry.instances.append(task)
         if groups:
             entry.groups.update(dict.fromkeys(groups))
     todos: list[Todo] = []
     for slot in slots:
         if isinstance(slot, _Countersign):
+            if shortcut and slot.instances:
+                _keep(slot)
             todos.append(
                 _todo(slot.parent, slot.first, tuple(slot.handlers), tuple(slot.groups), ctx)
             )
@@ -411,6 +478,55 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
             handlers, groups = assignment(slot, ctx)
             todos.append(_todo(slot, slot, handlers, groups, ctx))
     return tuple(todos)
+
+
+def _keep(entry: _Countersign) -> None:
+    """Keep what was found open under ``entry``'s countersign for the next call (not when
+    its instances keep different handling groups: which come first would then depend on
+    which instances are left)."""
+    if entry.same_groups:
+        kept = _OpenSigners(entry.instances, dict(entry.handlers), tuple(entry.groups))
+        setattr(entry.parent, _OPEN, kept)
+    elif hasattr(entry.parent, _OPEN):
+        delattr(entry.parent, _OPEN)
+
+
+def _known_run(parent: Any, tasks: list[Any], start: int) -> _OpenSigners | None:
+    """The open signers kept on ``parent`` when its run in ``tasks`` starts at ``start`` and
+    holds exactly the instances kept, or all of them but one (the signer who has just
+    completed: the kept handlers then lose that instance's names); None when it cannot tell.
+
+    Task objects compare by identity, so the list comparisons below run in C."""
+    kept: _OpenSigners | None = getattr(parent, _OPEN, None)
+    if kept is None:
+        return None
+    held = kept.instances
+    size = len(held)
+    if tasks[start : start + size] == held:
+        end = start + size
+    else:
+        end = start + size - 1
+        here = tasks[start:end]
+        if len(here) != size - 1:
+            return None
+        gone = next(compress(count(), map(is_not, here, held)), size - 1)
+        if here[gone:] != held[gone + 1 :]:
+            return None
+        left = held[gone]
+        names = left.internal_data.get(_HANDLERS)
+        if names is None:
+            return None
+        del held[gone]
+        handlers = kept.handlers
+        for name in names:
+            handlers.pop(name, None)
+    if not held:
+        return None
+    if end < len(tasks):  # the run must end where the kept instances end
+        after = tasks[end]
+        if after.task_spec is held[0].task_spec and after._parent == held[0]._parent:
+            return None
+    return kept
 
 
 def _todo(

@@ -1,4 +1,5 @@
-"""``collect_todos`` against a plain pass over every READY task, one task at a time.
+"""``collect_todos`` against a plain pass over every READY task, one task at a time, and the
+open signers it keeps on a live countersign so that the next call need not read them again.
 
 The engine decides once per run of tasks sharing a spec and a parent and reads the handlers
 kept on each instance in place; this reference is the rule it must keep: todos in tree order,
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from engine_bridge.clock import FakeClock
+from engine_bridge.engine import Engine, definition_json, dump_state, load_state
 from engine_bridge.engine.countersign import parallel_parent
 from engine_bridge.engine.todos import (
     TodoContext,
@@ -93,6 +96,13 @@ def _reference(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> Fou
     return found
 
 
+def _stored_and_loaded(run: Run) -> Any:
+    """The run's workflow written and read back, as the store does between two requests."""
+    return load_state(
+        dump_state(run.wf), definition_json(run.process), script_engine=run.engine.script_engine
+    )
+
+
 def _collected(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> Found:
     return [(t.todo_id, t.handlers, t.handling_groups) for t in collect_todos(wf, ctx, ready)]
 
@@ -125,8 +135,10 @@ def test_instances_seen_for_the_first_time_are_assigned_in_order() -> None:
     assert len(wiped) == 6
     for task in wiped[::2]:
         del task.internal_data["eb_handlers"]
-    assert _collected(run.wf, ctx) == before
-    assert all("eb_handlers" in t.internal_data for t in wiped)
+    wf = _stored_and_loaded(run)
+    assert _collected(wf, ctx) == before
+    again = [t for t in ready_manual_tasks(wf) if t.task_spec.bpmn_id in ("pairs", "sign")]
+    assert all("eb_handlers" in t.internal_data for t in again)
 
 
 @pytest.mark.parametrize(
@@ -149,13 +161,14 @@ def test_a_name_twice_among_open_instances_is_refused_as_the_plain_pass_refuses(
     assert len(pairs) == 3
     for position, names in kept.items():
         pairs[position].internal_data["eb_handlers"] = names
+    wf = _stored_and_loaded(run)  # as a state written with these handlers is read
     if refused:
         with pytest.raises(EngineError, match="to sign twice"):
-            _reference(run.wf, ctx)
+            _reference(wf, ctx)
         with pytest.raises(EngineError, match=r"countersign 'pairs' would ask .* to sign twice"):
-            collect_todos(run.wf, ctx)
+            collect_todos(wf, ctx)
     else:
-        assert _collected(run.wf, ctx) == _reference(run.wf, ctx)
+        assert _collected(wf, ctx) == _reference(wf, ctx)
 
 
 def test_one_countersigns_instances_in_two_runs_are_one_todo_and_checked_together() -> None:
@@ -171,5 +184,88 @@ def test_one_countersigns_instances_in_two_runs_are_one_todo_and_checked_togethe
     assert _collected(run.wf, ctx, split) == _reference(run.wf, ctx, split)
     assert _collected(run.wf, ctx, split)[0][1] == ("s1", "s2", "s3")
     signs[2].internal_data["eb_handlers"] = ["s1"]
+    wf = _stored_and_loaded(run)
+    ready = ready_manual_tasks(wf)
+    signs = [t for t in ready if t.task_spec.bpmn_id == "sign"]
+    (plain,) = [t for t in ready if t.task_spec.bpmn_id == "plain"]
     with pytest.raises(EngineError, match="'s1' to sign twice"):
-        collect_todos(run.wf, ctx, split)
+        collect_todos(wf, ctx, [signs[0], plain, *signs[1:]])
+
+
+OPEN = "_engine_bridge_open"  # the open signers kept on a live countersign task
+
+
+def _sign_instances(wf: Any) -> list[Any]:
+    return [t for t in ready_manual_tasks(wf) if t.task_spec.bpmn_id == "sign"]
+
+
+def test_signing_in_any_order_reads_the_kept_signers_without_a_pass() -> None:
+    """On one live workflow, each completion leaves the kept open signers of the countersign
+    one instance shorter (the same object, updated), and the todos are the plain pass's."""
+    process_ = load(BRANCHES, "branches")
+    signers = [f"S{n}" for n in range(6)]
+    engine = Engine(clock=FakeClock())
+    wf, facts = engine.start(
+        process_, instance_id="i", initiator="u", data={**DATA, "signers": signers}
+    )
+    ctx = TodoContext(instance_id="i", process=process_)
+    anchor = parallel_parent(_sign_instances(wf)[0])
+    kept = getattr(anchor, OPEN)
+    sign_todo = facts.open_todos[0].todo_id
+    for signer in ["S3", "S5", "S0", "S1", "S4"]:
+        facts = engine.complete(wf, process_, instance_id="i", todo_id=sign_todo, handler=signer)
+        assert getattr(anchor, OPEN) is kept
+        assert kept.instances == _sign_instances(wf)
+        assert _collected(wf, ctx) == _reference(wf, ctx)
+    assert facts.open_todos[0].handlers == ("S2",)
+
+
+def test_a_run_the_kept_signers_do_not_account_for_is_gathered_again() -> None:
+    """Two instances gone at once, or an open instance beyond those kept: the kept signers
+    cannot tell, and the todos come from the READY tasks (and are kept anew)."""
+    run = Run(load(BRANCHES, "branches"))
+    run.start(dict(DATA))
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    ready = ready_manual_tasks(run.wf)
+    signs = _sign_instances(run.wf)
+    fewer = [t for t in ready if t not in signs[:2]]
+    assert _collected(run.wf, ctx, fewer) == _reference(run.wf, ctx, fewer)
+    assert _collected(run.wf, ctx, fewer)[0][1] == ("s3",)
+    assert getattr(parallel_parent(signs[0]), OPEN).instances == signs[2:]
+    assert _collected(run.wf, ctx, ready) == _reference(run.wf, ctx, ready)
+    assert _collected(run.wf, ctx, ready)[0][1] == ("s1", "s2", "s3")
+    assert getattr(parallel_parent(signs[0]), OPEN).instances == signs
+    # kept: the first two; given: those two and the third right after them
+    without_last = [t for t in ready if t is not signs[2]]
+    assert _collected(run.wf, ctx, without_last)[0][1] == ("s1", "s2")
+    assert _collected(run.wf, ctx, ready)[0][1] == ("s1", "s2", "s3")
+    kept = getattr(parallel_parent(signs[0]), OPEN)
+    assert (kept.instances, tuple(kept.handlers)) == (signs, ("s1", "s2", "s3"))
+    # the list ends two instances short of those kept
+    assert _collected(run.wf, ctx, signs[:1]) == [(_reference(run.wf, ctx, signs[:1])[0])]
+    assert _collected(run.wf, ctx, signs[:1])[0][1] == ("s1",)
+
+
+GROUP_PER_SIGNER = definitions(
+    process(
+        "own_groups",
+        START
+        + user("sign", "signer", inner=_loop("signers", "signer"), handlingGroup="'g-' + signer")
+        + END
+        + flow("start", "sign")
+        + flow("sign", "end"),
+    )
+)
+
+
+def test_instances_with_groups_of_their_own_are_always_gathered_from_the_tasks() -> None:
+    """When the instances keep different handling groups nothing is kept (which group comes
+    first depends on who is left), and every completion gives the plain pass's todos."""
+    run = Run(load(GROUP_PER_SIGNER, "own_groups"))
+    run.start({"signers": ["x", "y", "z"]})
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    assert run.todo("sign").handling_groups == ("g-x", "g-y", "g-z")
+    run.complete("sign", "y")
+    assert run.todo("sign").handling_groups == ("g-x", "g-z")
+    assert not hasattr(parallel_parent(_sign_instances(run.wf)[0]), OPEN)
+    assert _collected(run.wf, ctx) == _reference(run.wf, ctx)
