@@ -341,13 +341,15 @@ class _Countersign:
     groups: dict[str, None]
     instances: list[Any] = field(default_factory=list)
     same_groups: bool = True  # every instance keeps the same handling groups
+    kept: _OpenSigners | None = None  # read whole from these open signers (see _known_run)
+    gone: int | None = None  # ... all but the instance at this position
 
 
 @dataclass
 class _OpenSigners:
     """What :func:`collect_todos` last found open under a countersign (kept on the live
-    multi-instance task, never saved): its READY instances in tree order, their handlers
-    (unique, in that order) and the handling groups every one of them keeps."""
+    multi-instance task, never saved): its READY instances in the order they were listed,
+    their handlers (unique, in that order) and the handling groups every one of them keeps."""
 
     instances: list[Any]
     handlers: dict[str, None]
@@ -356,8 +358,9 @@ class _OpenSigners:
 
 class _Checking:
     """Whether every todo list read from the kept open signers is also gathered the long
-    way and the two compared (a mismatch raises ``EngineError``). The test suite turns it
-    on, so every countersign of every test checks the shortcut."""
+    way and the two compared, results and refusals alike (a difference raises
+    ``EngineError``). The test suite turns it on, so every countersign of every test checks
+    the shortcut."""
 
     on = False
 
@@ -380,18 +383,53 @@ def collect_todos(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> 
     tasks again.
     """
     tasks = ready_manual_tasks(wf) if ready is None else ready
-    todos = _collect(tasks, ctx, shortcut=True)
-    if check_open_signers.on:
-        slow = _collect(tasks, ctx, shortcut=False)
-        if slow != todos:
-            raise EngineError(
-                f"instance {ctx.instance_id!r}: the kept open signers give {todos}, the READY "
-                f"tasks give {slow}"
-            )
-    return todos
+    if not check_open_signers.on:
+        return _gather(tasks, ctx)
+    fast = _attempt(lambda: _gather(tasks, ctx))
+    slow = _attempt(lambda: _collect(tasks, ctx, use_kept=False, keep=False))
+    if _told(fast) != _told(slow):
+        raise EngineError(
+            f"instance {ctx.instance_id!r}: the kept open signers give {_told(fast)}, the "
+            f"READY tasks give {_told(slow)}"
+        )
+    if isinstance(fast, EngineError):
+        raise fast
+    return fast
 
 
-def _collect(tasks: list[Any], ctx: TodoContext, *, shortcut: bool) -> tuple[Todo, ...]:
+def _attempt(gather: Any) -> tuple[Todo, ...] | EngineError:
+    """What ``gather()`` gives, or the ``EngineError`` it raises."""
+    try:
+        found: tuple[Todo, ...] = gather()
+    except EngineError as exc:
+        return exc
+    return found
+
+
+def _told(outcome: tuple[Todo, ...] | EngineError) -> Any:
+    """An outcome as compared: the todos, or the refusal's kind and words."""
+    if isinstance(outcome, EngineError):
+        return (type(outcome).__name__, str(outcome))
+    return outcome
+
+
+def _gather(tasks: list[Any], ctx: TodoContext) -> tuple[Todo, ...]:
+    """The todos, reading runs from the kept open signers where they tell them; gathered
+    from the tasks alone when a list splits a countersign's instances around other tasks
+    (the kept signers then cannot tell which of them are open)."""
+    found = _collect(tasks, ctx, use_kept=True, keep=True)
+    if found is None:
+        found = _collect(tasks, ctx, use_kept=False, keep=True)
+    assert found is not None  # without the kept signers a run is never read whole
+    return found
+
+
+def _collect(
+    tasks: list[Any], ctx: TodoContext, *, use_kept: bool, keep: bool
+) -> tuple[Todo, ...] | None:
+    """The todos of ``tasks``; None when a run read whole from the kept open signers is
+    followed by more instances of the same countersign (nothing kept has changed then).
+    ``keep``: keep what was found open under each countersign for the next call."""
     slots: list[Any] = []  # a READY task, or the _Countersign of its multi-instance
     countersigns: dict[UUID, _Countersign] = {}
     parents: dict[tuple[Any, str], Any] = {}
@@ -420,21 +458,27 @@ def _collect(tasks: list[Any], ctx: TodoContext, *, shortcut: bool) -> tuple[Tod
             else:
                 entry = countersigns.get(parent.id)
                 if entry is None:
-                    known = _known_run(parent, tasks, position - 1) if shortcut else None
-                    if known is not None:  # the whole run at once, as the last call kept it
-                        countersigns[parent.id] = _Countersign(
+                    run = _known_run(parent, tasks, position - 1) if use_kept else None
+                    if run is not None:  # the whole run at once, as the last call kept it
+                        kept, gone = run
+                        entry = _Countersign(
                             parent,
-                            known.instances[0],
-                            known.handlers,
-                            dict.fromkeys(known.groups),
+                            kept.instances[1 if gone == 0 else 0],
+                            kept.handlers,
+                            dict.fromkeys(kept.groups),
+                            kept=kept,
+                            gone=gone,
                         )
-                        slots.append(countersigns[parent.id])
-                        position += len(known.instances) - 1
+                        countersigns[parent.id] = entry
+                        slots.append(entry)
+                        position += len(kept.instances) - (gone is not None) - 1
                         last_spec = None  # the task after the run starts a run of its own
                         continue
                     entry = _Countersign(parent, task, {}, {})
                     countersigns[parent.id] = entry
                     slots.append(entry)
+                elif entry.kept is not None:
+                    return None  # more of a countersign whose run was read whole
         elif not todo:
             continue
         internal = task.internal_data
@@ -469,7 +513,9 @@ def _collect(tasks: list[Any], ctx: TodoContext, *, shortcut: bool) -> tuple[Tod
     todos: list[Todo] = []
     for slot in slots:
         if isinstance(slot, _Countersign):
-            if shortcut and slot.instances:
+            if slot.kept is not None:
+                _drop_gone(slot.kept, slot.gone)
+            elif keep:
                 _keep(slot)
             todos.append(
                 _todo(slot.parent, slot.first, tuple(slot.handlers), tuple(slot.groups), ctx)
@@ -491,10 +537,22 @@ def _keep(entry: _Countersign) -> None:
         delattr(entry.parent, _OPEN)
 
 
-def _known_run(parent: Any, tasks: list[Any], start: int) -> _OpenSigners | None:
-    """The open signers kept on ``parent`` when its run in ``tasks`` starts at ``start`` and
-    holds exactly the instances kept, or all of them but one (the signer who has just
-    completed: the kept handlers then lose that instance's names); None when it cannot tell.
+def _drop_gone(kept: _OpenSigners, gone: int | None) -> None:
+    """The kept open signers without the instance at ``gone`` (the signer who has just
+    completed) and its names: what the run read whole from them held."""
+    if gone is None:
+        return
+    left = kept.instances.pop(gone)
+    handlers = kept.handlers
+    for name in left.internal_data[_HANDLERS]:
+        handlers.pop(name, None)
+
+
+def _known_run(parent: Any, tasks: list[Any], start: int) -> tuple[_OpenSigners, int | None] | None:
+    """The open signers kept on ``parent``, when its run in ``tasks`` starting at ``start``
+    holds exactly the instances kept (then None as the second item), or all of them but one
+    (the signer who has just completed: then that one's position); None when it cannot tell.
+    Nothing is changed here: the caller drops the gone instance once the whole list is read.
 
     Task objects compare by identity, so the list comparisons below run in C."""
     kept: _OpenSigners | None = getattr(parent, _OPEN, None)
@@ -503,30 +561,14 @@ def _known_run(parent: Any, tasks: list[Any], start: int) -> _OpenSigners | None
     held = kept.instances
     size = len(held)
     if tasks[start : start + size] == held:
-        end = start + size
-    else:
-        end = start + size - 1
-        here = tasks[start:end]
-        if len(here) != size - 1:
-            return None
-        gone = next(compress(count(), map(is_not, here, held)), size - 1)
-        if here[gone:] != held[gone + 1 :]:
-            return None
-        left = held[gone]
-        names = left.internal_data.get(_HANDLERS)
-        if names is None:
-            return None
-        del held[gone]
-        handlers = kept.handlers
-        for name in names:
-            handlers.pop(name, None)
-    if not held:
+        return kept, None
+    here = tasks[start : start + size - 1]
+    if size < 2 or len(here) != size - 1:
         return None
-    if end < len(tasks):  # the run must end where the kept instances end
-        after = tasks[end]
-        if after.task_spec is held[0].task_spec and after._parent == held[0]._parent:
-            return None
-    return kept
+    gone = next(compress(count(), map(is_not, here, held)), size - 1)
+    if here[gone:] != held[gone + 1 :] or held[gone].internal_data.get(_HANDLERS) is None:
+        return None
+    return kept, gone
 
 
 def _todo(

@@ -19,6 +19,7 @@ from engine_bridge.engine.countersign import parallel_parent
 from engine_bridge.engine.todos import (
     TodoContext,
     assignment,
+    check_open_signers,
     collect_todos,
     is_todo_task,
     ready_manual_tasks,
@@ -269,3 +270,47 @@ def test_instances_with_groups_of_their_own_are_always_gathered_from_the_tasks()
     assert run.todo("sign").handling_groups == ("g-x", "g-z")
     assert not hasattr(parallel_parent(_sign_instances(run.wf)[0]), OPEN)
     assert _collected(run.wf, ctx) == _reference(run.wf, ctx)
+
+
+def test_a_list_splitting_a_countersign_leaves_the_kept_signers_whole() -> None:
+    """A caller's list with another task between one countersign's instances is gathered from
+    the tasks, and what is kept afterwards still answers the engine's next steps."""
+    process_ = load(BRANCHES, "branches")
+    ctx = TodoContext(instance_id="i", process=process_)
+    for signers, splits, signing in [
+        (["s1", "s2"], [[0, "plain", 1]], ["s1"]),
+        (["s1", "s2", "s3"], [[0, 1, "plain", 2], [0, "plain", 1, 2], [2]], ["s1", "s3"]),
+    ]:
+        engine = Engine(clock=FakeClock())
+        wf, facts = engine.start(
+            process_, instance_id="i", initiator="u", data={**DATA, "signers": signers}
+        )
+        instances = _sign_instances(wf)
+        (plain,) = [t for t in ready_manual_tasks(wf) if t.task_spec.bpmn_id == "plain"]
+        for split in splits:
+            tasks = [plain if n == "plain" else instances[int(n)] for n in split]
+            assert _collected(wf, ctx, tasks) == _reference(wf, ctx, tasks)
+        open_signers = list(signers)
+        for signer in signing:
+            facts = engine.complete(
+                wf, process_, instance_id="i", todo_id=facts.open_todos[0].todo_id, handler=signer
+            )
+            open_signers.remove(signer)
+            assert facts.open_todos[0].handlers == tuple(open_signers)
+            assert _collected(wf, ctx) == _reference(wf, ctx)
+
+
+def test_the_check_compares_refusals_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the check on, a shortcut that answers where the tasks refuse (kept handlers
+    changed on a live workflow, which the engine never does) is reported, not hidden."""
+    run = Run(load(BRANCHES, "branches"))
+    run.start(dict(DATA))
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    _collected(run.wf, ctx)  # keeps the open signers of both countersigns
+    pairs = [t for t in ready_manual_tasks(run.wf) if t.task_spec.bpmn_id == "pairs"]
+    pairs[1].internal_data["eb_handlers"] = ["a1"]  # a1 is the first instance's too
+    monkeypatch.setattr(check_open_signers, "on", True)
+    with pytest.raises(EngineError, match=r"the kept open signers give .* the READY tasks give"):
+        collect_todos(run.wf, ctx)
+    monkeypatch.setattr(check_open_signers, "on", False)
+    assert _collected(run.wf, ctx)[1][1] == ("a1", "a2", "b1", "b2", "c1")  # as kept
