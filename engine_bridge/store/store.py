@@ -132,11 +132,7 @@ class Store:
             with self._db.read() as conn:
                 existing = _definition(conn, process_id, version)
         if existing != definition:
-            raise ConflictError(
-                f"process {process_id!r} version {version!r} is already stored with a "
-                "different definition; give the changed definition a new version",
-                retryable=False,
-            )
+            raise _other_definition(process_id, version)
 
     def get_definition(self, process_id: str, version: str) -> str:
         with self._db.read() as conn:
@@ -382,11 +378,7 @@ class Store:
             return
         stored = self._driver.run(conn, step_sql.DEFINITION_TEXT, key).fetchone()
         if stored is None or stored[0] != step.definition:
-            raise ConflictError(
-                f"process {step.process_id!r} version {step.definition_version!r} is already "
-                "stored with a different definition; give the changed definition a new version",
-                retryable=False,
-            )
+            raise _other_definition(step.process_id, step.definition_version)
 
     def _create(
         self, conn: StepConnection, step: StepRecord, ledger_text: str, at: Any
@@ -645,6 +637,14 @@ def _definition(conn: Connection, process_id: str, version: str) -> str | None:
         )
     ).scalar()
     return None if found is None else str(found)
+
+
+def _other_definition(process_id: str, version: str) -> ConflictError:
+    return ConflictError(
+        f"process {process_id!r} version {version!r} is already stored with a different "
+        "definition; give the changed definition a new version",
+        retryable=False,
+    )
 
 
 def _check_status(status: str) -> None:
