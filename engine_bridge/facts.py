@@ -7,7 +7,7 @@ by hand, and so the store can persist them as JSON without knowing SpiffWorkflow
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
@@ -124,6 +124,23 @@ class LedgerTodo:
             return self.handlers
         handled = set(self.handled)  # a set: N signers must cost O(N), not O(N²)
         return tuple(h for h in self.handlers if h not in handled)
+
+    def with_share_handled(self, share: str) -> LedgerTodo:
+        """This todo once ``share`` is handled too (a countersign signer has signed).
+
+        Its open handlers are this todo's without ``share``, so they are taken from this
+        todo's (worked out at the previous step) by a copy done in C, instead of being worked
+        out again from all N handlers in a Python loop at every signature."""
+        after = replace(self, handled=(*self.handled, share))
+        still = self.open_handlers
+        if share in still:
+            at = still.index(share)
+            still = still[:at] + still[at + 1 :]
+            if share in still:  # a name listed twice: every listing is handled
+                still = tuple(h for h in still if h != share)
+        # cached_property keeps its value in the instance's __dict__, frozen or not
+        after.__dict__["open_handlers"] = still
+        return after
 
 
 @dataclass(frozen=True)

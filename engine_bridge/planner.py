@@ -259,7 +259,7 @@ def _plan_complete(step: _Step, ledger: Ledger) -> Plan:
 
     if still_open is not None:
         # A countersign share: this signer is done, the others still sign the same todo.
-        shared = replace(held, handled=(*held.handled, _share_of(held, handler)))
+        shared = held.with_share_handled(_share_of(held, handler))
         open_now = shared.open_handlers
         # Both lists follow the signers' order, so the tuples are equal in the usual case (one
         # comparison in C); only otherwise do their sets decide.
