@@ -4,6 +4,7 @@ with the same handled shares works out from scratch."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -12,15 +13,9 @@ from engine_bridge.planner import GROUP_SHARE
 
 
 def _fresh(todo: LedgerTodo) -> tuple[str, ...]:
-    """The open handlers of a new todo with the same fields (nothing carried over)."""
-    return LedgerTodo(
-        todo_id=todo.todo_id,
-        node_id=todo.node_id,
-        node_name=todo.node_name,
-        handlers=todo.handlers,
-        handled=todo.handled,
-        handling_groups=todo.handling_groups,
-    ).open_handlers
+    """The open handlers of a new todo with the same fields (``replace`` builds it through
+    ``__init__``: nothing is carried over)."""
+    return replace(todo).open_handlers
 
 
 @pytest.mark.parametrize("seed", range(40))
