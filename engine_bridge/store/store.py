@@ -14,7 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.exc import IntegrityError
 
 from engine_bridge.crashpoints import crashpoint
@@ -117,22 +117,10 @@ class Store:
 
     def put_definition(self, process_id: str, version: str, definition: str) -> None:
         """Store a process definition once per version; storing the same text again is a
-        no-op, different text under a stored version is refused."""
-        try:
-            with self._db.write() as conn:
-                existing = _definition(conn, process_id, version)
-                if existing is None:
-                    conn.execute(
-                        insert(definitions).values(
-                            process_id=process_id, version=version, definition=definition
-                        )
-                    )
-                    return
-        except IntegrityError:  # a concurrent writer stored it first; compare below
-            with self._db.read() as conn:
-                existing = _definition(conn, process_id, version)
-        if existing != definition:
-            raise _other_definition(process_id, version)
+        no-op, different text under a stored version is refused. (A start stores its
+        version's definition in its own step instead: ``StepRecord.definition``.)"""
+        with self._db.driver_write() as conn:
+            self._store_definition(conn, process_id, version, definition)
 
     def get_definition(self, process_id: str, version: str) -> str:
         with self._db.read() as conn:
@@ -323,7 +311,9 @@ class Store:
         try:
             with transaction as conn:
                 if step.definition is not None:
-                    self._put_definition(conn, step)
+                    self._store_definition(
+                        conn, step.process_id, step.definition_version, step.definition
+                    )
                 if step.expected_version is None:
                     version, first_seq, history_seq = self._create(conn, step, ledger_text, at)
                 else:
@@ -367,18 +357,20 @@ class Store:
             raise
         return version
 
-    def _put_definition(self, conn: StepConnection, step: StepRecord) -> None:
-        """The step's definition, stored unless its version is; a different stored text is
-        refused, as ``put_definition`` refuses it."""
-        key = {"process_id": step.process_id, "version": step.definition_version}
+    def _store_definition(
+        self, conn: StepConnection, process_id: str, version: str, definition: str
+    ) -> None:
+        """``definition`` stored under its version unless that version is stored already
+        (a concurrent writer's row included); a different stored text is refused."""
+        key = {"process_id": process_id, "version": version}
         inserted = self._driver.run(
-            conn, step_sql.INSERT_DEFINITION, {**key, "definition": step.definition}
+            conn, step_sql.INSERT_DEFINITION, {**key, "definition": definition}
         ).rowcount
         if inserted:
             return
         stored = self._driver.run(conn, step_sql.DEFINITION_TEXT, key).fetchone()
-        if stored is None or stored[0] != step.definition:
-            raise _other_definition(step.process_id, step.definition_version)
+        if stored is None or stored[0] != definition:
+            raise _other_definition(process_id, version)
 
     def _create(
         self, conn: StepConnection, step: StepRecord, ledger_text: str, at: Any
