@@ -531,8 +531,8 @@ def _keep(entry: _Countersign) -> None:
     """Keep what was found open under ``entry``'s countersign for the next call (not when
     its instances keep different handling groups: which come first would then depend on
     which instances are left)."""
-    if entry.same_groups:
-        kept = _OpenSigners(entry.instances, dict(entry.handlers), tuple(entry.groups))
+    if entry.same_groups:  # entry's lists are this call's own: kept as they are
+        kept = _OpenSigners(entry.instances, entry.handlers, tuple(entry.groups))
         setattr(entry.parent, _OPEN, kept)
     elif hasattr(entry.parent, _OPEN):
         delattr(entry.parent, _OPEN)
