@@ -421,6 +421,59 @@ class Bridge:
             status="cancelled",
         )
 
+    def message(
+        self,
+        instance_id: str,
+        name: str,
+        *,
+        data: Mapping[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Outcome:
+        """The message ``name`` arrives for an instance, with ``data``: a payment system
+        reports a payment, a business system a withdrawal. The catch events, receive tasks,
+        boundary events and event-gateway branches waiting for it fire, and the instance runs
+        on; the todos that opens or cancels reach the centre as a timer's do.
+
+        ``key`` makes the call idempotent: a retried message with the same key returns the
+        first outcome (``duplicate=True``) and changes nothing. A message nothing waits for
+        is refused (``InputError``, naming the messages the instance does wait for).
+        """
+        if key is not None:
+            seen = self.store.find_history(key)
+            if seen is not None:
+                if seen.kind != "message" or seen.instance_id != instance_id:
+                    raise InputError(
+                        f"key {key!r} was already used by a {seen.kind} of instance "
+                        f"{seen.instance_id!r}; a message needs a key of its own"
+                    )
+                return _outcome_from_history(seen)
+        record = self.store.get_instance(instance_id)
+        if record.status == "incident":
+            raise self._in_incident(record, f"message {name!r} cannot be delivered")
+        if record.status != "running":
+            raise TaskNotOpenError(
+                f"instance {instance_id} is {record.status}; it waits for no message"
+            )
+        payload = _check_data(data, what=f"data of message {name!r}")
+        loaded, wf = self._checkout(record)
+        facts = self.engine.message(
+            wf, loaded.process, instance_id=record.id, name=name, data=payload
+        )
+        outcome, written = self._plan_and_write(
+            record,
+            wf,
+            facts,
+            kind="message",
+            payload=lambda outcome: {
+                "name": name,
+                "data": payload,
+                "outcome": _outcome_payload(outcome),
+            },
+            key=key,
+        )
+        self._after_write(written)
+        return outcome
+
     def tick(self, *, limit: int = 100) -> list[Outcome]:
         """Fire every timer that is due by the bridge's clock, and retry the incidents an
         operator asked to retry (``engine-bridge incidents retry``); returns one outcome per
@@ -894,7 +947,7 @@ def _outcome_from_history(entry: HistoryEntry) -> Outcome:
     status: Literal["next", "none", "end"] | None = recorded.get("status")
     return Outcome(
         instance_id=entry.instance_id,
-        action="complete",
+        action="message" if entry.kind == "message" else "complete",
         status=status,
         finished=bool(recorded.get("finished")),
         created=tuple(

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine_bridge.errors import EngineBridgeError, ScenarioError
+from engine_bridge.errors import EngineBridgeError, ScenarioError, UnknownProcessError
 from engine_bridge.results import Instance
 from engine_bridge.testing.fake_center import FakeCenter
 from engine_bridge.testing.golden import comparable
 from engine_bridge.testing.replay import RecordedStep, Sandbox, WorkflowPaths, as_scenario
-from engine_bridge.testing.scenario import Scenario
+from engine_bridge.testing.scenario import ENDED, Scenario
 
 __all__ = [
     "DEFAULT_INITIATOR",
@@ -55,7 +55,7 @@ class ExplainedCall:
 @dataclass(frozen=True)
 class ExplainedStep:
     index: int
-    action: str  # start | complete | tick | cancel
+    action: str  # start | complete | tick | message | cancel
     description: str
     calls: tuple[ExplainedCall, ...]
 
@@ -142,7 +142,10 @@ def explain(
         finished = False
         still_open: tuple[tuple[str, tuple[str, ...]], ...] = ()
         if instance_id is not None:
-            finished = sandbox.bridge.instance(instance_id).status != "running"
+            status = sandbox.bridge.instance(instance_id).status
+            finished = status in ENDED
+            if status == "incident" and stopped is None:
+                stopped = _incident_stop(sandbox, instance_id)
             still_open = tuple((t.node_id, t.handlers) for t in sandbox.bridge.todos(instance_id))
     return Explanation(
         process=spec.process if spec is not None else str(process_id),
@@ -151,6 +154,21 @@ def explain(
         finished=finished,
         open=still_open,
         stopped=stopped,
+    )
+
+
+def _incident_stop(sandbox: Sandbox, instance_id: str) -> str:
+    """Why the path stopped when the instance waits at a failed service task."""
+    found = sandbox.bridge.incidents(instance_id=instance_id, status="open")
+    where = (
+        f"service task {found[0].node_id!r} (service {found[0].service_key!r}) failed: "
+        f"{found[0].error}"
+        if found
+        else "a service task failed"
+    )
+    return (
+        f"the instance stopped at an incident: {where}. Register a handler for the service "
+        "(Bridge.open(services=...)) to go past it."
     )
 
 
@@ -167,6 +185,8 @@ def _default_path(
 
     try:
         steps.append(sandbox.capture(0, "start", f"{initiator} starts {process_id}", start))
+    except UnknownProcessError as exc:
+        return steps, f"the start failed: {exc}", None  # no data would help
     except EngineBridgeError as exc:
         return steps, f"the start failed: {exc}\n{_START_HINT}", None
     instance_id = started[0].id
@@ -220,7 +240,8 @@ _DATA_HINT = (
 )
 _WAITING = (
     "the process now waits with no open todo (for a timer or a message); the default path "
-    "does not let time pass. Write a scenario with a tick step and pass it with --scenario."
+    "does not let time pass or send messages. Write a scenario with a tick or message step and "
+    "pass it with --scenario."
 )
 
 

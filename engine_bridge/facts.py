@@ -47,7 +47,7 @@ class Endpoint(StrEnum):
         return f"/apis/ttc/v1/transaction/poa/{self.value}"
 
 
-Action = Literal["start", "complete", "tick", "cancel"]
+Action = Literal["start", "complete", "tick", "cancel", "message"]
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,11 @@ def history_to_scenario(
             if recorded is not None:
                 steps.append({"expect": {"calls": recorded}})
             continue
-        if entry.kind not in {"complete", "cancel"}:
+        if entry.kind not in {"complete", "cancel", "message"}:
             raise InputError(
                 f"history entry {entry.seq} of instance {instance_id!r} is a {entry.kind!r}, "
-                "which a scenario cannot express; export handles start, complete, tick, cancel"
+                "which a scenario cannot express; export handles start, complete, tick, "
+                "message, cancel"
             )
         if gap > timedelta(0):
             steps.append({"tick": {"advance": format_duration(gap)}})
@@ -124,6 +125,10 @@ def _action(entry: HistoryEntry) -> tuple[dict[str, Any], dict[str, Any]]:
         if p.get("opinion"):
             cancel["opinion"] = p["opinion"]
         return {"cancel": cancel}, {"finished": True}
+    outcome = p.get("outcome") or {}
+    if entry.kind == "message":
+        message: dict[str, Any] = {"name": p.get("name", ""), "data": p.get("data") or {}}
+        return {"message": message}, _expected(outcome)
     complete: dict[str, Any] = {
         "node": p.get("node") or "",
         "handler": p.get("handler", ""),
@@ -131,14 +136,18 @@ def _action(entry: HistoryEntry) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if p.get("opinion"):
         complete["opinion"] = p["opinion"]
-    outcome = p.get("outcome") or {}
+    return {"complete": complete}, _expected(outcome)
+
+
+def _expected(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The expect step of a recorded outcome: its status, the nodes it opened, the end."""
     expect: dict[str, Any] = {}
     if outcome.get("status") is not None:
         expect["status"] = outcome["status"]
     expect["next_nodes"] = [c.get("node_id") for c in outcome.get("created", [])]
     if "finished" in outcome:
         expect["finished"] = bool(outcome["finished"])
-    return {"complete": complete}, expect
+    return expect
 
 
 def _calls_per_step(

@@ -86,14 +86,15 @@ def plan(
     )
     if facts.action == "complete":
         return _plan_complete(step, ledger)
-    if facts.action in ("start", "tick"):
-        # A start is a tick on an empty ledger: todos appeared without anyone's completion.
+    if facts.action in ("start", "tick", "message"):
+        # A start is a tick on an empty ledger: todos appeared without anyone's completion,
+        # as they do when a timer fires or a message arrives.
         return _plan_without_completion(step, ledger)
     if facts.action == "cancel":
         return _plan_cancel(step, ledger)
     raise ValueError(
         f"instance {facts.instance_id!r}: unknown step action {facts.action!r}; "
-        "expected start, complete, tick or cancel."
+        "expected start, complete, tick, message or cancel."
     )
 
 

@@ -46,7 +46,7 @@ class Outcome:
     the centre calls it queued (delivered already when the bridge delivers automatically)."""
 
     instance_id: str
-    action: Literal["start", "complete", "tick", "cancel"]
+    action: Literal["start", "complete", "tick", "cancel", "message"]
     status: Literal["next", "none", "end"] | None
     finished: bool
     created: tuple[OpenTodo, ...] = ()

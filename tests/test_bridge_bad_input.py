@@ -88,12 +88,15 @@ def test_completing_a_closed_or_foreign_task_is_refused(
 def test_a_person_who_is_not_a_handler_is_refused(
     bridge: Bridge, tmp_path: Path, fake: FakeCenter
 ) -> None:
-    """The error names the person, and who may act; nothing changes."""
+    """The error names the person, and who may act; nothing changes. (The dean's todo names
+    people only; the counselor's also has a handling group, whose members the bridge cannot
+    know, so it takes anyone the business system lets through.)"""
     inst = bridge.start("leave_approval", initiator="2023001", data=LEAVE)
+    out = bridge.complete(inst.todos[0].task_id, handler="T001", data={"approved": True})
     before, calls = snapshot(_db(tmp_path)), len(fake.calls())
     with pytest.raises(NotAHandlerError) as caught:
-        bridge.complete(inst.todos[0].task_id, handler="X999", data={"approved": True})
-    assert "X999" in str(caught.value) and "T001" in str(caught.value)
+        bridge.complete(out.created[0].task_id, handler="X999", data={"approved": True})
+    assert "X999" in str(caught.value) and "D001" in str(caught.value)
     assert snapshot(_db(tmp_path)) == before
     assert len(fake.calls()) == calls
 
@@ -167,6 +170,28 @@ def test_a_condition_reaching_for_the_os_is_refused_before_anything_runs(tmp_pat
     assert "f3" in str(caught.value)
     assert not db.exists()
     assert not marker.exists()
+
+
+def test_a_condition_over_the_sandbox_limits_says_why(tmp_path: Path) -> None:
+    """SpiffWorkflow reports a failed condition as "Error evaluating expression"; the error
+    adds the reason underneath (here the sandbox's bound on ``range``), once."""
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    big = HOSTILE_CONDITION.replace(
+        "__import__('os').system('touch {marker}') == 0", "len(range(20000)) &gt; 3"
+    )
+    (folder / "big.bpmn").write_text(big.replace('id="hostile"', 'id="big"'))
+    fake = FakeCenter()
+    with Bridge.open(
+        folder, database=f"sqlite:///{tmp_path / 'b.db'}", center=fake.transport()
+    ) as b:
+        inst = b.start("big", initiator="2023001")
+        with pytest.raises(EngineError) as caught:
+            b.complete(inst.todos[0].task_id, handler="T001")
+    message = str(caught.value)
+    assert "'gw'" in message and "len(range(20000)) > 3" in message
+    assert message.count("range() of 20000 items exceeds the limit of 10000") == 1
+    assert ". ." not in message
 
 
 def test_the_restricted_engine_refuses_os_access_at_run_time_too(tmp_path: Path) -> None:

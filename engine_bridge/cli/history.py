@@ -95,6 +95,11 @@ def _describe(entry: HistoryEntry) -> str:
         return f"{p.get('handler')} completes {p.get('node')} with {data}{opinion} → {status}"
     if entry.kind == "tick":
         return "timers fired"
+    if entry.kind == "message":
+        data = json.dumps(p.get("data") or {}, ensure_ascii=False, sort_keys=True)
+        created = [c.get("node_id") for c in (p.get("outcome") or {}).get("created", [])]
+        opened = f" → opens {', '.join(map(str, created))}" if created else ""
+        return f"message {p.get('name')} arrives with {data}{opened}"
     if entry.kind == "cancel":
         return f"{p.get('by')} cancels the instance"
     return f"{entry.kind} {json.dumps(p, ensure_ascii=False, sort_keys=True)}"

@@ -1,4 +1,5 @@
-"""The engine: SpiffWorkflow behind start / complete / cancel / tick, each answering StepFacts.
+"""The engine: SpiffWorkflow behind start / complete / cancel / tick / message, each answering
+StepFacts.
 
 Every action leaves the workflow at rest (only user tasks and waiting events left) and
 describes the result as :class:`~engine_bridge.facts.StepFacts`: the complete set of open
@@ -40,10 +41,11 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
+from engine_bridge.engine.messages import awaited_messages, deliver_message
 from engine_bridge.engine.scan import is_finished, ready_by_kind, resting_ready
 from engine_bridge.engine.script_engine import RestrictedScriptEngine, render_template
 from engine_bridge.engine.state import definition_json, restore_specs
-from engine_bridge.engine.timers import due_time
+from engine_bridge.engine.timers import waiting_due_times
 from engine_bridge.engine.todos import (
     MAX_SUMMARY_ITEMS,
     TodoContext,
@@ -51,6 +53,7 @@ from engine_bridge.engine.todos import (
     collect_todos,
     find_task,
     is_todo_task,
+    own_todo,
     pass_through,
     signer_share,
 )
@@ -203,6 +206,47 @@ class Engine:
             ready = self._advance(wf)
         return self._facts(wf, process, instance_id, "tick", ready=ready)
 
+    def message(
+        self,
+        wf: BpmnWorkflow,
+        process: LoadedProcess,
+        *,
+        instance_id: str,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> StepFacts:
+        """The message ``name`` arrives with ``data``: every task waiting for it catches it
+        (``engine.messages``), and the instance runs to its next wait. Refused, with the
+        names it does wait for, when nothing waits for ``name``."""
+        self._context(wf, process, instance_id)
+        self._refuse_if_stopped(wf, instance_id)
+        what = f"data of message {name!r} for instance {instance_id!r}"
+        payload = check_data(data or {}, what)
+        if not isinstance(name, str) or not name:
+            raise InvalidDataError(f"a message name must be a non-empty string, not {name!r}")
+        with self._running(process, instance_id, None):
+            now = self._clock.now()
+            if any(due <= now for due in _timer_due_times(wf)):
+                # A timer that fell due before the message came fires first, as the worker's
+                # next tick would have fired it: an event-based gateway takes one branch, the
+                # one whose event came first.
+                wf.refresh_timers()
+                self._advance(wf)
+            caught = deliver_message(wf, name, payload)
+            if not caught:
+                awaited = awaited_messages(wf)
+                raise InputError(
+                    f"instance {instance_id!r} of process {process.process_id!r} is not "
+                    f"waiting for message {name!r}; "
+                    + (
+                        f"it waits for: {', '.join(repr(n) for n in awaited)}"
+                        if awaited
+                        else "it waits for no message now"
+                    )
+                )
+            ready = self._advance(wf)
+        return self._facts(wf, process, instance_id, "message", ready=ready)
+
     def retry(self, wf: BpmnWorkflow, process: LoadedProcess, *, instance_id: str) -> StepFacts:
         """Run the service task the instance stopped at again, and on to the next wait.
 
@@ -269,7 +313,18 @@ class Engine:
             )
         extra = {"initiator": record.get("initiator", ""), "instanceId": instance_id}
         registry = getattr(self.script_engine.environment, "registry", None)
-        return TodoContext(instance_id=instance_id, process=process, extra=extra, registry=registry)
+        view_names = {
+            "process_name": process.name or process.process_id,
+            "initiator": record.get("initiator", ""),
+            "initiatorName": record.get("initiator_name", ""),
+        }
+        return TodoContext(
+            instance_id=instance_id,
+            process=process,
+            extra=extra,
+            registry=registry,
+            view_names=view_names,
+        )
 
     def _open_share(self, wf: Any, ctx: TodoContext, todo_id: str, handler: str) -> Any:
         """The READY task ``handler`` completes for ``todo_id``; refuse anything else."""
@@ -286,15 +341,18 @@ class Engine:
                 return share
             shares = [c for c in instances(anchor) if c.state == TaskState.READY]
             shares = [c for c in shares if is_todo_task(c)]
+            shares = [c for c in shares if not own_todo(assignment(c, ctx)[0])]
             if shares:
                 return self._countersign_share(shares, ctx, todo_id, handler)
         elif (
             anchor.state == TaskState.READY
             and is_todo_task(anchor)
-            and parallel_parent(anchor) is None
+            and (parallel_parent(anchor) is None or own_todo(assignment(anchor, ctx)[0]))
         ):
-            handlers, _groups = assignment(anchor, ctx)
-            if handlers and handler not in handlers:
+            handlers, groups = assignment(anchor, ctx)
+            # A member of the todo's handling groups may complete it too: who belongs to a
+            # group is the business system's to check (the bridge never sees the members).
+            if handlers and handler not in handlers and not groups:
                 raise NotAHandlerError(
                     f"{handler!r} is not a handler of todo {todo_id!r} (node {spec.bpmn_id!r}); "
                     f"its handlers are: {', '.join(handlers)}"
@@ -314,17 +372,12 @@ class Engine:
     def _countersign_share(
         self, shares: list[Any], ctx: TodoContext, todo_id: str, handler: str
     ) -> Any:
-        group_only = None
         allowed: dict[str, None] = {}
         for share in shares:
             handlers, _groups = assignment(share, ctx)
             if handler in handlers:
                 return share
-            if not handlers and group_only is None:
-                group_only = share
             allowed.update(dict.fromkeys(handlers))
-        if group_only is not None:
-            return group_only
         node = shares[0].task_spec.bpmn_id
         raise NotAHandlerError(
             f"{handler!r} is not an open signer of countersign todo {todo_id!r} (node "
@@ -544,7 +597,7 @@ def _stopped_task(wf: Any) -> Any | None:
 
 
 def _timer_due_times(wf: Any) -> list[datetime]:
-    return [d for d in (due_time(e.value) for e in wf.waiting_events()) if d is not None]
+    return waiting_due_times(wf)
 
 
 def _cause(exc: BaseException, kind: type[ScriptSecurityError]) -> ScriptSecurityError | None:
@@ -562,14 +615,69 @@ def _cause(exc: BaseException, kind: type[ScriptSecurityError]) -> ScriptSecurit
 
 
 def _describe(exc: Exception, process: LoadedProcess, instance_id: str, task: Any) -> str:
-    failing = getattr(exc, "task", None) or task
+    failing = getattr(exc, "task", None) or _task_in_traceback(exc) or task
     node = None
     if failing is not None and getattr(failing, "task_spec", None) is not None:
         node = getattr(failing.task_spec, "bpmn_id", None) or failing.task_spec.name
     where = f"node {node!r}" if node else "the engine"
     notes = "; ".join(getattr(exc, "__notes__", ()))
-    detail = f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
+    detail = f"{type(exc).__name__}: {str(exc).rstrip('. ')}" + (f" ({notes})" if notes else "")
+    hint = _collection_hint(failing)
+    if hint:
+        detail += f"; {hint}"
+    root = _root_cause(exc)
+    if root is not exc and str(root) and str(root) not in detail:
+        # SpiffWorkflow's "Error evaluating expression" says where, not why.
+        detail += f" ({type(root).__name__}: {root})"
     return (
         f"process {process.process_id!r}, instance {instance_id!r}: {where} failed: {detail}. "
         "The stored instance is unchanged; fix the data or the BPMN and try again."
     )
+
+
+def _task_in_traceback(exc: BaseException) -> Any | None:
+    """The innermost SpiffWorkflow task a failure happened in, read from its traceback: a
+    plain Python error inside SpiffWorkflow (a ``TypeError`` over a missing list) carries no
+    task of its own, and the error should still name the element."""
+    found = None
+    frame = exc.__traceback__
+    while frame is not None:
+        for name in ("my_task", "task"):
+            candidate = frame.tb_frame.f_locals.get(name)
+            if getattr(candidate, "task_spec", None) is not None:
+                found = candidate
+        frame = frame.tb_next
+    return found
+
+
+def _collection_hint(task: Any) -> str:
+    """For a multi-instance task whose input collection is missing or not a collection: say
+    which variable it reads (SpiffWorkflow's own error names neither)."""
+    spec = getattr(task, "task_spec", None)
+    data_input = getattr(spec, "data_input", None)
+    name = getattr(data_input, "bpmn_id", None)
+    if not name or task is None:
+        return ""
+    value = task.data.get(name)
+    if isinstance(value, list | tuple | dict):
+        return ""
+    got = "it is missing" if name not in task.data else f"it is {type(value).__name__}"
+    return (
+        f"the multi-instance reads its items from the variable {name!r}, and {got}: give it a "
+        "list (of handlers, say) in the data"
+    )
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception SpiffWorkflow's wrappers (``.exception``) or Python's chaining
+    lead to: the one that says what went wrong."""
+    seen: set[int] = set()
+    current = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "exception", None)
+        nxt = inner if isinstance(inner, BaseException) else current.__cause__
+        if nxt is None:
+            break
+        current = nxt
+    return current

@@ -24,6 +24,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.serializer.default.event_definition import (
     TimerConditionalEventDefinitionConverter,
 )
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     DurationTimerEventDefinition,
@@ -39,6 +40,7 @@ __all__ = [
     "due_time",
     "register_clocked_timers",
     "task_now",
+    "waiting_due_times",
 ]
 
 
@@ -65,6 +67,28 @@ def due_time(value: Any) -> datetime | None:
     except (ValueError, AttributeError):
         return None
     return parsed if isinstance(parsed, datetime) else None
+
+
+def waiting_due_times(wf: Any) -> list[datetime]:
+    """The due times of the timers ``wf`` (subprocesses included) waits on.
+
+    ``wf.waiting_events()`` reports a task's event definition as a whole, and a task with
+    several (an event-based gateway: SpiffWorkflow gives it one definition holding every
+    branch's event) is reported without a due time. Its timer branch keeps its due time in
+    the task's own ``event_value``, as a lone timer does, and is read from there.
+    """
+    found: list[datetime] = []
+    for task in wf.event_manager.tasks.values():
+        definition = task.task_spec.event_definition
+        if isinstance(definition, MultipleEventDefinition):
+            if not any(isinstance(d, TimerEventDefinition) for d in definition.event_definitions):
+                continue
+            due = due_time(task._get_internal_data("event_value"))
+        else:
+            due = due_time(definition.details(task).value)
+        if due is not None:
+            found.append(due)
+    return found
 
 
 def _mark_if_due(task: Any, due: datetime | None) -> bool:

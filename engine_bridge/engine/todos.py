@@ -11,7 +11,11 @@ handlers never drift, and the centre is never told two different stories about o
 shown name, summary and URLs are rendered at the same moment for the same reason.
 
 A parallel multi-instance user task (countersign) is one todo anchored on the multi-instance
-task; its handlers are those of the instances still open. An instance's handler expression also
+task; its handlers are those of the instances still open. That holds for instances naming one
+person each (the common case: a list of accounts). An instance naming several people, or only
+a handling group, is a todo of its own (see :func:`own_todo`): the centre closes one signer's
+share of a todo at a time and keeps a single share for all of a todo's groups, so such an
+instance could not be told apart inside the countersign todo. An instance's handler expression also
 sees ``loopCounter`` (its 0-based position), as assignee expressions do in the vendor engines
 (``${approvers[loopCounter]}``), and bean calls go to the context's resolver registry.
 """
@@ -46,6 +50,7 @@ __all__ = [
     "find_task",
     "is_todo_task",
     "node_settings",
+    "own_todo",
     "pass_through",
     "ready_manual_tasks",
     "signer_share",
@@ -71,6 +76,9 @@ class TodoContext:
     process: LoadedProcess
     extra: Mapping[str, Any] = field(default_factory=dict)  # names for handler expressions
     registry: Registry | None = None  # answers bean calls in handler expressions
+    # Names the bridge gives every template besides the task data (``process_name``,
+    # ``initiator``, ``initiatorName``), as the transaction's templates have them.
+    view_names: Mapping[str, Any] = field(default_factory=dict)
 
 
 _TODO_SPECS = (UserTask, ManualTask)
@@ -101,6 +109,13 @@ def pass_through(tasks: list[Any]) -> list[Any]:
         if not todo:
             found.append(task)
     return found
+
+
+def own_todo(handlers: Any) -> bool:
+    """Whether a countersign instance with these kept handlers is a todo of its own rather
+    than one signer's share of the countersign todo: it names no person (a handling group
+    only) or several, any of whom signs for it."""
+    return len(handlers) != 1
 
 
 def todo_id_of(instance_id: str, anchor: Any) -> str:
@@ -159,6 +174,8 @@ def _index_signers(anchor: Any) -> tuple[int, dict[str, Any] | None, set[str]]:
         if stored is None:
             complete = False
             continue
+        if own_todo(stored):
+            continue  # not a share of the countersign todo
         for name in stored:
             if name in named and named[name] is not child:
                 shared.add(name)
@@ -178,7 +195,7 @@ def _scan_signers(anchor: Any, handler: str) -> Any | None:
         if child.task_spec.name != child_spec or not is_todo_task(child):
             continue
         stored = child.internal_data.get(_HANDLERS)
-        if stored is not None and handler in stored:
+        if stored is not None and handler in stored and not own_todo(stored):
             return child
     return None
 
@@ -313,6 +330,7 @@ def _view(anchor: Any, settings: NodeSettings, todo_id: str, ctx: TodoContext) -
         return dict(stored)
     data = {
         **anchor.data,
+        **ctx.view_names,
         "instanceId": ctx.instance_id,
         "todoId": todo_id,
         "nodeId": settings.node_id,
@@ -341,6 +359,7 @@ class _Countersign:
     groups: dict[str, None]
     instances: list[Any] = field(default_factory=list)
     same_groups: bool = True  # every instance keeps the same handling groups
+    own_todos: bool = False  # some instances are todos of their own (see own_todo)
     kept: _OpenSigners | None = None  # read whole from these open signers (see _known_run)
     gone: int | None = None  # ... all but the instance at this position
 
@@ -475,9 +494,9 @@ def _collect(
                         position += len(kept.instances) - (gone is not None) - 1
                         last_spec = None  # the task after the run starts a run of its own
                         continue
+                    # Placed among the todos at its first signer (see below).
                     entry = _Countersign(parent, task, {}, {})
                     countersigns[parent.id] = entry
-                    slots.append(entry)
                 elif entry.kept is not None:
                     return None  # more of a countersign whose run was read whole
         elif not todo:
@@ -491,6 +510,12 @@ def _collect(
         if entry is None:
             slots.append(task)
             continue
+        if own_todo(handlers):
+            entry.own_todos = True
+            slots.append(task)
+            continue
+        if not entry.instances:
+            slots.append(entry)  # the countersign todo stands where its first signer does
         known_names = entry.handlers
         for name in handlers:
             if name in known_names:
@@ -530,8 +555,9 @@ def _collect(
 def _keep(entry: _Countersign) -> None:
     """Keep what was found open under ``entry``'s countersign for the next call (not when
     its instances keep different handling groups: which come first would then depend on
-    which instances are left)."""
-    if entry.same_groups:  # entry's lists are this call's own: kept as they are
+    which instances are left; nor when some are todos of their own, which the kept record
+    could not tell from the countersign's run)."""
+    if entry.same_groups and not entry.own_todos:  # this call's own lists: kept as they are
         kept = _OpenSigners(entry.instances, entry.handlers, tuple(entry.groups))
         setattr(entry.parent, _OPEN, kept)
     elif hasattr(entry.parent, _OPEN):

@@ -9,7 +9,9 @@ the process
   ``Start data: a, b, c`` line in the process documentation (the convention the samples use:
   text in parentheses after a name is a comment);
 * **writes**: a ``Form data: a, b`` line in a task's documentation (what its completion
-  submits; SpiffWorkflow keeps form schemas outside the BPMN), script assignments (script
+  submits; SpiffWorkflow keeps form schemas outside the BPMN), a ``Message data: a, b`` line
+  in a message event's documentation (what ``bridge.message`` brings), a
+  ``spiffworkflow:messageVariable``, script assignments (script
   tasks, ``spiffworkflow:preScript``/``postScript``),
   form fields (``spiffworkflow:variableName``, ``camunda:formField``, ``*:formProperty``),
   multi-instance element variables and outputs, data objects, task inputs/outputs, result
@@ -45,7 +47,9 @@ __all__ = [
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _START_DATA = re.compile(r"(?:start data|启动数据)\s*[:：]\s*([^\n。]*)", re.IGNORECASE)
-_FORM_DATA = re.compile(r"(?:form data|表单数据)\s*[:：]\s*([^\n。]*)", re.IGNORECASE)
+_FORM_DATA = re.compile(
+    r"(?:form data|message data|表单数据|消息数据)\s*[:：]\s*([^\n。]*)", re.IGNORECASE
+)
 _PARENTHESES = re.compile(r"\([^)]*\)|（[^）]*）")
 _SPIFF_EXPRESSION_PROPERTIES = ("handlers", "handlingGroup")
 _FORM_FIELD_TAGS = ("formField", "formProperty")
@@ -150,7 +154,9 @@ def start_data_names(documentation: str) -> set[str]:
 
 def form_data_names(documentation: str) -> set[str]:
     """Names listed after ``Form data:`` in a task's documentation: what its completion
-    submits (``bridge.complete(..., data={...})``), written like ``Start data:``."""
+    submits (``bridge.complete(..., data={...})``), written like ``Start data:``. A message
+    event's ``Message data:`` line (what ``bridge.message(..., data={...})`` brings) counts
+    the same way."""
     return _listed(_FORM_DATA, documentation)
 
 
@@ -258,7 +264,7 @@ def collect_variables(process: Any) -> ProcessVariables:
         if not local or element.tag.startswith(f"{{{BPMN_NS}}}"):
             continue
         owner = _flow_owner(element, pid)
-        if local == "variableName" and (element.text or "").strip():
+        if local in ("variableName", "messageVariable") and (element.text or "").strip():
             found.add("written", ((element.text or "").strip(),), owner)
         elif local in _FORM_FIELD_TAGS:
             found.add("written", (element.get("id"),), owner)

@@ -33,7 +33,7 @@ from engine_bridge.testing.golden import call_summary, calls_as_json, comparable
 from engine_bridge.testing.scenario import (
     Scenario,
     ScenarioStep,
-    Step,
+    describe_step,
     load_scenario,
     run_scenario,
 )
@@ -112,17 +112,6 @@ def as_scenario(scenario: Scenario | Mapping[str, Any] | str | Path) -> Scenario
         except ValueError as exc:
             raise ScenarioError(f"malformed scenario: {exc}") from exc
     return load_scenario(scenario)
-
-
-def describe_step(step: Step) -> str:
-    """What a scenario step does, in the words ``run_scenario`` uses for its records."""
-    if step.complete is not None:
-        return f"{step.complete.handler} completes {step.complete.node}"
-    if step.tick is not None:
-        return f"time passes ({step.tick.advance})"
-    if step.cancel is not None:
-        return f"{step.cancel.by} cancels the instance"
-    return "expectations hold"
 
 
 class _Watching:

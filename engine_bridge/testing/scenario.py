@@ -1,9 +1,9 @@
 """Scenario files: a process path written as data, run against a bridge, checked as it goes.
 
 A scenario names the process, how it starts and a list of steps (``complete``, ``expect``,
-``tick``, ``cancel``). Steps name nodes, not task ids, so the same file works for every run.
-JSON and YAML are accepted. A failed ``expect`` raises ``ScenarioError`` naming the step and
-saying what was expected and what happened.
+``tick``, ``message``, ``cancel``). Steps name nodes, not task ids, so the same file works for
+every run. JSON and YAML are accepted. A failed ``expect`` raises ``ScenarioError`` naming the
+step and saying what was expected and what happened.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from engine_bridge.results import Outcome
 from engine_bridge.testing.golden import calls_as_json, step_differences
 
 __all__ = [
+    "ENDED",
     "Scenario",
     "ScenarioRun",
     "ScenarioStep",
+    "describe_step",
     "load_scenario",
     "parse_duration",
     "run_scenario",
@@ -72,6 +74,12 @@ class TickSpec(_Strict):
     advance: str = "PT0S"
 
 
+class MessageSpec(_Strict):
+    name: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = None
+
+
 class CancelSpec(_Strict):
     by: str
     opinion: str = ""
@@ -81,21 +89,25 @@ class Step(_Strict):
     complete: CompleteSpec | None = None
     expect: ExpectSpec | None = None
     tick: TickSpec | None = None
+    message: MessageSpec | None = None
     cancel: CancelSpec | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:
-        given = [k for k in ("complete", "expect", "tick", "cancel") if getattr(self, k)]
+        given = [k for k in _STEP_KINDS if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
-                "each step must have exactly one of complete, expect, tick, cancel; "
+                f"each step must have exactly one of {', '.join(_STEP_KINDS)}; "
                 f"got {given or 'none'}"
             )
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("complete", "expect", "tick", "cancel") if getattr(self, k))
+        return next(k for k in _STEP_KINDS if getattr(self, k))
+
+
+_STEP_KINDS = ("complete", "expect", "tick", "message", "cancel")
 
 
 class Scenario(_Strict):
@@ -112,6 +124,8 @@ def load_scenario(path: str | Path) -> Scenario:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: cannot read scenario: it is not UTF-8 text ({exc})") from exc
     try:
         raw = yaml.safe_load(text) if p.suffix in {".yaml", ".yml"} else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -160,11 +174,30 @@ class ScenarioStep:
             self.calls = [c for o in self.outcomes for c in o.calls]
 
 
+#: Instance statuses that mean the process is over: it finished, or the business cancelled it.
+#: An instance stopped at a failed service task (``incident``) is not: it waits for a retry.
+ENDED = frozenset({"finished", "cancelled"})
+
+
 @dataclass
 class ScenarioRun:
     instance_id: str
     steps: list[ScenarioStep]
     finished: bool
+    status: str = ""  # the instance's status at the end: running, finished, cancelled, incident
+
+
+def describe_step(step: Step) -> str:
+    """What a scenario step does, in the words of the records ``run_scenario`` keeps."""
+    if step.complete is not None:
+        return f"{step.complete.handler} completes {step.complete.node}"
+    if step.tick is not None:
+        return f"time passes ({step.tick.advance})"
+    if step.message is not None:
+        return f"message {step.message.name} arrives"
+    if step.cancel is not None:
+        return f"{step.cancel.by} cancels the instance"
+    return "expectations hold"
 
 
 def run_scenario(
@@ -196,28 +229,33 @@ def run_scenario(
             task_id = _find_task(bridge, inst.id, c.node, c.handler, i)
             outcome = bridge.complete(task_id, handler=c.handler, data=c.data, opinion=c.opinion)
             last = [outcome]
-            rec = ScenarioStep(i, "complete", f"{c.handler} completes {c.node}", last)
+            rec = ScenarioStep(i, "complete", describe_step(step), last)
         elif step.tick is not None:
             delta = parse_duration(step.tick.advance)
             if advance is not None:
                 advance(delta)
             last = bridge.tick()
-            rec = ScenarioStep(i, "tick", f"time passes ({step.tick.advance})", last)
+            rec = ScenarioStep(i, "tick", describe_step(step), last)
+        elif step.message is not None:
+            m = step.message
+            outcome = bridge.message(inst.id, m.name, data=m.data, key=m.key)
+            last = [outcome]
+            rec = ScenarioStep(i, "message", describe_step(step), last)
         elif step.cancel is not None:
             outcome = bridge.cancel(inst.id, by=step.cancel.by, opinion=step.cancel.opinion)
             last = [outcome]
-            rec = ScenarioStep(i, "cancel", f"{step.cancel.by} cancels the instance", last)
+            rec = ScenarioStep(i, "cancel", describe_step(step), last)
         else:
             assert step.expect is not None
             _check(bridge, inst.id, step.expect, last, i)
             if step.expect.calls is not None:
                 _check_calls(step.expect.calls, records, i)
-            rec = ScenarioStep(i, "expect", "expectations hold", [])
+            rec = ScenarioStep(i, "expect", describe_step(step), [])
         records.append(rec)
         if on_step:
             on_step(rec)
-    finished = bridge.instance(inst.id).status != "running"
-    return ScenarioRun(instance_id=inst.id, steps=records, finished=finished)
+    status = bridge.instance(inst.id).status
+    return ScenarioRun(instance_id=inst.id, steps=records, finished=status in ENDED, status=status)
 
 
 def _find_task(bridge: Any, instance_id: str, node: str, handler: str, index: int) -> str:
@@ -256,11 +294,13 @@ def _check(bridge: Any, instance_id: str, exp: ExpectSpec, last: list[Outcome], 
                 continue
             match = [h for n, h in got_open if n == o.node]
             if sorted(o.handlers) not in match:
-                fail(f"open: {o.node} handlers expected {sorted(o.handlers)}, got {match}")
+                got_handlers = match[0] if len(match) == 1 else match
+                fail(f"open: {o.node} handlers expected {sorted(o.handlers)}, got {got_handlers}")
     if exp.finished is not None:
-        finished = bridge.instance(instance_id).status != "running"
-        if finished != exp.finished:
-            fail(f"finished: expected {exp.finished}, got {finished}")
+        status = bridge.instance(instance_id).status
+        if (status in ENDED) != exp.finished:
+            ended = status in ENDED
+            fail(f"finished: expected {exp.finished}, got {ended} (the instance is {status})")
 
 
 def _check_calls(expected: list[dict[str, Any]], records: list[ScenarioStep], i: int) -> None:

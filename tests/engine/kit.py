@@ -141,16 +141,19 @@ class Run:
         )
         return self._after(facts)
 
-    def todo(self, node_id: str) -> Todo:
+    def todo(self, node_id: str, handler: str | None = None) -> Todo:
+        """The open todo at ``node_id`` (of those there, the one ``handler`` may complete)."""
         assert self.facts is not None
         found = [t for t in self.facts.open_todos if t.node_id == node_id]
+        if handler is not None and len(found) > 1:
+            found = [t for t in found if handler in t.handlers]
         assert len(found) == 1, f"expected one open todo at {node_id}, got {self.facts.open_todos}"
         return found[0]
 
     def complete(
         self, node_id: str, handler: str, data: dict[str, Any] | None = None, opinion: str = ""
     ) -> StepFacts:
-        todo = self.todo(node_id)
+        todo = self.todo(node_id, handler)
         facts = self.engine.complete(
             self.wf,
             self.process,
@@ -174,6 +177,13 @@ class Run:
     def cancel(self, by: str = "admin") -> StepFacts:
         return self._after(
             self.engine.cancel(self.wf, self.process, instance_id=self.instance_id, by=by)
+        )
+
+    def message(self, name: str, data: dict[str, Any] | None = None) -> StepFacts:
+        return self._after(
+            self.engine.message(
+                self.wf, self.process, instance_id=self.instance_id, name=name, data=data
+            )
         )
 
     def nodes(self) -> list[str]:

@@ -4,7 +4,8 @@ open signers it keeps on a live countersign so that the next call need not read 
 The engine decides once per run of tasks sharing a spec and a parent and reads the handlers
 kept on each instance in place; this reference is the rule it must keep: todos in tree order,
 one per countersign node, its handlers the open instances' kept handlers in order (a name
-twice refused), its groups their union in order.
+twice refused), its groups their union in order; an instance naming several people or none
+(a handling group only) is a todo of its own.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def _reference(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> Fou
             continue
         handlers, groups = assignment(task, ctx)
         parent = parallel_parent(task)
-        if parent is None:
+        if parent is None or len(handlers) != 1:
+            # A countersign instance naming several people, or a group only, is its own todo.
             slots.append((task, handlers, groups))
             continue
         if parent.id not in entries:
@@ -116,13 +118,17 @@ def test_every_step_of_parallel_countersigns_matches_the_plain_pass() -> None:
     ctx = TodoContext(instance_id=run.instance_id, process=run.process)
     expected = _reference(run.wf, ctx)
     assert _collected(run.wf, ctx) == expected
-    assert expected[0][1:] == (("s1", "s2", "s3"), ("office",))
-    assert expected[1][1:] == (("a1", "a2", "b1", "b2", "c1"), ("t-1", "t-2"))
-    assert expected[2][1:] == (("P1",), ())
+    assert [todo[1:] for todo in expected] == [
+        (("s1", "s2", "s3"), ("office",)),
+        (("a1", "a2"), ("t-1", "t-2")),  # instances naming two people: todos of their own
+        (("b1", "b2"), ("t-1", "t-2")),
+        (("c1",), ("t-1", "t-2")),  # the countersign todo of the one naming a single person
+        (("P1",), ()),
+    ]
     for node, handler in [("pairs", "b2"), ("sign", "s1"), ("plain", "P1"), ("sign", "s3")]:
         run.complete(node, handler)
         assert _collected(run.wf, ctx) == _reference(run.wf, ctx)
-    assert [todo[1] for todo in _collected(run.wf, ctx)] == [("s2",), ("a1", "a2", "c1")]
+    assert [todo[1] for todo in _collected(run.wf, ctx)] == [("s2",), ("a1", "a2"), ("c1",)]
 
 
 def test_instances_seen_for_the_first_time_are_assigned_in_order() -> None:
@@ -145,8 +151,10 @@ def test_instances_seen_for_the_first_time_are_assigned_in_order() -> None:
 @pytest.mark.parametrize(
     ("kept", "refused"),
     [
-        ({1: ["b1", "a2"]}, True),  # two instances of one countersign name a2
-        ({0: ["a1", "a1"]}, True),  # one instance naming a person twice (an old state)
+        ({1: ["c1"]}, True),  # two signers' instances of one countersign name c1
+        ({0: ["z"], 1: ["y"], 2: ["y"]}, True),
+        ({1: ["a1", "c1"]}, False),  # an instance naming two people: a todo of its own
+        ({0: ["a1", "a1"]}, False),  # ... also when it names one person twice (an old state)
         ({2: ["s1"]}, False),  # s1 signs the other countersign: another todo, allowed
         ({0: ["z"], 1: ["y"], 2: ["x"]}, False),
     ],
@@ -306,11 +314,11 @@ def test_the_check_compares_refusals_too(monkeypatch: pytest.MonkeyPatch) -> Non
     run = Run(load(BRANCHES, "branches"))
     run.start(dict(DATA))
     ctx = TodoContext(instance_id=run.instance_id, process=run.process)
-    _collected(run.wf, ctx)  # keeps the open signers of both countersigns
-    pairs = [t for t in ready_manual_tasks(run.wf) if t.task_spec.bpmn_id == "pairs"]
-    pairs[1].internal_data["eb_handlers"] = ["a1"]  # a1 is the first instance's too
+    _collected(run.wf, ctx)  # keeps the open signers of the countersign of single signers
+    signs = [t for t in ready_manual_tasks(run.wf) if t.task_spec.bpmn_id == "sign"]
+    signs[1].internal_data["eb_handlers"] = ["s1"]  # s1 is the first instance's too
     monkeypatch.setattr(check_open_signers, "on", True)
     with pytest.raises(EngineError, match=r"the kept open signers give .* the READY tasks give"):
         collect_todos(run.wf, ctx)
     monkeypatch.setattr(check_open_signers, "on", False)
-    assert _collected(run.wf, ctx)[1][1] == ("a1", "a2", "b1", "b2", "c1")  # as kept
+    assert _collected(run.wf, ctx)[0][1] == ("s1", "s2", "s3")  # as kept

@@ -238,3 +238,32 @@ def test_cancel_finishes_with_no_open_todo() -> None:
     facts = run.cancel(by="admin")
     assert facts.finished and facts.action == "cancel" and facts.actor == "admin"
     assert facts.open_todos == ()
+
+
+def test_todo_templates_see_the_names_the_bridge_adds() -> None:
+    """A todo's templates have process_name and initiatorName, as the transaction's do."""
+    named = definitions(
+        process(
+            "named",
+            START
+            + user(
+                "review",
+                "'T001'",
+                taskName="{process_name}/{initiatorName}/{initiator}",
+                summary1="节点|{nodeId}",
+            )
+            + END
+            + chain("start", "review", "end"),
+            name="请假",
+        )
+    )
+    run = Run(load(named, "named"))
+    run.wf, facts = run.engine.start(
+        run.process,
+        instance_id=run.instance_id,
+        initiator="2023001",
+        data={},
+        initiator_name="张三",
+    )
+    (todo,) = facts.open_todos
+    assert todo.task_name == "请假/张三/2023001"

@@ -90,16 +90,30 @@ def test_the_signer_index_finds_what_a_pass_over_the_instances_finds() -> None:
 
 
 def test_a_name_two_instances_share_is_looked_up_the_slow_way() -> None:
-    """Kept handlers naming one person twice (a state written before such collections were
-    refused) are left out of the index: the first open instance in order answers."""
+    """Kept handlers naming one person in two instances (a state written before such
+    collections were refused) are left out of the index: the first open instance in order
+    answers."""
     _engine, _process, wf, _todo = _countersign(["a", "b", "c"])
     anchor = _anchor(wf)
     first, second, third = instances(anchor)
-    second.internal_data["eb_handlers"] = ["b", "a"]
+    second.internal_data["eb_handlers"] = ["a"]
     assert signer_share(anchor, "a") is first
     first._set_state(TaskState.COMPLETED)
     assert signer_share(anchor, "a") is second
     assert signer_share(anchor, "c") is third
+
+
+def test_an_instance_naming_two_people_is_no_share_of_the_countersign_todo() -> None:
+    """Such an instance is a todo of its own: neither the index nor the slow way answers
+    with it for the countersign todo."""
+    _engine, _process, wf, _todo = _countersign(["a", "b", "c"])
+    anchor = _anchor(wf)
+    first, second, _third = instances(anchor)
+    second.internal_data["eb_handlers"] = ["b", "a"]
+    assert signer_share(anchor, "a") is first
+    assert signer_share(anchor, "b") is None
+    first._set_state(TaskState.COMPLETED)
+    assert signer_share(anchor, "a") is None
 
 
 def test_an_instance_without_kept_handlers_disables_the_index() -> None:

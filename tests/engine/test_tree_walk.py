@@ -69,7 +69,8 @@ def _same_walks(wf: Any) -> None:
 
 
 def _scenario_steps(name: str) -> tuple[Run, list[dict[str, Any]]]:
-    """The scenario's instance started, and its actions (complete, tick, cancel) in order."""
+    """The scenario's instance started, and its actions (complete, tick, message, cancel) in
+    order."""
     scenario = json.loads((WORKFLOWS / "scenarios" / f"{name}.json").read_text("utf-8"))
     library = WorkflowLibrary.load(WORKFLOWS, transforms=(translate_dialects,))
     run = Run(library.get(scenario["process"]))
@@ -85,6 +86,8 @@ def act(run: Run, step: dict[str, Any]) -> None:
         run.complete(done["node"], done["handler"], done.get("data"))
     elif "tick" in step:
         run.tick(parse_duration(step["tick"].get("advance", "PT0S")))
+    elif "message" in step:
+        run.message(step["message"]["name"], step["message"].get("data"))
     else:
         run.cancel(step["cancel"]["by"])
 

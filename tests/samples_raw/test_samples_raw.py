@@ -4,9 +4,10 @@ This checks the samples and their scenario files on their own, without the bridg
 scenario is replayed against SpiffWorkflow directly, deriving every completion's status with
 the READY-set diff (``end`` if the process finished, ``next`` if new user tasks became ready,
 else ``none``) and the open todos the way the bridge groups them (one todo per parallel
-countersign, holding the signers still open). Only two things stand in for the bridge here:
-the completion-condition counters (``nrOfActiveInstances``… and the output collection so far)
-and the initiator in the start data.
+countersign, holding the signers still open). Only three things stand in for the bridge here:
+the completion-condition counters (``nrOfActiveInstances``… and the output collection so far),
+the initiator in the start data, and a message's data joining the data of the task that
+caught it (SpiffWorkflow keeps it aside when the model names no message variable).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from lxml import etree  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
     MultiInstanceTask,
     ParallelMultiInstanceTask,
 )
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.camunda.parser import CamundaParser
 from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
@@ -213,6 +216,23 @@ class RawRun:
                 ).isoformat()
         self._step(self.wf.refresh_timers)
 
+    def message(self, name: str, data: dict[str, Any]) -> None:
+        waiting = [
+            (task, d)
+            for task in self.wf.get_tasks(state=TaskState.WAITING)
+            for d in getattr(task.task_spec.event_definition, "event_definitions", None)
+            or [getattr(task.task_spec, "event_definition", None)]
+            if isinstance(d, MessageEventDefinition) and d.name == name
+        ]
+        assert waiting, f"nothing waits for message {name!r}"
+
+        def send() -> None:
+            self.wf.send_event(BpmnEvent(waiting[0][1], payload=data))
+            for task, _ in waiting:
+                task.data.update(data)
+
+        self._step(send)
+
     def cancel(self) -> None:
         self.wf.cancel()
         self.cancelled = True
@@ -271,6 +291,8 @@ def replay(scenario: dict[str, Any]) -> RawRun:
             run.complete(c["node"], c["handler"], c.get("data", {}))
         elif "tick" in step:
             run.tick(parse_duration(step["tick"]["advance"]))
+        elif "message" in step:
+            run.message(step["message"]["name"], step["message"].get("data", {}))
         elif "cancel" in step:
             run.cancel()
         else:

@@ -4,7 +4,8 @@ in-process fake centre whose open todos are compared with the engine after every
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,17 @@ def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@contextmanager
+def opened(tmp_path: Path, files: Mapping[str, str]) -> Iterator[Harness]:
+    """A Harness over ``files`` (file name → BPMN text), written to a folder of ``tmp_path``,
+    with its database beside it; closed afterwards."""
+    folder = tmp_path / "wf"
+    for name, text in files.items():
+        write(folder, name, text)
+    harness = Harness(folder, f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        yield harness
+    finally:
+        harness.close()

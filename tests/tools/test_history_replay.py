@@ -339,6 +339,24 @@ def test_cli_history_export_to_stdout_and_show(live: Any) -> None:
     assert "→ next" in shown.stdout
 
 
+def test_messages_are_exported_as_message_steps_and_shown(live: Any) -> None:
+    run = live("venue_booking_paid")
+    doc = export_history(run.bridge.store, run.instance_id)
+    (message,) = [s["message"] for s in doc["steps"] if "message" in s]
+    assert message == {
+        "name": "payment_received",
+        "data": {"receipt": "R-20261210-01", "amount": 200},
+    }
+    after = doc["steps"][doc["steps"].index({"message": message}) + 1]["expect"]
+    assert after["next_nodes"] == ["issue_permit"] and len(after["calls"]) == 1
+    shown = _cli("history", "show", run.instance_id, "--database", run.database)
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        'message payment_received arrives with {"amount": 200, "receipt": "R-20261210-01"} '
+        "→ opens issue_permit" in shown.stdout
+    )
+
+
 def test_cli_reports_unknown_instances_and_unreadable_histories(live: Any, tmp_path: Path) -> None:
     run = live("leave_approval_short")
     missing = _cli("history", "export", "nope", "--database", run.database)
