@@ -90,3 +90,59 @@ def test_demo_tells_each_sample_as_a_timeline() -> None:
     assert "taskWithdraw" in out
     assert "taskTerminate" in out
     assert "FAILED" not in out
+
+
+def test_run_against_a_centre_that_refuses_the_credentials_fails(tmp_path: Path) -> None:
+    """The steps pass, but nothing reached the centre: that is a failure, not a pass."""
+    from engine_bridge.testing.fake_center import FakeCenter
+
+    with FakeCenter().serve() as server:
+        done = run_cli(
+            "run",
+            str(WORKFLOWS),
+            "--scenario",
+            str(WORKFLOWS / "scenarios" / "leave_approval_long.json"),
+            "--center",
+            server.url,
+            "--client-id",
+            "test-client",
+            "--client-secret",
+            "not-the-secret",
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "steps passed" in done.stdout
+    assert "centre call(s) were not delivered" in done.stderr
+    assert "not-the-secret" not in done.stdout + done.stderr
+
+
+def test_unusable_paths_and_databases_are_errors_not_tracebacks(tmp_path: Path) -> None:
+    """A database in a missing folder or on a server that is down, a transcript that cannot be
+    written, a scenario that is not UTF-8: one line naming the problem, exit 1 (2 for replay's
+    unreadable history), never a traceback."""
+    scenario = str(WORKFLOWS / "scenarios" / "or_sign.json")
+    not_utf8 = tmp_path / "latin.json"
+    not_utf8.write_bytes(b'\xff\xfe{"process": "or_sign"}')
+    cases = [
+        (
+            ("run", str(WORKFLOWS), "--scenario", scenario, "--database", "sqlite:////no/dir/x.db"),
+            1,
+            "the database cannot be used: unable to open database file",
+        ),
+        (
+            ("outbox", "list", "--database", "postgresql+psycopg://postgres@127.0.0.1:9/test"),
+            1,
+            "the database cannot be used: connection failed",
+        ),
+        (
+            ("run", str(WORKFLOWS), "--scenario", scenario, "--transcript", "/no/dir/t.jsonl"),
+            1,
+            "/no/dir/t.jsonl: No such file or directory",
+        ),
+        (("run", str(WORKFLOWS), "--scenario", str(not_utf8)), 1, "it is not UTF-8 text"),
+        (("replay", str(not_utf8), "--workflows", str(WORKFLOWS)), 2, "not UTF-8 text"),
+    ]
+    for argv, code, words in cases:
+        done = run_cli(*argv, cwd=tmp_path)
+        assert done.returncode == code, (argv, done.stdout, done.stderr)
+        assert words in done.stdout + done.stderr, (argv, done.stderr)
+        assert "Traceback" not in done.stderr, (argv, done.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
     from engine_bridge.errors import EngineBridgeError
 
     try:
@@ -55,7 +58,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``… | head``): stop quietly, as other command-line tools do,
+        # instead of a traceback; the exit code is the shell's for a process killed by SIGPIPE.
+        _silence_stdout()
+        return 141
+    except OSError as exc:  # a path given on the command line: missing, unreadable, read-only
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database: missing folder, server down, refused
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        print(
+            f"error: the database cannot be used: {str(reason).strip()}; check --database "
+            "(or ENGINE_BRIDGE_DATABASE)",
+            file=sys.stderr,
+        )
+        return 1
     return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is no real file (a test's capture): nothing left to flush into a pipe
 
 
 if __name__ == "__main__":  # pragma: no cover

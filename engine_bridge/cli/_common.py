@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from engine_bridge.errors import InputError
 from engine_bridge.store import DEFAULT_DATABASE_URL, Store
 
 __all__ = [
@@ -45,7 +49,16 @@ def add_listing_arguments(
 
 
 def open_for_reading(url: str) -> Store:
-    """Inspection never changes the schema: an old database is reported, not migrated."""
+    """Inspection never changes the schema: an old database is reported, not migrated; and
+    never creates one: a mistyped SQLite path is reported, not left behind as an empty file."""
+    parsed = make_url(url)
+    path = parsed.database
+    sqlite_file = parsed.get_backend_name() == "sqlite" and path and path != ":memory:"
+    if sqlite_file and not Path(str(path)).exists():
+        raise InputError(
+            f"{path}: no such database file; give the bridge's database with --database "
+            f"(or {DATABASE_ENV})"
+        )
     return Store.open(url, create=False)
 
 

@@ -96,6 +96,9 @@ def _data(text: str | None) -> dict[str, Any] | None:
         except OSError as exc:
             print(f"error: cannot read {source}: {exc.strerror}", file=sys.stderr)
             return None
+        except UnicodeDecodeError:
+            print(f"error: cannot read {source}: it is not UTF-8 text", file=sys.stderr)
+            return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -58,15 +58,29 @@ def _run(args: argparse.Namespace) -> int:
         )
         try:
             result = run_scenario(bridge, scenario, advance=clock.advance)
+            undelivered = bridge.store.pending_count() + len(bridge.store.outbox(status="dead"))
+            incidents = bridge.incidents(instance_id=result.instance_id, status="open")
         except ScenarioError as exc:
             print(f"{args.scenario}: {exc}", file=sys.stderr)
             return 1
         finally:
             bridge.close()
             recorder.close()
-    state = "finished" if result.finished else "still running"
+    state = {"finished": "finished", "cancelled": "cancelled"}.get(result.status, "still running")
+    if result.status == "incident":
+        where = (
+            f" at service task {incidents[0].node_id!r}: {incidents[0].error}" if incidents else ""
+        )
+        state = f"stopped at an incident{where}"
     print(
         f"{args.scenario}: {len(scenario.steps)} steps passed; instance {result.instance_id} "
         f"{state}; {len(recorder.entries)} centre calls"
     )
-    return 0
+    if undelivered:
+        print(
+            f"error: {undelivered} centre call(s) were not delivered (the centre refused them "
+            "or could not be reached; run with -v to see why)",
+            file=sys.stderr,
+        )
+        return 1
+    return 1 if result.status == "incident" else 0

@@ -32,7 +32,11 @@ def register(subparsers: Any) -> None:
         "worker",
         help="deliver the outbox and fire due timers until stopped (SIGTERM/SIGINT)",
     )
-    p.add_argument("--workflows", default="workflows", help="BPMN files or folder (for timers)")
+    p.add_argument(
+        "--workflows",
+        default=os.environ.get("ENGINE_BRIDGE_WORKFLOWS", "workflows"),
+        help="BPMN files or folder, for timers (or ENGINE_BRIDGE_WORKFLOWS; ./workflows)",
+    )
     p.add_argument(
         "--no-timers",
         action="store_true",

@@ -8,7 +8,9 @@ rest of the bridge knows only spiffworkflow properties and Python expressions:
   → ``handlingGroup``; BPMN ``potentialOwner`` / ``humanPerformer`` likewise. Properties
   already written as ``spiffworkflow:properties`` win.
 * multi-instance — ``collection`` / ``elementVariable`` → ``loopDataInputRef`` /
-  ``inputDataItem``; JUEL completion conditions and cardinalities → Python.
+  ``inputDataItem``; JUEL completion conditions and cardinalities → Python. Without an output
+  collection, a post-script on each instance keeps the element variable out of the process
+  data (loops drawn in SpiffWorkflow's own form get it too).
 * conditions, timers — JUEL → Python; a bare ISO 8601 timer literal → a quoted string.
 * start events — ``initiator="x"`` → property ``initiatorVariable`` (the engine stores the
   initiator under that name, as the vendor engines do).
@@ -262,18 +264,24 @@ def _collection_ref(ctx: _Context, loop: Any, text: str) -> str | None:
 _CLEANUP = "try:\n    del {var}\nexcept NameError:\n    pass"
 
 
-def _add_instance_cleanup(ctx: _Context, task: Any, loop: Any, var: str) -> None:
+def _add_instance_cleanup(
+    ctx: _Context, task: Any, loop: Any, var: str, *, vendor: bool = True
+) -> None:
     """Keep the element variable local to its instance.
 
     Without an output collection, SpiffWorkflow merges each finished instance's data into the
     process data (as Camunda does with variables set on completion). The element variable would
     be merged too, and the next instance (sequential) or the next visit (a loop back) then fails
     with "input item already exists". A post-script on each instance removes it first.
+    ``vendor``: the loop was translated from a vendor's; a native loop whose own post-script
+    runs once for the whole task is left as it was drawn.
     """
     ext = extension_elements(task)
     post = ext.find(spiff("postScript"))
     scripts_on_instances = loop.get(spiff("scriptsOnInstances"))
     if post is not None and scripts_on_instances != "true":
+        if not vendor:
+            return
         ctx.problem(
             task,
             "mi-script-conflict",
@@ -339,6 +347,12 @@ def _translate_multi_instance(ctx: _Context, loop: Any, claimed: dict[str, Any])
         _put_mi_child(loop, "inputDataItem", id=var, name=var)
         if _mi_child(loop, "loopDataOutputRef") is None:
             _add_instance_cleanup(ctx, task, loop, var)
+    elif not variable and has_input and _mi_child(loop, "loopDataOutputRef") is None:
+        # Drawn in SpiffWorkflow's own form: the element variable leaks the same way.
+        item = _mi_child(loop, "inputDataItem")
+        var = (item.get("id") or "").strip() if item is not None else ""
+        if var.isidentifier() and not var.startswith("_"):
+            _add_instance_cleanup(ctx, task, loop, var, vendor=False)
     for local, what in (
         ("completionCondition", "completion condition"),
         ("loopCardinality", "loop cardinality"),

@@ -130,7 +130,19 @@ def _collect(paths: Sequence[Path]) -> tuple[list[Path], list[Path], list[Proble
             problems.append(
                 Problem(str(path), "no such file or directory", "file-missing", line=None)
             )
-    return bpmn, settings, problems
+    return _once(bpmn), _once(settings), problems
+
+
+def _once(files: list[Path]) -> list[Path]:
+    """Each file once, however it was named (given twice, or also through its folder)."""
+    seen: set[Path] = set()
+    kept: list[Path] = []
+    for file in files:
+        real = file.resolve()
+        if real not in seen:
+            seen.add(real)
+            kept.append(file)
+    return kept
 
 
 def _line_index(root: Any) -> dict[str, int]:

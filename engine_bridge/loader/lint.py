@@ -15,6 +15,7 @@ countersign-no-rule         warning   a parallel multi-instance user task has ne
                                       ``completion="all"`` saying every signer must sign
 unreachable                 warning   see ``lint_flow``
 no-path-to-end              error     see ``lint_flow``
+implicit-end                warning   see ``lint_flow``
 implicit-fork               warning   see ``lint_flow``
 implicit-join               warning   see ``lint_flow``
 ==========================  ========  ======================================================
@@ -72,6 +73,7 @@ LINT_CODES = (
     "countersign-no-rule",
     "unreachable",
     "no-path-to-end",
+    "implicit-end",
     "implicit-fork",
     "implicit-join",
 )

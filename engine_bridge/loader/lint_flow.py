@@ -5,8 +5,10 @@ shapes that usually hide a mistake, per scope (a ``bpmn:process`` or a subproces
 has its own start and end events):
 
 * ``unreachable`` (warning) — no path from a start event leads to the node: it can never run.
-* ``no-path-to-end`` (error) — no end event can be reached from the node: a path stops at an
-  activity with no outgoing flow, or loops without an exit, so the process cannot end there.
+* ``no-path-to-end`` (error) — the paths from the node loop without an exit: neither an end
+  event nor a node where a path ends can be reached, so the process cannot end there.
+* ``implicit-end`` (warning) — a node other than an end event with no outgoing flow. BPMN (and
+  SpiffWorkflow) end the path there as at an end event; an end event says so on the diagram.
 * ``implicit-fork`` (warning) — a task or event with two or more outgoing flows without a
   condition: all of them run at once, a parallel split nobody drew.
 * ``implicit-join`` (warning) — a task or intermediate event with two or more incoming flows
@@ -18,7 +20,8 @@ has its own start and end events):
 Boundary events belong to their host (reached with it); a non-interrupting boundary event is a
 split of its own (its path runs beside the host's). Link events connect throw to catch by name.
 Event subprocesses, compensation handlers and the inside of ad-hoc subprocesses have no
-sequence-flow entry and are not checked for reachability.
+sequence-flow entry and are not checked for reachability. A process marked
+``isExecutable="false"`` (a pool drawn for documentation, which nobody starts) is not checked.
 """
 
 from __future__ import annotations
@@ -197,30 +200,33 @@ def _no_path_to_end(scope: _Scope, file: str) -> list[Problem]:
     for node_id in scope.nodes:
         for successor in scope.successors(node_id):
             predecessors.setdefault(successor, []).append(node_id)
-    ends = [n for n in scope.nodes if scope.kind(n) == "endEvent"]
+    # A node with no outgoing flow ends its path as an end event does (an implicit end).
+    ends = [n for n in scope.nodes if not scope.successors(n) and not scope.detached(n)]
     can_end = _reach(ends, lambda n: predecessors.get(n, []))
     stuck = [n for n in scope.nodes if n not in can_end and not scope.detached(n)]
     problems = []
     for node_id in stuck:
-        node = scope.nodes[node_id]
-        if not scope.successors(node_id):
-            message = (
-                f"{_label(node)!r} has no outgoing sequence flow and is not an end event: a "
-                "path stops here without ending the process; add an end event after it"
-            )
-        else:
-            dead = sorted(d for d in _reach([node_id], scope.successors) if not scope.successors(d))
-            where = (
-                f"every path from it stops at {', '.join(map(repr, dead))}, which has no "
-                "outgoing flow"
-                if dead
-                else "every path from it loops without an exit"
-            )
-            message = (
-                f"no end event can be reached from {_label(node)!r}: {where}; connect the "
-                "path to an end event"
-            )
-        problems.append(_problem(file, node, message, "no-path-to-end", error=True))
+        message = (
+            f"no end event can be reached from {_label(scope.nodes[node_id])!r}: every path "
+            "from it loops without an exit; give the loop a way out to an end event"
+        )
+        problems.append(_problem(file, scope.nodes[node_id], message, "no-path-to-end", error=True))
+    return problems
+
+
+def _implicit_ends(scope: _Scope, file: str) -> list[Problem]:
+    problems = []
+    for node_id, node in scope.nodes.items():
+        if scope.successors(node_id) or scope.detached(node_id):
+            continue
+        if scope.kind(node_id) == "endEvent":
+            continue
+        message = (
+            f"{_label(node)!r} has no outgoing sequence flow and is not an end event: the path "
+            "ends here, as at an end event (the process ends once nothing else is open); draw "
+            "an end event after it to show that on the diagram"
+        )
+        problems.append(_problem(file, node, message, "implicit-end"))
     return problems
 
 
@@ -387,6 +393,8 @@ def check_flow(root: Any, file: str) -> list[Problem]:
     """The flow rules for every process (and subprocess) of one parsed BPMN document."""
     problems: list[Problem] = []
     for process in root.iter(_q("process")):
+        if (process.get("isExecutable") or "").strip().lower() == "false":
+            continue  # drawn for documentation: nobody starts it
         for element in _scopes(process):
             scope = _build(element)
             if not scope.nodes:
@@ -394,6 +402,7 @@ def check_flow(root: Any, file: str) -> list[Problem]:
             if _local(element) != "adHocSubProcess":
                 problems += _unreachable(scope, file)
                 problems += _no_path_to_end(scope, file)
+                problems += _implicit_ends(scope, file)
             problems += _implicit_forks(scope, file)
             problems += _implicit_joins(scope, file)
     return problems

@@ -146,7 +146,20 @@ def _expression(
     if value is None:
         return None, []
     if isinstance(value, list | tuple):
-        accounts = [str(v).strip() for v in value if not isinstance(v, bool) and str(v).strip()]
+        wrong = [v for v in value if isinstance(v, bool) or not isinstance(v, str | int)]
+        if wrong:
+            message = (
+                f"{what} lists {wrong[0]!r}, which is not an account: write each account as a "
+                "string"
+            )
+            return None, [Problem(file, message, "settings-invalid", element_id=node_id)]
+        accounts = [str(v).strip() for v in value if str(v).strip()]
+        if not accounts:
+            message = (
+                f"{what} is an empty list, so nobody could complete the task: list accounts, "
+                f"or write null to remove what the BPMN says for {key}"
+            )
+            return None, [Problem(file, message, "settings-invalid", element_id=node_id)]
         return repr(accounts), []
     if isinstance(value, bool) or not isinstance(value, str | int):
         message = f"{what} must be an expression (a string) or a list of accounts"

@@ -201,5 +201,27 @@ def read_process_settings_file(path: Path) -> tuple[dict[str, dict[str, Any]], l
                     severity="warning",
                 )
             )
+        wrong = [
+            k
+            for k in PROCESS_SETTING_KEYS
+            if k not in ("nodes", "transSummary") and k in raw and not _scalar_text(raw[k])
+        ]
+        if wrong:
+            problems.append(
+                Problem(
+                    file,
+                    f"setting {wrong[0]!r} of process {process_id!r} must be text (a string or "
+                    f"a number), not {type(raw[wrong[0]]).__name__}: the centre would show "
+                    f"{str(raw[wrong[0]])!r}",
+                    "settings-invalid",
+                    element_id=str(process_id),
+                )
+            )
+            continue
         entries[str(process_id)] = dict(raw)
     return entries, problems
+
+
+def _scalar_text(value: Any) -> bool:
+    """A setting the centre shows as text: a string, or a number YAML read unquoted."""
+    return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))

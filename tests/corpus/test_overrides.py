@@ -226,3 +226,27 @@ def test_each_checks_unrelated_models_alone_with_their_folder_settings(tmp_path:
     codes = {p["code"] for p in report["problems"]}
     assert not codes & {"duplicate-id", "settings-unknown-process", "no-handlers"}
     assert result.returncode == 0
+
+
+def test_handler_lists_and_process_settings_must_be_text(tmp_path: Path) -> None:
+    """An account list with a null or a nested value, an empty list, and a setting given as a
+    list are refused by name, not sent to the centre as "None" or "[1, 2]"."""
+    cases = [
+        ({"a": {"handlers": ["T001", None]}}, "lists None, which is not an account"),
+        ({"a": {"handlers": ["T001", ["T002"]]}}, "lists ['T002'], which is not an account"),
+        ({"a": {"handlingGroup": []}}, "is an empty list, so nobody could complete the task"),
+    ]
+    for nodes, words in cases:
+        folder = _folder(tmp_path, nodes)
+        problems = analyse_paths(folder, transforms=DEFAULT_TRANSFORMS).problems
+        found = [p for p in problems if p.code == "settings-invalid"]
+        assert found and words in found[0].message, (nodes, [p.message for p in problems])
+        assert found[0].element_id == "a"
+    accounts = _folder(tmp_path, {"a": {"handlers": ["T001", 2023001]}})
+    assert _node(accounts, "a").handlers == "['T001', '2023001']"  # numbers are accounts too
+    (tmp_path / "wf" / "processes.yaml").write_text(
+        yaml.safe_dump({"review": {"transTypeCode": [1, 2]}}), encoding="utf-8"
+    )
+    problems = analyse_paths(tmp_path / "wf", transforms=DEFAULT_TRANSFORMS).problems
+    (bad,) = [p for p in problems if p.code == "settings-invalid"]
+    assert "'transTypeCode' of process 'review' must be text" in bad.message

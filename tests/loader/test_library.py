@@ -263,3 +263,14 @@ def test_loaded_process_runs_in_spiff_with_the_restricted_engine(
     wf.do_engine_steps()
     ready = wf.get_tasks(state=TaskState.READY, manual=True)
     assert [t.task_spec.bpmn_id for t in ready] == ["review"]
+
+
+def test_a_file_named_twice_is_loaded_once(tmp_path: Path) -> None:
+    """Given twice, or as itself and through its folder: one file, not a clash with itself."""
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    sample = Path(__file__).resolve().parents[2] / "workflows" / "or_sign.bpmn"
+    copy = folder / "or_sign.bpmn"
+    copy.write_text(sample.read_text(encoding="utf-8"), encoding="utf-8")
+    library = WorkflowLibrary.load([copy, folder, folder / ".." / "wf" / "or_sign.bpmn"])
+    assert library.process_ids() == ["or_sign"]

@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -214,6 +215,20 @@ def test_worker_refuses_unsafe_or_missing_settings() -> None:
     assert "--lease-seconds (5) must exceed --timeout (10)" in short.stderr
     missing = engine_bridge("worker", env={"ENGINE_BRIDGE_CENTER": ""})
     assert missing.returncode == 2 and "--center URL" in missing.stderr
+
+
+def test_worker_reads_its_bpmn_folder_from_the_environment(sqlite_url: str, tmp_path: Any) -> None:
+    """ENGINE_BRIDGE_WORKFLOWS names the BPMN files, so a worker run from any folder finds them
+    (cwd is the project root here, whose ./workflows would otherwise be used)."""
+    missing = tmp_path / "no-such-folder"
+    argv = [
+        "worker", "--once", "--database", sqlite_url, "--center", "http://127.0.0.1:9",
+        "--client-id", "x", "--client-secret", "y",
+    ]  # fmt: skip
+    moved = engine_bridge(*argv, env={"ENGINE_BRIDGE_WORKFLOWS": str(missing)})
+    assert moved.returncode == 1 and str(missing) in moved.stderr
+    found = engine_bridge(*argv, env={"ENGINE_BRIDGE_WORKFLOWS": str(WORKFLOWS)})
+    assert found.returncode == 0, found.stderr
 
 
 def test_store_sees_no_lease_left_by_a_stopped_worker(

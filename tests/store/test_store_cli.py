@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +98,7 @@ def test_outbox_commands_show_retry_and_discard_dead_letters(
 def test_outbox_commands_do_not_migrate_a_database(tmp_path: object) -> None:
     """Inspection on an empty database says to run db upgrade instead of creating tables."""
     url = f"sqlite:///{tmp_path}/empty.db"
+    Path(f"{tmp_path}/empty.db").touch()  # a database file with no tables in it
     with pytest.raises(SchemaError, match="db upgrade"):
         run("outbox", "list", "--database", url)
 
@@ -138,3 +142,34 @@ def test_purge_forgets_old_delivered_rows_and_keeps_pending_and_dead_ones(
     )
     assert [r.seq for r in store.outbox(instance_id="i1")] == [2, 3, 4]
     assert run("outbox", "purge", "--older-than-days", "-1", "--database", db_url) == 2
+
+
+def test_a_closed_pipe_stops_the_listing_quietly(
+    store: Store, db_url: str, make_step: StepFactory
+) -> None:
+    """``outbox list --json | head -1``: the reader leaves after one line; the command stops
+    with the SIGPIPE exit code and no traceback."""
+    calls = [
+        (Endpoint.TASK_HANDLE, {"previousTaskId": f"t{n}", "handler": "T001"}) for n in range(3000)
+    ]
+    store.commit_step(make_step("i1", calls=calls))
+    command = [str(Path(sys.executable).with_name("engine-bridge"))]
+    proc = subprocess.Popen(
+        [*command, "outbox", "list", "--json", "--database", db_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = json.loads(proc.stdout.readline())
+    assert first["instance_id"] == "i1"
+    proc.stdout.close()  # the reader goes away with most of the listing unread
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_reading_commands_never_create_a_database_from_a_mistyped_path(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.db"
+    with pytest.raises(InputError, match=r"typo\.db: no such database file"):
+        run("outbox", "list", "--database", f"sqlite:///{typo}")
+    assert not typo.exists()

@@ -144,6 +144,13 @@ def test_default_path_without_start_data_says_to_give_data() -> None:
     assert result.steps == ()
 
 
+def test_an_unknown_process_is_named_without_advice_about_data() -> None:
+    result = explain(WORKFLOWS, "leave_aproval")
+    assert result.stopped is not None
+    assert "'leave_aproval'" in result.stopped and "leave_approval" in result.stopped
+    assert "--data" not in result.stopped
+
+
 def test_a_group_only_todo_is_completed_by_a_member_of_its_group() -> None:
     """The Camunda model's dean review has only a candidate group: explain completes it as
     ``member:<group>`` (start data that approves lets the default path get there)."""

@@ -116,23 +116,30 @@ def test_implicit_fork_on_tasks_and_events_but_not_gateways() -> None:
     assert "(f6, f7)" in submit.message and "SpiffWorkflow refuses" in submit.message
 
 
-def test_no_path_to_end_covers_dead_ends_and_endless_loops() -> None:
-    """A task with no outgoing flow, what leads only to it, and a loop without exit are errors;
-    the gateway that can still take the good path is not."""
+def test_no_path_to_end_covers_endless_loops_and_an_implicit_end_is_a_warning() -> None:
+    """A loop without exit is an error on each of its nodes; a task with no outgoing flow ends
+    its path as SpiffWorkflow runs it (a warning to draw the end event), so neither it nor
+    what leads to it is an error; the gateway that can still take the good path is fine."""
     path = CASES / "no_path_to_end.bpmn"
     problems = [p for p in lint(path) if p.code == "no-path-to-end"]
-    assert sorted(p.element_id or "" for p in problems) == [
-        "before_dead_end",
-        "dead_end",
-        "loop_a",
-        "loop_b",
-    ]
+    assert sorted(p.element_id or "" for p in problems) == ["loop_a", "loop_b"]
     assert all(p.severity == "error" for p in problems)
+    (implicit,) = [p for p in lint(path) if p.code == "implicit-end"]
+    assert implicit.element_id == "dead_end" and implicit.severity == "warning"
+    assert implicit.line == line_of(path, "dead_end")
+    assert "no outgoing sequence flow" in implicit.message
     by_id = {p.element_id: p for p in problems}
-    assert "no outgoing sequence flow" in by_id["dead_end"].message
-    assert "'dead_end'" in by_id["before_dead_end"].message
     assert "loops without an exit" in by_id["loop_a"].message
     assert by_id["loop_b"].line == line_of(path, "loop_b")
+
+
+def test_a_process_drawn_for_documentation_is_not_flow_checked(tmp_path: Path) -> None:
+    """isExecutable="false": nobody starts it, so its loops and dead ends are not reported."""
+    text = (CASES / "no_path_to_end.bpmn").read_text(encoding="utf-8")
+    path = tmp_path / "drawn.bpmn"
+    path.write_text(text.replace('isExecutable="true"', 'isExecutable="false"'), "utf-8")
+    codes = {p.code for p in lint(path)}
+    assert not codes & {"no-path-to-end", "implicit-end", "unreachable"}
 
 
 def test_unreachable_task_but_not_its_neighbours_boundary_event() -> None:
@@ -186,9 +193,9 @@ def test_cli_lint_errors_fail_and_text_names_the_element() -> None:
     path = CASES / "no_path_to_end.bpmn"
     result = cli(str(path))
     assert result.returncode == 1
-    line = next(x for x in result.stdout.splitlines() if "[dead_end]" in x)
-    assert line.startswith(f"{path}:{line_of(path, 'dead_end')}: error: ")
-    assert line.endswith("[dead_end] (no-path-to-end)")
+    line = next(x for x in result.stdout.splitlines() if "[loop_a]" in x)
+    assert line.startswith(f"{path}:{line_of(path, 'loop_a')}: error: ")
+    assert line.endswith("[loop_a] (no-path-to-end)")
 
 
 def test_cli_reports_loader_rules_too() -> None:
@@ -215,3 +222,38 @@ def test_problems_point_at_existing_elements(case: str) -> None:
     for problem in lint(path):
         assert problem.element_id is not None
         assert problem.line == line_of(path, problem.element_id)
+
+
+def test_message_data_and_message_variables_are_known_to_templates(tmp_path: Path) -> None:
+    """'Message data:' on the catching event and a spiffworkflow:messageVariable declare what
+    a message brings; a name neither declares is still reported."""
+    path = tmp_path / "paid.bpmn"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" '
+        'targetNamespace="http://example.org/lint">'
+        '<bpmn:message id="m_paid" name="paid"/><bpmn:message id="m_form" name="form"/>'
+        '<bpmn:process id="paid" isExecutable="true">'
+        '<bpmn:startEvent id="start"/>'
+        '<bpmn:intermediateCatchEvent id="wait_paid">'
+        "<bpmn:documentation>Message data: receipt (number), amount.</bpmn:documentation>"
+        '<bpmn:messageEventDefinition messageRef="m_paid"/></bpmn:intermediateCatchEvent>'
+        '<bpmn:intermediateCatchEvent id="wait_form">'
+        '<bpmn:messageEventDefinition messageRef="m_form"><bpmn:extensionElements>'
+        "<spiffworkflow:messageVariable>form_data</spiffworkflow:messageVariable>"
+        "</bpmn:extensionElements></bpmn:messageEventDefinition></bpmn:intermediateCatchEvent>"
+        '<bpmn:userTask id="collect"><bpmn:extensionElements><spiffworkflow:properties>'
+        '<spiffworkflow:property name="handlers" value="\'C001\'"/>'
+        '<spiffworkflow:property name="taskName" value="{receipt} {amount} {form_data} {nope}"/>'
+        "</spiffworkflow:properties></bpmn:extensionElements></bpmn:userTask>"
+        '<bpmn:endEvent id="end"/>'
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait_paid"/>'
+        '<bpmn:sequenceFlow id="f2" sourceRef="wait_paid" targetRef="wait_form"/>'
+        '<bpmn:sequenceFlow id="f3" sourceRef="wait_form" targetRef="collect"/>'
+        '<bpmn:sequenceFlow id="f4" sourceRef="collect" targetRef="end"/>'
+        "</bpmn:process></bpmn:definitions>",
+        encoding="utf-8",
+    )
+    problems = [p for p in lint(path) if p.code == "template-unknown-variable"]
+    assert [re.findall(r"\{(\w+)\}", p.message)[0] for p in problems] == ["nope"]
