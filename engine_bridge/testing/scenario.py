@@ -233,7 +233,13 @@ def run_scenario(
         elif step.tick is not None:
             delta = parse_duration(step.tick.advance)
             if advance is not None:
-                advance(delta)
+                try:
+                    advance(delta)
+                except OverflowError:
+                    raise ScenarioError(
+                        f"step {i}: time cannot pass by {step.tick.advance}: the clock would go "
+                        "beyond the year 9999"
+                    ) from None
             last = bridge.tick()
             rec = ScenarioStep(i, "tick", describe_step(step), last)
         elif step.message is not None:
