@@ -26,7 +26,7 @@ from engine_bridge.loader.library import analyse_paths
 from engine_bridge.loader.lint import lint_analysis, settings_files
 from engine_bridge.loader.problems import Problem
 from engine_bridge.loader.settings import SETTINGS_FILES
-from engine_bridge.loader.validate import DEFAULT_TRANSFORMS, require_resolvers
+from engine_bridge.loader.validate import DEFAULT_TRANSFORMS, require_resolvers, require_services
 
 __all__ = ["register", "run"]
 
@@ -51,6 +51,14 @@ def register(subparsers: Any) -> None:
         "methods); repeat for several",
     )
     parser.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a service handler the bridge registers (its key, the task id, or task:<id>); "
+        "repeat for several. Service tasks none of them answers are errors",
+    )
+    parser.add_argument(
         "--each",
         action="store_true",
         help="check every BPMN file on its own (a folder of unrelated models)",
@@ -66,6 +74,7 @@ def _main(args: argparse.Namespace) -> int:
         args.paths,
         output_format=args.format,
         resolvers=args.resolver,
+        services=args.service,
         each=args.each,
         strict=args.strict,
     )
@@ -78,6 +87,7 @@ def run(
     out: TextIO | None = None,
     err: TextIO | None = None,
     resolvers: Sequence[str] = (),
+    services: Sequence[str] = (),
     each: bool = False,
     strict: bool = False,
 ) -> int:
@@ -94,7 +104,7 @@ def run(
     try:
         for group in _groups(paths) if each else [list(paths)]:
             analysis = analyse_paths(group, transforms=DEFAULT_TRANSFORMS)
-            found = require_resolvers(analysis.problems, resolvers)
+            found = require_services(require_resolvers(analysis.problems, resolvers), services)
             found += lint_analysis(analysis, settings=settings_files(group))
             if each:  # a settings file serves the whole folder, not this one file
                 found = [p for p in found if p.code != "settings-unknown-process"]

@@ -259,6 +259,9 @@ def _version(sources: Sequence[SourceFile]) -> str:
     return digest.hexdigest()
 
 
+_SUBPROCESS_TAGS = ("subProcess", "transaction", "adHocSubProcess")
+
+
 def _analyse_sources(sources: list[SourceFile]) -> Analysis:
     problems: list[Problem] = [p for s in sources for p in s.problems]
     lines = {s.file: s.lines for s in sources}
@@ -270,14 +273,21 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
         if any(p.code == "duplicate-id" for p in source.problems):
             continue  # ambiguous: SpiffWorkflow would silently pick one of the twins
         processes = list(source.root.iter(f"{{{BPMN_NS}}}process"))
-        clashes = [p for p in processes if p.get("id") in defined]
+        # SpiffWorkflow keeps embedded subprocesses' ids in the same space as process ids,
+        # across every file it loads (modellers number them per file: subprocess1…).
+        scopes = processes + [
+            e for tag in _SUBPROCESS_TAGS for e in source.root.iter(f"{{{BPMN_NS}}}{tag}")
+        ]
+        clashes = [p for p in scopes if p.get("id") in defined]
         if clashes:
             for proc in clashes:
+                what = "process" if proc.tag == f"{{{BPMN_NS}}}process" else "subprocess"
                 problems.append(
                     Problem(
                         source.file,
-                        f"process id {proc.get('id')!r} is also defined in "
-                        f"{defined[proc.get('id')]}; process ids must be unique across files",
+                        f"{what} id {proc.get('id')!r} is also the id of a process or "
+                        f"subprocess in {defined[proc.get('id')]}; process and subprocess ids "
+                        "must be unique across the files loaded together: rename one",
                         "duplicate-id",
                         element_id=proc.get("id"),
                         line=proc.sourceline,
@@ -292,8 +302,9 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
         except Exception as exc:
             problems.append(_spiff_problem(exc, source.file, lines))
             continue
+        for scope in scopes:
+            defined[scope.get("id")] = source.file
         for proc in processes:
-            defined[proc.get("id")] = source.file
             if proc.get("isExecutable", "true") != "true":
                 non_executable[proc.get("id")] = source.file
         if processes and all(p.get("id") in non_executable for p in processes):

@@ -30,6 +30,7 @@ __all__ = [
     "check_nodes",
     "expression_problem",
     "require_resolvers",
+    "require_services",
     "validate_paths",
 ]
 
@@ -304,6 +305,36 @@ def require_resolvers(problems: Iterable[Problem], resolvers: Iterable[str]) -> 
                 message=f"{problem.message.split(': register', 1)[0]}, and no resolver is "
                 f"registered for it: register one (Bridge.open(resolvers={{{bean!r}: fn}}) or "
                 f"bridge.resolver({bean!r}, fn)) and name it here with --resolver {bean}",
+            )
+        )
+    return result
+
+
+_SERVICE_CALL = re.compile(r"task calls service '(.*?)':")
+
+
+def require_services(problems: Iterable[Problem], services: Iterable[str]) -> list[Problem]:
+    """``service-needs-handler`` warnings, once validation is told which handlers the bridge
+    registers (``engine-bridge validate --service KEY``): a task one of them answers (under
+    ``task:<id>``, ``<id>`` or its KEY, as the bridge looks them up) is dropped, any other
+    becomes an error. Without names the warnings stay as they are."""
+    names = set(services)
+    result: list[Problem] = []
+    for problem in problems:
+        match = _SERVICE_CALL.search(problem.message)
+        if not names or problem.code != "service-needs-handler" or match is None:
+            result.append(problem)
+            continue
+        node = problem.element_id or ""
+        if names & {f"task:{node}", node, match.group(1)}:
+            continue  # answered: nothing left to say
+        result.append(
+            replace(
+                problem,
+                severity="error",
+                message=f"{problem.message.split(': register', 1)[0]}, and none of the named "
+                f"handlers answers it: register one under {match.group(1)!r} (bridge.service"
+                f"(key, fn)) and name it here with --service {match.group(1)}",
             )
         )
     return result

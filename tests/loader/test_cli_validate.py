@@ -80,3 +80,18 @@ def test_hostile_corpus_files_give_no_traceback_in_a_real_process() -> None:
     assert "Traceback" not in result.stdout + result.stderr
     for code in ("xml-empty", "xml-malformed", "xml-dtd-forbidden"):
         assert code in result.stdout
+
+
+def test_named_service_handlers_answer_service_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --service a service task is a warning (--strict fails); naming its handler, by
+    key or by task, clears it; once handlers are named, a task none answers is an error."""
+    twitter = str(CORPUS / "camunda-examples__TwitterDemoProcess.bpmn")
+    assert main(["validate", "--strict", twitter]) == 1
+    assert main(["validate", twitter]) == 0
+    capsys.readouterr()
+    assert main(["validate", "--service", "emailAdapter", twitter]) == 1
+    out = capsys.readouterr().out
+    assert "error: task calls service 'tweetAdapter', and none of the named handlers" in out
+    assert "emailAdapter" not in out
+    named = ["--service", "emailAdapter", "--service", "task:service_task_publish_on_twitter"]
+    assert main(["validate", "--strict", *named, twitter]) == 0

@@ -14,6 +14,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from engine_bridge.engine.script_engine import RestrictedScriptEngine
 from engine_bridge.errors import BpmnError, UnknownProcessError
 from engine_bridge.loader import Problem, ProcessSettings, WorkflowLibrary
+from engine_bridge.loader.library import analyse_paths
 from engine_bridge.loader.xml_safety import SPIFF_NS
 
 LEAVE = definitions(
@@ -274,3 +275,34 @@ def test_a_file_named_twice_is_loaded_once(tmp_path: Path) -> None:
     copy.write_text(sample.read_text(encoding="utf-8"), encoding="utf-8")
     library = WorkflowLibrary.load([copy, folder, folder / ".." / "wf" / "or_sign.bpmn"])
     assert library.process_ids() == ["or_sign"]
+
+
+NESTED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://x">
+  <bpmn:process id="PID" isExecutable="true">
+    <bpmn:startEvent id="s"/>
+    <bpmn:subProcess id="subprocess1">
+      <bpmn:startEvent id="ss"/><bpmn:userTask id="u" camunda:assignee="T1"/>
+      <bpmn:endEvent id="se"/>
+      <bpmn:sequenceFlow id="sf1" sourceRef="ss" targetRef="u"/>
+      <bpmn:sequenceFlow id="sf2" sourceRef="u" targetRef="se"/>
+    </bpmn:subProcess>
+    <bpmn:endEvent id="e"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="subprocess1"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="subprocess1" targetRef="e"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_an_embedded_subprocess_id_used_in_two_files_names_both(tmp_path: Path) -> None:
+    """Modellers number subprocess ids per file; loaded together, SpiffWorkflow keeps them in
+    one space with the process ids, so the clash is reported naming the other file."""
+    (tmp_path / "a.bpmn").write_text(NESTED.replace("PID", "first"), encoding="utf-8")
+    (tmp_path / "b.bpmn").write_text(NESTED.replace("PID", "second"), encoding="utf-8")
+    problems = [p for p in analyse_paths(tmp_path).problems if p.code == "duplicate-id"]
+    assert len(problems) == 1
+    (clash,) = problems
+    assert clash.file.endswith("b.bpmn") and clash.element_id == "subprocess1"
+    assert "subprocess id 'subprocess1'" in clash.message and "a.bpmn" in clash.message
