@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Serve the fake to-do centre until SIGINT or SIGTERM. Prints the URL on the first "
             "line of stdout. Control endpoints: GET /_fake/state, POST /_fake/reset, "
-            "POST and DELETE /_fake/faults."
+            "GET, POST and DELETE /_fake/faults."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -274,10 +274,14 @@ def _evaluate_names(
     except EngineBridgeError:
         raise  # ScriptSecurityError stays what it is: the BPMN tried to leave the sandbox
     except Exception as exc:
+        hint = (
+            " Check that the variables it uses are in the process data when the task starts."
+            if isinstance(exc, NameError | KeyError | AttributeError | TypeError)
+            else ""
+        )
         raise EngineError(
             f"user task {settings.node_id!r}: its {field_name} expression {expression!r} "
-            f"failed: {type(exc).__name__}: {exc}. Check that the variables it uses are in "
-            "the process data when the task starts."
+            f"failed: {type(exc).__name__}: {str(exc).rstrip('. ')}.{hint}"
         ) from exc
     return _names(value, settings, field_name, expression)
 

@@ -170,6 +170,7 @@ def test_bean_assignees_resolve_once_a_resolver_is_registered(tmp_path: Path) ->
             run.bridge.complete(edit.task_id, handler="E001", data={"description": "job"})
         assert "'jobAnnouncementService.findRequester'" in str(info.value)
         assert "bridge.resolver(" in str(info.value)
+        assert "Check that the variables" not in str(info.value)  # a resolver, not data, lacks
         run.check()
         assert run.todo("edit").task_id == edit.task_id
 
