@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine_bridge.errors import BpmnError
@@ -293,6 +293,10 @@ def _plane_processes(element: Any) -> Iterator[str]:
         return
     if _local(element) == "process":
         yield str(element.get("id"))
+    elif _local(element) in _SUBPROCESSES:
+        owner = _owning_process(element)
+        if owner is not None:
+            yield str(owner.get("id"))
     elif _local(element) == "collaboration":
         for participant in element.findall(_q("participant")):
             if participant.get("processRef"):
@@ -313,7 +317,11 @@ def _order(shape: Shape) -> tuple[int, int]:
 
 def read_diagram(root: Any, process_id: str | None = None, *, file: str = "") -> Diagram:
     """The diagram of ``process_id`` (default: the first process with one) in a parsed BPMN
-    document. Raises BpmnError naming the file when there is no such diagram."""
+    document. Raises BpmnError naming the file when there is no such diagram.
+
+    A collapsed subprocess whose content the modeller drew on a plane of its own (bpmn-js does
+    so) has that plane drawn below the process's, under a caption naming it: an instance
+    waiting inside shows where."""
     index = _index(root)
     processes = diagram_process_ids(root)
     if process_id is None:
@@ -321,8 +329,55 @@ def read_diagram(root: Any, process_id: str | None = None, *, file: str = "") ->
             raise _no_diagram(file, None, root)
         process_id = processes[0]
     plane = _plane_for(root, index, process_id)
-    if plane is None:
+    sub_planes = _subprocess_planes(root, index, process_id)
+    if plane is None and not sub_planes:
         raise _no_diagram(file, process_id, root)
+    shapes, edges = _read_plane(plane, index) if plane is not None else ([], [])
+    for sub, sub_plane in sub_planes:
+        _append_below(shapes, edges, sub, *_read_plane(sub_plane, index))
+    process = index.get(process_id)
+    name = _name(process) if process is not None else ""
+    return Diagram(
+        process_id=process_id,
+        name=name or process_id,
+        file=file,
+        shapes=tuple(sorted(shapes, key=_order)),
+        edges=tuple(edges),
+    )
+
+
+def _plane_for(root: Any, index: dict[str, Any], process_id: str) -> Any:
+    for plane in root.iter(_q("BPMNPlane", BPMNDI_NS)):
+        element = index.get(str(plane.get("bpmnElement") or ""))
+        if element is not None and _local(element) in _SUBPROCESSES:
+            continue  # a subprocess's own plane: drawn below its process's (read_diagram)
+        if process_id in _plane_processes(element):
+            return plane
+    return None
+
+
+def _subprocess_planes(root: Any, index: dict[str, Any], process_id: str) -> list[Any]:
+    """(subprocess element, its plane) for every subprocess of ``process_id`` drawn on a
+    plane of its own, in document order."""
+    found = []
+    for plane in root.iter(_q("BPMNPlane", BPMNDI_NS)):
+        element = index.get(str(plane.get("bpmnElement") or ""))
+        if element is None or _local(element) not in _SUBPROCESSES:
+            continue
+        owner = _owning_process(element)
+        if owner is not None and owner.get("id") == process_id:
+            found.append((element, plane))
+    return found
+
+
+def _owning_process(element: Any) -> Any:
+    node = element.getparent()
+    while node is not None and _local(node) != "process":
+        node = node.getparent()
+    return node
+
+
+def _read_plane(plane: Any, index: dict[str, Any]) -> tuple[list[Shape], list[Edge]]:
     shapes: list[Shape] = []
     edges: list[Edge] = []
     for di in plane:
@@ -337,22 +392,57 @@ def read_diagram(root: Any, process_id: str | None = None, *, file: str = "") ->
             edge = _edge(di, element, index)
             if edge is not None:
                 edges.append(edge)
-    process = index.get(process_id)
-    name = _name(process) if process is not None else ""
-    return Diagram(
-        process_id=process_id,
-        name=name or process_id,
-        file=file,
-        shapes=tuple(sorted(shapes, key=_order)),
-        edges=tuple(edges),
+    return shapes, edges
+
+
+_PLANE_GAP = 60.0  # between the drawing so far and a subprocess's own plane
+_CAPTION_HEIGHT = 30.0
+
+
+def _append_below(
+    shapes: list[Shape], edges: list[Edge], sub: Any, more: list[Shape], more_edges: list[Edge]
+) -> None:
+    """Add a subprocess's plane under what is drawn so far, captioned with its name."""
+    if not more:
+        return
+    drawn = Diagram("", "", "", tuple(shapes), tuple(edges)).bounds()
+    box = Diagram("", "", "", tuple(more), tuple(more_edges)).bounds()
+    left = drawn.x if shapes else box.x
+    top = drawn.bottom + _PLANE_GAP if shapes else box.y
+    dx, dy = left - box.x, top + _CAPTION_HEIGHT - box.y
+    name = _name(sub) or str(sub.get("id"))
+    caption = f"{name}: inside the subprocess"
+    shapes.append(
+        Shape(
+            element_id=f"{sub.get('id')}#plane",
+            kind="textAnnotation",
+            name="",
+            bounds=Bounds(left, top, max(box.width, _text_width(caption)), _CAPTION_HEIGHT - 6),
+            text=caption,
+        )
     )
+    shapes += [_moved_shape(s, dx, dy) for s in more]
+    edges += [_moved_edge(e, dx, dy) for e in more_edges]
 
 
-def _plane_for(root: Any, index: dict[str, Any], process_id: str) -> Any:
-    for plane in root.iter(_q("BPMNPlane", BPMNDI_NS)):
-        if process_id in _plane_processes(index.get(str(plane.get("bpmnElement") or ""))):
-            return plane
-    return None
+def _text_width(text: str) -> float:
+    """Room for a one-line caption at the annotation's font (wide characters count double)."""
+    return 20.0 + sum(14.0 if ord(c) > 0x2E7F else 7.5 for c in text)
+
+
+def _moved_box(box: Bounds | None, dx: float, dy: float) -> Bounds | None:
+    return None if box is None else Bounds(box.x + dx, box.y + dy, box.width, box.height)
+
+
+def _moved_shape(shape: Shape, dx: float, dy: float) -> Shape:
+    moved = _moved_box(shape.bounds, dx, dy)
+    assert moved is not None
+    return replace(shape, bounds=moved, label=_moved_box(shape.label, dx, dy))
+
+
+def _moved_edge(edge: Edge, dx: float, dy: float) -> Edge:
+    points = tuple((x + dx, y + dy) for x, y in edge.points)
+    return replace(edge, points=points, label=_moved_box(edge.label, dx, dy))
 
 
 def _no_diagram(file: str, process_id: str | None, root: Any) -> BpmnError:

@@ -135,6 +135,28 @@ def test_file_without_bpmndi_is_refused_with_the_file_named(tmp_path: Path) -> N
         read_diagram(parse_bpmn(leave.read_bytes(), str(leave)), "nope", file=str(leave))
 
 
+def test_collapsed_subprocess_planes_are_drawn_below_their_process() -> None:
+    """bpmn-js draws a collapsed subprocess's content on a plane of its own: each is drawn
+    under the process's plane, captioned, so the tasks an instance waits on inside show; a
+    file whose only plane is a subprocess's draws that one."""
+    path = CORPUS / "bpmn-js-examples__nested-subprocesses.bpmn"
+    diagram = read_diagram(parse_bpmn(path.read_bytes(), str(path)), "rootProcess")
+    check_items = diagram.shape("sid-9E3BA75C-29DD-4DAC-8283-8FDE4E9A6724")
+    inner_card = diagram.shape("sid-29B8F97B-1A0D-4280-A62D-5093316C484B")
+    assert check_items is not None and inner_card is not None
+    captions = [s for s in diagram.shapes if s.element_id.endswith("#plane")]
+    assert [c.text for c in captions][:1] == ["Order Products: inside the subprocess"]
+    payment = diagram.shape("sid-D0CDA908-DDCE-4E82-88D0-F1A919B8AE8B")  # on the main plane
+    assert payment is not None and captions[0].bounds.y > payment.bounds.bottom
+    assert check_items.bounds.y > captions[0].bounds.bottom
+    ids = [s.element_id for s in diagram.shapes]
+    assert len(ids) == len(set(ids))  # no element drawn twice
+    alone = CORPUS / "bpmn-js__process-missing-bpmndiagram.bpmn"
+    root = parse_bpmn(alone.read_bytes(), str(alone))
+    assert diagram_process_ids(root) == ["PROCESS"]
+    assert read_diagram(root, "PROCESS").shapes
+
+
 def test_every_corpus_diagram_renders_as_well_formed_svg() -> None:
     """Third-party diagrams (pools, lanes, every event type) render without error."""
     rendered = 0
