@@ -122,6 +122,17 @@ def test_unusable_paths_and_databases_are_errors_not_tracebacks(tmp_path: Path) 
     scenario = str(WORKFLOWS / "scenarios" / "or_sign.json")
     not_utf8 = tmp_path / "latin.json"
     not_utf8.write_bytes(b'\xff\xfe{"process": "or_sign"}')
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(
+        json.dumps(
+            {
+                "process": "or_sign",
+                "start": {"initiator": "2023001"},
+                "steps": [{"complete": {"node": "review", "handler": "NOBODY"}}],
+            }
+        ),
+        encoding="utf-8",
+    )
     far = tmp_path / "far.json"
     far.write_text(
         json.dumps(
@@ -152,6 +163,12 @@ def test_unusable_paths_and_databases_are_errors_not_tracebacks(tmp_path: Path) 
         (("run", str(WORKFLOWS), "--scenario", str(not_utf8)), 1, "it is not UTF-8 text"),
         (("replay", str(not_utf8), "--workflows", str(WORKFLOWS)), 2, "not UTF-8 text"),
         (("run", str(WORKFLOWS), "--scenario", str(far)), 1, "beyond the year 9999"),
+        (
+            ("run", str(WORKFLOWS), "--scenario", str(wrong)),
+            1,
+            "wrong.json: step 1 (NOBODY completes review): 'NOBODY' is not a handler",
+        ),
+        (("explain", str(WORKFLOWS), "--process", "or_sign", "--max-steps", "-1"), 2, "positive"),
     ]
     for argv, code, words in cases:
         done = run_cli(*argv, cwd=tmp_path)

@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-steps",
-        type=int,
+        type=_positive,
         default=50,
         help="stop the default path after this many completions (50)",
     )
@@ -82,6 +82,17 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(result))
     return 1 if result.stopped else 0
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of steps")
+    return value
 
 
 def _data(text: str | None) -> dict[str, Any] | None:

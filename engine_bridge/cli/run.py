@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from engine_bridge.clock import FakeClock
-from engine_bridge.errors import ScenarioError
-from engine_bridge.testing.scenario import load_scenario, run_scenario
+from engine_bridge.errors import EngineBridgeError, ScenarioError
+from engine_bridge.testing.scenario import describe_step, load_scenario, run_scenario
 from engine_bridge.testing.transcript import TranscriptRecorder
 
 
@@ -56,12 +56,24 @@ def _run(args: argparse.Namespace) -> int:
             clock=clock,
             exchange_hook=recorder,
         )
+        done: list[int] = []  # the index of each step run so far (0 is the start)
         try:
-            result = run_scenario(bridge, scenario, advance=clock.advance)
+            result = run_scenario(
+                bridge, scenario, advance=clock.advance, on_step=lambda s: done.append(s.index)
+            )
             undelivered = bridge.store.pending_count() + len(bridge.store.outbox(status="dead"))
             incidents = bridge.incidents(instance_id=result.instance_id, status="open")
         except ScenarioError as exc:
             print(f"{args.scenario}: {exc}", file=sys.stderr)
+            return 1
+        except EngineBridgeError as exc:  # the bridge refused a step: say which one
+            failing = done[-1] + 1 if done else 0
+            what = (
+                describe_step(scenario.steps[failing - 1])
+                if 0 < failing <= len(scenario.steps)
+                else f"start {scenario.process}"
+            )
+            print(f"{args.scenario}: step {failing} ({what}): {exc}", file=sys.stderr)
             return 1
         finally:
             bridge.close()
