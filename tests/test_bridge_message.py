@@ -13,7 +13,7 @@ import pytest
 from engine_bridge import Bridge
 from engine_bridge.errors import InputError, InvalidDataError, TaskNotOpenError
 from engine_bridge.history import export_history
-from engine_bridge.testing.scenario import Scenario, run_scenario
+from engine_bridge.testing.scenario import Scenario, load_scenario, run_scenario
 from tests.services.kit import NS, Harness, opened, stored_workflow
 
 
@@ -369,3 +369,26 @@ def test_a_message_variable_holds_the_payload(harness: Harness) -> None:
     assert check.data["form_data"] == {"form_no": 7}
     assert "form_no" not in check.data
     assert out.next_nodes == ("check",)
+
+
+def test_a_yaml_scenario_with_an_unquoted_date_and_a_message_step(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """YAML reads ``2026-12-10`` as a date; the scenario holds it as the ISO text a JSON
+    scenario would, so it is valid data. A message step delivers the message."""
+    path = tmp_path / "paid.yaml"
+    path.write_text(
+        "process: payment\n"
+        "start: {initiator: '2023001', data: {clerk: C001, due: 2026-12-10}}\n"
+        "steps:\n"
+        "  - complete: {node: apply, handler: T001}\n"
+        "  - message: {name: paid, data: {paid_on: 2026-12-11}}\n"
+        "  - expect: {next_nodes: [collect], open: [{node: collect, handlers: [C001]}]}\n",
+        encoding="utf-8",
+    )
+    scenario = load_scenario(path)
+    assert scenario.start.data["due"] == "2026-12-10"
+    bridge = harness.bridge()
+    run = run_scenario(bridge, scenario)
+    assert [s.kind for s in run.steps] == ["start", "complete", "message", "expect"]
+    assert bridge.history(run.instance_id)[-1].payload["data"] == {"paid_on": "2026-12-11"}

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,7 +127,9 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: it is not UTF-8 text ({exc})") from exc
     try:
-        raw = yaml.safe_load(text) if p.suffix in {".yaml", ".yml"} else json.loads(text)
+        raw = (
+            _as_json(yaml.safe_load(text)) if p.suffix in {".yaml", ".yml"} else json.loads(text)
+        )
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ScenarioError(f"{p}: not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
     try:
@@ -137,6 +139,18 @@ def load_scenario(path: str | Path) -> Scenario:
             f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ScenarioError(f"{p}: malformed scenario: {problems}") from exc
+
+
+def _as_json(value: Any) -> Any:
+    """YAML's implicit dates (``date: 2026-12-10`` unquoted) as the ISO text a JSON scenario
+    would hold: scenario data is JSON, and a date object is not."""
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    return value
 
 
 _DURATION = re.compile(
