@@ -330,7 +330,7 @@ class Bridge:
         if key is not None:
             seen = self.store.find_history(key)
             if seen is not None:
-                return _outcome_from_history(seen)
+                return _outcome_from_history(_same_kind(seen, key, "complete"))
         # An instance this bridge committed last is completed from what it committed, without
         # a read: the commit's version check catches a writer that moved it on meanwhile,
         # and then the instance is read and the completion done again on what it is now.
@@ -345,7 +345,7 @@ class Bridge:
                 if key is not None:
                     seen = self.store.find_history(key)
                     if seen is not None:
-                        return _outcome_from_history(seen)
+                        return _outcome_from_history(_same_kind(seen, key, "complete"))
             else:
                 self._after_write(written)
                 return outcome
@@ -441,12 +441,7 @@ class Bridge:
         if key is not None:
             seen = self.store.find_history(key)
             if seen is not None:
-                if seen.kind != "message" or seen.instance_id != instance_id:
-                    raise InputError(
-                        f"key {key!r} was already used by a {seen.kind} of instance "
-                        f"{seen.instance_id!r}; a message needs a key of its own"
-                    )
-                return _outcome_from_history(seen)
+                return _outcome_from_history(_same_kind(seen, key, "message", instance_id))
         record = self.store.get_instance(instance_id)
         if record.status == "incident":
             raise self._in_incident(record, f"message {name!r} cannot be delivered")
@@ -940,6 +935,19 @@ def _outcome_payload(outcome: Outcome) -> dict[str, Any]:
         ],
         "closed": list(outcome.closed),
     }
+
+
+def _same_kind(
+    seen: HistoryEntry, key: str, kind: str, instance_id: str | None = None
+) -> HistoryEntry:
+    """The step an idempotency key recorded, when it was an action of this kind (on this
+    instance); a key another kind of action used is refused, not answered with its outcome."""
+    if seen.kind != kind or (instance_id is not None and seen.instance_id != instance_id):
+        raise InputError(
+            f"key {key!r} was already used by a {seen.kind} of instance {seen.instance_id!r}; "
+            f"a {kind} needs a key of its own"
+        )
+    return seen
 
 
 def _outcome_from_history(entry: HistoryEntry) -> Outcome:

@@ -235,6 +235,10 @@ def test_a_message_key_makes_the_call_idempotent(harness: Harness) -> None:
     other = bridge.start("payment", initiator="2023001", data={"clerk": "C001"})
     with pytest.raises(InputError, match="already used by a message of instance"):
         bridge.message(other.id, "paid", key="pay-R-1")
+    # ... nor does a completion: it is refused, not answered with the message's outcome
+    with pytest.raises(InputError, match="a complete needs a key of its own"):
+        bridge.complete(other.todos[0].task_id, handler="T001", key="pay-R-1")
+    assert [t.node_id for t in bridge.todos(other.id)] == ["apply"]
 
 
 def test_interrupting_boundary_message_withdraws_the_todo_and_ends(harness: Harness) -> None:
@@ -392,3 +396,117 @@ def test_a_yaml_scenario_with_an_unquoted_date_and_a_message_step(
     run = run_scenario(bridge, scenario)
     assert [s.kind for s in run.steps] == ["start", "complete", "message", "expect"]
     assert bridge.history(run.instance_id)[-1].payload["data"] == {"paid_on": "2026-12-11"}
+
+
+def test_message_data_replaces_what_the_process_held(harness: Harness) -> None:
+    """A message brings news: its values win over the process data they name (here the
+    clerk the next todo goes to), on a catch event and on an event-gateway branch alike."""
+    bridge = harness.bridge()
+    for process, name in (("payment", "paid"), ("gateway", "paid")):
+        inst = bridge.start(process, initiator="2023001", data={"clerk": "C001", "state": "due"})
+        bridge.complete(inst.todos[0].task_id, handler="T001")
+        out = bridge.message(inst.id, name, data={"clerk": "C002", "state": "paid"})
+        harness.assert_in_step(bridge, inst.id)
+        wf = stored_workflow(bridge, inst.id)
+        (collect,) = [t for t in wf.get_tasks() if t.task_spec.bpmn_id == "collect"]
+        assert collect.data["state"] == "paid", process
+        if process == "payment":  # its collect task is assigned from the data
+            assert out.created[0].handlers == ("C002",)
+
+
+# The gateway again, its timer branch running a service first.
+SERVICE_LATE = (
+    GATEWAY.replace('id="gateway"', 'id="service_late"')
+    .replace(
+        '<bpmn:userTask id="chase" camunda:assignee="C002"/>',
+        '<bpmn:serviceTask id="notify" camunda:class="org.example.Notify"/>'
+        '<bpmn:userTask id="chase" camunda:assignee="C002"/>',
+    )
+    .replace(
+        '<bpmn:sequenceFlow id="f_late_chase" sourceRef="late" targetRef="chase"/>',
+        '<bpmn:sequenceFlow id="f_late_notify" sourceRef="late" targetRef="notify"/>'
+        '<bpmn:sequenceFlow id="f_notify_chase" sourceRef="notify" targetRef="chase"/>',
+    )
+)
+
+
+def test_a_late_message_whose_due_timer_reaches_a_failing_service_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The timer fires first and its branch stops at a failing service: the message is refused
+    with nothing kept and the service called once; the worker's tick then opens the incident."""
+    calls: list[object] = []
+
+    def notify(data: object) -> dict[str, object]:
+        calls.append(data)
+        raise RuntimeError("mail server down")
+
+    assert SERVICE_LATE.count("notify") >= 3
+    with opened(tmp_path, {"service_late.bpmn": SERVICE_LATE}) as harness:
+        bridge = harness.bridge(services={"notify": notify})
+        inst = bridge.start("service_late", initiator="2023001")
+        bridge.complete(inst.todos[0].task_id, handler="T001")
+        harness.clock.advance(timedelta(hours=2))
+        with pytest.raises(InputError, match="led to a service task that failed"):
+            bridge.message(inst.id, "paid")
+        assert len(calls) == 1
+        assert [e.kind for e in bridge.history(inst.id)] == ["start", "complete"]
+        bridge.tick()
+        assert bridge.instance(inst.id).status == "incident"
+        assert len(calls) == 2
+
+
+# A gateway waiting on a message, a 2-hour escalation (drawn first) and a 1-hour reminder.
+TWO_TIMERS = definitions(
+    '<bpmn:process id="two_timers" isExecutable="true">'
+    '<bpmn:startEvent id="start"/>'
+    '<bpmn:userTask id="apply" camunda:assignee="T001"/>'
+    '<bpmn:eventBasedGateway id="which"/>'
+    '<bpmn:intermediateCatchEvent id="escalate_after"><bpmn:timerEventDefinition>'
+    '<bpmn:timeDuration>"PT2H"</bpmn:timeDuration></bpmn:timerEventDefinition>'
+    "</bpmn:intermediateCatchEvent>"
+    + catch("paid", "paid")
+    + '<bpmn:intermediateCatchEvent id="remind_after"><bpmn:timerEventDefinition>'
+    '<bpmn:timeDuration>"PT1H"</bpmn:timeDuration></bpmn:timerEventDefinition>'
+    "</bpmn:intermediateCatchEvent>"
+    '<bpmn:userTask id="escalate" camunda:assignee="E1"/>'
+    '<bpmn:userTask id="collect" camunda:assignee="C001"/>'
+    '<bpmn:userTask id="remind" camunda:assignee="R1"/>'
+    '<bpmn:endEvent id="end1"/><bpmn:endEvent id="end2"/><bpmn:endEvent id="end3"/>'
+    + flows(
+        ("start", "apply"),
+        ("apply", "which"),
+        ("which", "escalate_after"),
+        ("which", "paid"),
+        ("which", "remind_after"),
+        ("escalate_after", "escalate"),
+        ("paid", "collect"),
+        ("remind_after", "remind"),
+        ("escalate", "end1"),
+        ("collect", "end2"),
+        ("remind", "end3"),
+    )
+    + "</bpmn:process>",
+    "paid",
+)
+
+
+def test_each_timer_of_an_event_based_gateway_keeps_its_own_due_time(tmp_path: Path) -> None:
+    """SpiffWorkflow keeps one due time per task, and the gateway is one task for all its
+    events: the timer evaluated first used to set the other's due time too. The 1-hour branch
+    fires at one hour, and the gateway then waits on nothing else."""
+    with opened(tmp_path, {"two_timers.bpmn": TWO_TIMERS}) as harness:
+        bridge = harness.bridge()
+        inst = bridge.start("two_timers", initiator="2023001")
+        bridge.complete(inst.todos[0].task_id, handler="T001")
+        due = bridge.store.get_instance(inst.id).next_timer_at
+        assert due == harness.clock.now() + timedelta(hours=1)
+        harness.clock.advance(timedelta(hours=1))
+        (fired,) = bridge.tick()
+        assert fired.next_nodes == ("remind",)
+        harness.assert_in_step(bridge, inst.id)
+        harness.clock.advance(timedelta(hours=2))
+        assert bridge.tick() == []
+        assert [t.node_id for t in bridge.todos(inst.id)] == ["remind"]
+        with pytest.raises(InputError, match="waits for no message"):
+            bridge.message(inst.id, "paid")

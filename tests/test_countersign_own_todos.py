@@ -126,3 +126,33 @@ def test_a_missing_countersign_list_is_named(harness: Harness) -> None:
         assert "node 'sign' failed" in message, message
         assert f"reads its items from the variable 'depts', and {got}" in message
     assert bridge.todos() == []
+
+
+# Each signer named with a handling group of their own office.
+WITH_OFFICES = SLOTS.replace('id="slots"', 'id="offices"').replace(
+    '<spiffworkflow:property name="handlers" value="signer"/>',
+    '<spiffworkflow:property name="handlers" value="signer[\'who\']"/>'
+    '<spiffworkflow:property name="handlingGroup" value="signer.get(\'office\')"/>',
+)
+
+
+def test_a_signer_named_with_a_group_is_a_todo_of_their_own(tmp_path: Path) -> None:
+    """One person and a group: the group's members may sign too, which the countersign
+    todo's one group share could not follow; that instance is a todo of its own, while the
+    signers named alone share the countersign todo."""
+    with opened(tmp_path, {"offices.bpmn": WITH_OFFICES}) as harness:
+        bridge = harness.bridge()
+        signers = [{"who": "F", "office": "finance"}, {"who": "D"}, {"who": "E"}]
+        inst = bridge.start("offices", initiator="2023001", data={"signers": signers})
+        assert [(t.handlers, t.handling_groups) for t in inst.todos] == [
+            (("F",), ("finance",)),
+            (("D", "E"), ()),
+        ]
+        harness.assert_in_step(bridge, inst.id)
+        out = bridge.complete(inst.todos[0].task_id, handler="F2")  # another finance officer
+        assert out.status == "none"
+        harness.assert_in_step(bridge, inst.id)
+        bridge.complete(inst.todos[1].task_id, handler="D")
+        last = bridge.complete(inst.todos[1].task_id, handler="E")
+        assert last.next_nodes == ("archive",)
+        harness.assert_in_step(bridge, inst.id)

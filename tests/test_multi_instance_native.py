@@ -99,3 +99,25 @@ def test_a_native_loop_with_a_post_script_of_its_own_is_left_as_drawn(tmp_path: 
     assert translate_dialects(root, "own.bpmn") == []
     scripts = root.findall(".//{http://spiffworkflow.org/bpmn/schema/1.0/core}postScript")
     assert [s.text for s in scripts] == ["done = True"]
+
+
+def test_a_native_loop_with_a_pre_script_of_its_own_is_left_as_drawn() -> None:
+    """Its pre-script runs once for the whole task and may build the collection; moving the
+    scripts onto each instance would run it per instance, after the collection is read."""
+    text = bpmn(
+        "own_pre",
+        '<bpmn:startEvent id="start"/>',
+        _countersign(False).replace(
+            "</bpmn:extensionElements>",
+            "<spiffworkflow:preScript>signers = roster.split()</spiffworkflow:preScript>"
+            "</bpmn:extensionElements>",
+        ),
+    )
+    root = etree.fromstring(text.encode())
+    assert translate_dialects(root, "own_pre.bpmn") == []
+    spiff = "{http://spiffworkflow.org/bpmn/schema/1.0/core}"
+    assert root.findall(f".//{spiff}postScript") == []
+    loop = root.find(
+        ".//{http://www.omg.org/spec/BPMN/20100524/MODEL}multiInstanceLoopCharacteristics"
+    )
+    assert loop is not None and loop.get(f"{spiff}scriptsOnInstances") is None

@@ -61,7 +61,10 @@ def _run(args: argparse.Namespace) -> int:
             result = run_scenario(
                 bridge, scenario, advance=clock.advance, on_step=lambda s: done.append(s.index)
             )
-            undelivered = bridge.store.pending_count() + len(bridge.store.outbox(status="dead"))
+            undelivered = sum(  # this run's instance: the database may hold others
+                len(bridge.store.outbox(status=s, instance_id=result.instance_id, limit=10**6))
+                for s in ("pending", "dead")
+            )
             incidents = bridge.incidents(instance_id=result.instance_id, status="open")
         except ScenarioError as exc:
             print(f"{args.scenario}: {exc}", file=sys.stderr)

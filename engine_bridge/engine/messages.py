@@ -61,11 +61,12 @@ def deliver_message(wf: Any, name: str, payload: dict[str, Any]) -> list[Any]:
         if not task.task_spec.catches(task, event):
             continue
         task.task_spec.catch(task, event)
+        task.task_spec._update(task)  # takes its parent's data: merge the message's after it
         if getattr(definition, "message_var", None) is None:
             # Stored nowhere by SpiffWorkflow (its payload would stay in the task's internal
-            # data, out of reach of the process): merged into the task's own data instead.
+            # data, out of reach of the process): merged into the task's own data instead,
+            # over what the process held (a message brings news).
             task.internal_data.pop(name, None)
             task.data.update(payload)
-        task.task_spec._update(task)
         caught.append(task)
     return caught

@@ -43,7 +43,11 @@ from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
 from engine_bridge.engine.messages import awaited_messages, deliver_message
 from engine_bridge.engine.scan import is_finished, ready_by_kind, resting_ready
-from engine_bridge.engine.script_engine import RestrictedScriptEngine, render_template
+from engine_bridge.engine.script_engine import (
+    RestrictedScriptEngine,
+    render_template,
+    sandbox_names,
+)
 from engine_bridge.engine.state import definition_json, restore_specs
 from engine_bridge.engine.timers import waiting_due_times
 from engine_bridge.engine.todos import (
@@ -231,7 +235,15 @@ class Engine:
                 # next tick would have fired it: an event-based gateway takes one branch, the
                 # one whose event came first.
                 wf.refresh_timers()
-                self._advance(wf)
+                if self._advance(wf) is None:
+                    # A failing service stopped what the timer started: the next tick opens
+                    # its incident; nothing of this is kept, and nothing runs it again here.
+                    raise InputError(
+                        f"instance {instance_id!r} of process {process.process_id!r}: a timer "
+                        "that fell due before the message led to a service task that failed; "
+                        "the message is refused. Let the worker's tick fire the timer, then "
+                        "resolve the incident"
+                    )
             caught = deliver_message(wf, name, payload)
             if not caught:
                 awaited = awaited_messages(wf)
@@ -341,13 +353,13 @@ class Engine:
                 return share
             shares = [c for c in instances(anchor) if c.state == TaskState.READY]
             shares = [c for c in shares if is_todo_task(c)]
-            shares = [c for c in shares if not own_todo(assignment(c, ctx)[0])]
+            shares = [c for c in shares if not own_todo(*assignment(c, ctx))]
             if shares:
                 return self._countersign_share(shares, ctx, todo_id, handler)
         elif (
             anchor.state == TaskState.READY
             and is_todo_task(anchor)
-            and (parallel_parent(anchor) is None or own_todo(assignment(anchor, ctx)[0]))
+            and (parallel_parent(anchor) is None or own_todo(*assignment(anchor, ctx)))
         ):
             handlers, groups = assignment(anchor, ctx)
             # A member of the todo's handling groups may complete it too: who belongs to a
@@ -503,10 +515,11 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
     for key, value in data.items():
         if not isinstance(key, str):
             raise InvalidDataError(f"{what}: key {key!r} is not a string")
-        if not key or key.startswith("__"):
+        if not key or key.startswith("__") or key in sandbox_names():
             raise InvalidDataError(
-                f"{what}: key {key!r} is refused: keys must be non-empty and must not start "
-                "with '__' (those names belong to the script sandbox)"
+                f"{what}: key {key!r} is refused: keys must be non-empty, must not start "
+                "with '__' and must not be a name the script sandbox defines "
+                f"({', '.join(sorted(n for n in sandbox_names() if n != '__builtins__'))})"
             )
         kind = type(value)
         if (

@@ -66,6 +66,7 @@ __all__ = [
     "check_script",
     "evaluate_expression",
     "render_template",
+    "sandbox_names",
 ]
 
 # A service task's operator: receives the evaluated parameters ({name: value}) and returns a
@@ -227,6 +228,23 @@ def _guards() -> dict[str, Any]:
         "_apply_": _apply,
         "_print_": PrintCollector,
     }
+
+
+_SANDBOX_NAMES: frozenset[str] | None = None
+
+
+def sandbox_names() -> frozenset[str]:
+    """The names the script sandbox defines for every script and expression: RestrictedPython's
+    guards, the JUEL helpers and ``resolve_bean``. Task data under one of them would be refused
+    by SpiffWorkflow at the next script ("overwrites a predefined function"), so data from
+    outside may not use them."""
+    global _SANDBOX_NAMES
+    if _SANDBOX_NAMES is None:
+        # Imported here: the loader package imports this module while it initialises.
+        from engine_bridge.loader.juel import JUEL_HELPERS
+
+        _SANDBOX_NAMES = frozenset(_guards()) | frozenset(JUEL_HELPERS) | {"resolve_bean"}
+    return _SANDBOX_NAMES
 
 
 class _ForbiddenCallFinder(ast.NodeVisitor):

@@ -81,19 +81,41 @@ def waiting_due_times(wf: Any) -> list[datetime]:
     for task in wf.event_manager.tasks.values():
         definition = task.task_spec.event_definition
         if isinstance(definition, MultipleEventDefinition):
-            if not any(isinstance(d, TimerEventDefinition) for d in definition.event_definitions):
-                continue
-            due = due_time(task._get_internal_data("event_value"))
+            values = [
+                task._get_internal_data(_value_key(d, task))
+                for d in definition.event_definitions
+                if isinstance(d, TimerEventDefinition)
+            ]
         else:
-            due = due_time(definition.details(task).value)
-        if due is not None:
-            found.append(due)
+            values = [definition.details(task).value]
+        found += [due for due in map(due_time, values) if due is not None]
     return found
 
 
-def _mark_if_due(task: Any, due: datetime | None) -> bool:
+def _value_key(definition: Any, task: Any) -> str:
+    """Where a timer keeps its due time on its task. SpiffWorkflow keeps it under
+    ``event_value``; an event-based gateway is ONE task for all the events it waits on, so
+    each of its timers keeps its own (``event_value_<n>``, n its place among the gateway's
+    events), or the first timer evaluated would set the due time of every other. A gateway
+    stored before that kept one shared value, and keeps using it."""
+    owner = getattr(task.task_spec, "event_definition", None)
+    if owner is definition or not isinstance(owner, MultipleEventDefinition):
+        return "event_value"
+    for n, candidate in enumerate(owner.event_definitions):
+        if candidate is definition:
+            key = f"event_value_{n}"
+            if key not in task.internal_data and "event_value" in task.internal_data:
+                return "event_value"
+            return key
+    return "event_value"
+
+
+def _mark_if_due(task: Any, due: datetime | None, key: str = "event_value") -> bool:
     # Due means "at or before now": a clock advanced by exactly the duration fires the timer.
-    if due is not None and due <= task_now(task):
+    reached = due is not None and due <= task_now(task)
+    if key != "event_value":
+        return reached  # one of a gateway's timers: the task's flag is not this timer's alone
+    if reached:
         task._set_internal_data(event_fired=True)
     return bool(task._get_internal_data("event_fired", False))
 
@@ -102,11 +124,12 @@ class ClockedTimeDateTimer(TimeDateEventDefinition):  # type: ignore[misc]
     """``timeDate``: fires once the clock reaches the given date-time."""
 
     def has_fired(self, my_task: Any) -> bool:
-        value = my_task._get_internal_data("event_value")
+        key = _value_key(self, my_task)
+        value = my_task._get_internal_data(key)
         if value is None:
             value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            my_task._set_internal_data(event_value=value)
-        return _mark_if_due(my_task, due_time(value))
+            my_task.internal_data[key] = value
+        return _mark_if_due(my_task, due_time(value), key)
 
     def details(self, my_task: Any) -> Any:
         value = my_task._get_internal_data("event_value")
@@ -118,15 +141,16 @@ class ClockedDurationTimer(DurationTimerEventDefinition):  # type: ignore[misc]
     waiting, and stored in the task so it survives serialization."""
 
     def has_fired(self, my_task: Any) -> bool:
-        value = my_task._get_internal_data("event_value")
+        key = _value_key(self, my_task)
+        value = my_task._get_internal_data(key)
         if value is None:
             expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
             parsed = TimerEventDefinition.parse_iso_duration(str(expression))
             start = task_now(my_task)
             delta = TimerEventDefinition.get_timedelta_from_start(parsed, start)
             value = (start + delta).isoformat()
-            my_task._set_internal_data(event_value=value)
-        return _mark_if_due(my_task, due_time(value))
+            my_task.internal_data[key] = value
+        return _mark_if_due(my_task, due_time(value), key)
 
     def details(self, my_task: Any) -> Any:
         value = my_task._get_internal_data("event_value")

@@ -12,12 +12,13 @@ shown name, summary and URLs are rendered at the same moment for the same reason
 
 A parallel multi-instance user task (countersign) is one todo anchored on the multi-instance
 task; its handlers are those of the instances still open. That holds for instances naming one
-person each (the common case: a list of accounts). An instance naming several people, or only
-a handling group, is a todo of its own (see :func:`own_todo`): the centre closes one signer's
-share of a todo at a time and keeps a single share for all of a todo's groups, so such an
-instance could not be told apart inside the countersign todo. An instance's handler expression also
-sees ``loopCounter`` (its 0-based position), as assignee expressions do in the vendor engines
-(``${approvers[loopCounter]}``), and bean calls go to the context's resolver registry.
+person each and no group (the common case: a list of accounts). An instance naming several
+people, or a handling group, is a todo of its own (see :func:`own_todo`): the centre closes one
+signer's share of a todo at a time and keeps a single share for all of a todo's groups, so such
+an instance could not be told apart inside the countersign todo. An instance's handler
+expression also sees ``loopCounter`` (its 0-based position), as assignee expressions do in the
+vendor engines (``${approvers[loopCounter]}``), and bean calls go to the context's resolver
+registry.
 """
 
 from __future__ import annotations
@@ -111,11 +112,11 @@ def pass_through(tasks: list[Any]) -> list[Any]:
     return found
 
 
-def own_todo(handlers: Any) -> bool:
-    """Whether a countersign instance with these kept handlers is a todo of its own rather
-    than one signer's share of the countersign todo: it names no person (a handling group
-    only) or several, any of whom signs for it."""
-    return len(handlers) != 1
+def own_todo(handlers: Any, groups: Any) -> bool:
+    """Whether a countersign instance with these kept handlers and groups is a todo of its own
+    rather than one signer's share of the countersign todo: it names no person or several, any
+    of whom signs for it, or a handling group, whose members the centre lets sign too."""
+    return len(handlers) != 1 or bool(groups)
 
 
 def todo_id_of(instance_id: str, anchor: Any) -> str:
@@ -174,7 +175,7 @@ def _index_signers(anchor: Any) -> tuple[int, dict[str, Any] | None, set[str]]:
         if stored is None:
             complete = False
             continue
-        if own_todo(stored):
+        if own_todo(stored, child.internal_data.get(_GROUPS, ())):
             continue  # not a share of the countersign todo
         for name in stored:
             if name in named and named[name] is not child:
@@ -195,7 +196,11 @@ def _scan_signers(anchor: Any, handler: str) -> Any | None:
         if child.task_spec.name != child_spec or not is_todo_task(child):
             continue
         stored = child.internal_data.get(_HANDLERS)
-        if stored is not None and handler in stored and not own_todo(stored):
+        if (
+            stored is not None
+            and handler in stored
+            and not own_todo(stored, child.internal_data.get(_GROUPS, ()))
+        ):
             return child
     return None
 
@@ -360,9 +365,7 @@ class _Countersign:
     parent: Any
     first: Any
     handlers: dict[str, None]
-    groups: dict[str, None]
     instances: list[Any] = field(default_factory=list)
-    same_groups: bool = True  # every instance keeps the same handling groups
     own_todos: bool = False  # some instances are todos of their own (see own_todo)
     kept: _OpenSigners | None = None  # read whole from these open signers (see _known_run)
     gone: int | None = None  # ... all but the instance at this position
@@ -371,12 +374,11 @@ class _Countersign:
 @dataclass
 class _OpenSigners:
     """What :func:`collect_todos` last found open under a countersign (kept on the live
-    multi-instance task, never saved): its READY instances in the order they were listed,
-    their handlers (unique, in that order) and the handling groups every one of them keeps."""
+    multi-instance task, never saved): its READY instances in the order they were listed, and
+    their handlers (unique, in that order)."""
 
     instances: list[Any]
     handlers: dict[str, None]
-    groups: tuple[str, ...]
 
 
 class _Checking:
@@ -489,7 +491,6 @@ def _collect(
                             parent,
                             kept.instances[1 if gone == 0 else 0],
                             kept.handlers,
-                            dict.fromkeys(kept.groups),
                             kept=kept,
                             gone=gone,
                         )
@@ -499,7 +500,7 @@ def _collect(
                         last_spec = None  # the task after the run starts a run of its own
                         continue
                     # Placed among the todos at its first signer (see below).
-                    entry = _Countersign(parent, task, {}, {})
+                    entry = _Countersign(parent, task, {})
                     countersigns[parent.id] = entry
                 elif entry.kept is not None:
                     return None  # more of a countersign whose run was read whole
@@ -514,7 +515,7 @@ def _collect(
         if entry is None:
             slots.append(task)
             continue
-        if own_todo(handlers):
+        if own_todo(handlers, groups):
             entry.own_todos = True
             slots.append(task)
             continue
@@ -533,13 +534,7 @@ def _collect(
                     "unchanged."
                 )
             known_names[name] = None
-        if entry.instances and internal.get(_GROUPS, ()) != entry.instances[0].internal_data.get(
-            _GROUPS, ()
-        ):
-            entry.same_groups = False
         entry.instances.append(task)
-        if groups:
-            entry.groups.update(dict.fromkeys(groups))
     todos: list[Todo] = []
     for slot in slots:
         if isinstance(slot, _Countersign):
@@ -547,9 +542,7 @@ def _collect(
                 _drop_gone(slot.kept, slot.gone)
             elif keep:
                 _keep(slot)
-            todos.append(
-                _todo(slot.parent, slot.first, tuple(slot.handlers), tuple(slot.groups), ctx)
-            )
+            todos.append(_todo(slot.parent, slot.first, tuple(slot.handlers), (), ctx))
         else:
             handlers, groups = assignment(slot, ctx)
             todos.append(_todo(slot, slot, handlers, groups, ctx))
@@ -558,11 +551,10 @@ def _collect(
 
 def _keep(entry: _Countersign) -> None:
     """Keep what was found open under ``entry``'s countersign for the next call (not when
-    its instances keep different handling groups: which come first would then depend on
-    which instances are left; nor when some are todos of their own, which the kept record
-    could not tell from the countersign's run)."""
-    if entry.same_groups and not entry.own_todos:  # this call's own lists: kept as they are
-        kept = _OpenSigners(entry.instances, entry.handlers, tuple(entry.groups))
+    some of its instances are todos of their own, which the kept record could not tell from
+    the countersign's run)."""
+    if not entry.own_todos:  # this call's own lists: kept as they are
+        kept = _OpenSigners(entry.instances, entry.handlers)
         setattr(entry.parent, _OPEN, kept)
     elif hasattr(entry.parent, _OPEN):
         delattr(entry.parent, _OPEN)

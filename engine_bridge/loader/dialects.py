@@ -279,6 +279,10 @@ def _add_instance_cleanup(
     ext = extension_elements(task)
     post = ext.find(spiff("postScript"))
     scripts_on_instances = loop.get(spiff("scriptsOnInstances"))
+    if not vendor and scripts_on_instances != "true" and ext.find(spiff("preScript")) is not None:
+        # Moving the scripts onto each instance would run the author's pre-script once per
+        # instance, after the collection it may build is read.
+        return
     if post is not None and scripts_on_instances != "true":
         if not vendor:
             return

@@ -127,9 +127,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: it is not UTF-8 text ({exc})") from exc
     try:
-        raw = (
-            _as_json(yaml.safe_load(text)) if p.suffix in {".yaml", ".yml"} else json.loads(text)
-        )
+        raw = _as_json(yaml.safe_load(text)) if p.suffix in {".yaml", ".yml"} else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ScenarioError(f"{p}: not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
     try:

@@ -54,3 +54,12 @@ def test_values_come_back_as_json_reads_them(value: Any, expected: Any) -> None:
 def test_values_json_cannot_take_are_refused_by_name(value: Any) -> None:
     with pytest.raises(InvalidDataError, match="'v'"):
         check_data({"ok": 1, "v": value}, "completion data")
+
+
+@pytest.mark.parametrize("key", ["_getattr_", "_write_", "resolve_bean", "juel_str", "__x"])
+def test_names_the_script_sandbox_defines_are_refused_as_keys(key: str) -> None:
+    """Data under a sandbox name would make every later script of the instance fail
+    ('overwrites a predefined function'): start, completion and message data refuse it."""
+    with pytest.raises(InvalidDataError, match=f"key {key!r} is refused"):
+        check_data({key: 1}, "message data")
+    assert check_data({"_id": 1, "getattr": 2}, "message data") == {"_id": 1, "getattr": 2}

@@ -40,15 +40,15 @@ def _loop(collection: str, item: str) -> str:
     )
 
 
-# Three branches at once: a countersign with a handling group, a countersign whose every
-# instance names two people (and a group of its own), and a plain task.
+# Three branches at once: a countersign of single signers, a countersign whose instances name
+# two people (each its own todo) or one (the countersign todo), and a plain task.
 BRANCHES = definitions(
     process(
         "branches",
         START
         + '<bpmn:parallelGateway id="split"/><bpmn:parallelGateway id="join"/>'
-        + user("sign", "signer", inner=_loop("signers", "signer"), handlingGroup="'office'")
-        + user("pairs", "pair", inner=_loop("pairs", "pair"), handlingGroup="team")
+        + user("sign", "signer", inner=_loop("signers", "signer"))
+        + user("pairs", "pair", inner=_loop("pairs", "pair"))
         + user("plain", "'P1'")
         + END
         + flow("start", "split")
@@ -60,7 +60,6 @@ BRANCHES = definitions(
 DATA = {
     "signers": ["s1", "s2", "s3"],
     "pairs": [["a1", "a2"], "b1,b2", ["c1"]],
-    "team": ["t-1", "t-2"],
 }
 
 
@@ -75,8 +74,8 @@ def _reference(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> Fou
             continue
         handlers, groups = assignment(task, ctx)
         parent = parallel_parent(task)
-        if parent is None or len(handlers) != 1:
-            # A countersign instance naming several people, or a group only, is its own todo.
+        if parent is None or len(handlers) != 1 or groups:
+            # A countersign instance naming several people, or a group, is its own todo.
             slots.append((task, handlers, groups))
             continue
         if parent.id not in entries:
@@ -119,10 +118,10 @@ def test_every_step_of_parallel_countersigns_matches_the_plain_pass() -> None:
     expected = _reference(run.wf, ctx)
     assert _collected(run.wf, ctx) == expected
     assert [todo[1:] for todo in expected] == [
-        (("s1", "s2", "s3"), ("office",)),
-        (("a1", "a2"), ("t-1", "t-2")),  # instances naming two people: todos of their own
-        (("b1", "b2"), ("t-1", "t-2")),
-        (("c1",), ("t-1", "t-2")),  # the countersign todo of the one naming a single person
+        (("s1", "s2", "s3"), ()),
+        (("a1", "a2"), ()),  # instances naming two people: todos of their own
+        (("b1", "b2"), ()),
+        (("c1",), ()),  # the countersign todo of the one naming a single person
         (("P1",), ()),
     ]
     for node, handler in [("pairs", "b2"), ("sign", "s1"), ("plain", "P1"), ("sign", "s3")]:
@@ -267,15 +266,20 @@ GROUP_PER_SIGNER = definitions(
 )
 
 
-def test_instances_with_groups_of_their_own_are_always_gathered_from_the_tasks() -> None:
-    """When the instances keep different handling groups nothing is kept (which group comes
-    first depends on who is left), and every completion gives the plain pass's todos."""
+def test_instances_with_a_handling_group_are_todos_of_their_own() -> None:
+    """An instance with a handling group (its members may sign too) is its own todo, never a
+    share of the countersign todo; nothing is kept for the countersign, and every completion
+    gives the plain pass's todos."""
     run = Run(load(GROUP_PER_SIGNER, "own_groups"))
     run.start({"signers": ["x", "y", "z"]})
     ctx = TodoContext(instance_id=run.instance_id, process=run.process)
-    assert run.todo("sign").handling_groups == ("g-x", "g-y", "g-z")
+    assert [(t.handlers, t.handling_groups, t.kind) for t in run.facts.open_todos] == [
+        (("x",), ("g-x",), "task"),
+        (("y",), ("g-y",), "task"),
+        (("z",), ("g-z",), "task"),
+    ]
     run.complete("sign", "y")
-    assert run.todo("sign").handling_groups == ("g-x", "g-z")
+    assert [t.handling_groups for t in run.facts.open_todos] == [("g-x",), ("g-z",)]
     assert not hasattr(parallel_parent(_sign_instances(run.wf)[0]), OPEN)
     assert _collected(run.wf, ctx) == _reference(run.wf, ctx)
 
