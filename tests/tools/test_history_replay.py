@@ -116,16 +116,61 @@ def test_ticks_become_tick_steps_advanced_by_the_recorded_time(live: Any) -> Non
     assert "complete" in steps[3]
 
 
-def test_time_before_a_completion_becomes_a_tick_with_no_calls(live: Any) -> None:
-    """A completion an hour after the start is preceded by a PT1H tick that sent nothing, so
-    a replayed clock stands where the real one stood."""
+def test_time_before_a_completion_moves_the_clock_without_a_tick(live: Any) -> None:
+    """A completion an hour after the start is preceded by a PT1H step that only moves the
+    clock, so a replayed clock stands where the real one stood, and a timer that fell due
+    meanwhile fires within the completion, as it did."""
     run = live("timeout_escalation_on_time")
     steps = export_history(run.bridge.store, run.instance_id)["steps"]
-    assert steps[1:4] == [
-        {"tick": {"advance": "PT1H"}},
-        {"expect": {"calls": []}},
+    assert steps[1:3] == [
+        {"tick": {"advance": "PT1H", "fire": False}},
         {"complete": {"node": "review", "handler": "T001", "data": {"approved": True}}},
     ]
+
+
+OVERDUE = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://x">
+  <bpmn:process id="overdue" isExecutable="true">
+    <bpmn:startEvent id="s"/><bpmn:parallelGateway id="fork"/>
+    <bpmn:intermediateCatchEvent id="later"><bpmn:timerEventDefinition>
+      <bpmn:timeDuration>"PT1H"</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:userTask id="a" camunda:assignee="A1"/><bpmn:userTask id="remind" camunda:assignee="R1"/>
+    <bpmn:userTask id="u" camunda:assignee="U1"/>
+    <bpmn:endEvent id="e1"/><bpmn:endEvent id="e2"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="fork"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="fork" targetRef="later"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="fork" targetRef="a"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="later" targetRef="remind"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="a" targetRef="u"/>
+    <bpmn:sequenceFlow id="f6" sourceRef="remind" targetRef="e1"/>
+    <bpmn:sequenceFlow id="f7" sourceRef="u" targetRef="e2"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_timer_that_fired_within_a_completion_replays_the_same(tmp_path: Path) -> None:
+    """Two hours pass with no tick; the completion then fires the overdue timer as well (its
+    calls hold both). The export moves the clock without a tick, so the replay does alike."""
+    (tmp_path / "wf").mkdir()
+    (tmp_path / "wf" / "overdue.bpmn").write_text(OVERDUE, encoding="utf-8")
+    clock = FakeClock()
+    with Bridge.open(
+        tmp_path / "wf",
+        database=f"sqlite:///{tmp_path / 'b.db'}",
+        center=FakeCenter(clock=clock).transport(),
+        clock=clock,
+    ) as bridge:
+        inst = bridge.start("overdue", initiator="x")
+        clock.advance(timedelta(hours=2))
+        done = bridge.complete(inst.todos[0].task_id, handler="A1")
+        assert sorted(done.next_nodes) == ["remind", "u"]
+        doc = export_history(bridge.store, inst.id)
+    assert {"tick": {"advance": "PT2H", "fire": False}} in doc["steps"]
+    result = replay(doc, tmp_path / "wf", source="overdue")
+    assert result.same, "\n".join(result.lines())
 
 
 def test_cancel_is_exported_with_who_and_why(live: Any) -> None:
