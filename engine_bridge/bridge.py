@@ -454,18 +454,26 @@ class Bridge:
         facts = self.engine.message(
             wf, loaded.process, instance_id=record.id, name=name, data=payload
         )
-        outcome, written = self._plan_and_write(
-            record,
-            wf,
-            facts,
-            kind="message",
-            payload=lambda outcome: {
-                "name": name,
-                "data": payload,
-                "outcome": _outcome_payload(outcome),
-            },
-            key=key,
-        )
+        try:
+            outcome, written = self._plan_and_write(
+                record,
+                wf,
+                facts,
+                kind="message",
+                payload=lambda outcome: {
+                    "name": name,
+                    "data": payload,
+                    "outcome": _outcome_payload(outcome),
+                },
+                key=key,
+            )
+        except ConflictError:
+            # Another writer moved the instance on first: if it delivered this very message
+            # (the same key), that is the answer, as a retried completion gets.
+            seen = self.store.find_history(key) if key is not None else None
+            if seen is None or key is None:
+                raise
+            return _outcome_from_history(_same_kind(seen, key, "message", instance_id))
         self._after_write(written)
         return outcome
 

@@ -510,3 +510,31 @@ def test_each_timer_of_an_event_based_gateway_keeps_its_own_due_time(tmp_path: P
         assert [t.node_id for t in bridge.todos(inst.id)] == ["remind"]
         with pytest.raises(InputError, match="waits for no message"):
             bridge.message(inst.id, "paid")
+
+
+def test_the_same_keyed_message_from_two_bridges_at_once_is_delivered_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bridge B read the instance and found no step under the key just before bridge A
+    delivered the message; B's commit then loses to A's, and B answers with A's outcome,
+    as a retried completion does."""
+    first, iid = _paid_and_waiting(harness)
+    second = harness.bridge()
+    stale = second.store.get_instance(iid)
+    looked: list[str] = []
+    real_find = second.store.find_history
+
+    def find_after_the_first_look(key: str) -> object:
+        looked.append(key)
+        return None if len(looked) == 1 else real_find(key)
+
+    out = first.message(iid, "paid", key="pay-1")
+    monkeypatch.setattr(second.store, "find_history", find_after_the_first_look)
+    monkeypatch.setattr(second.store, "get_instance", lambda _id: stale)
+    again = second.message(iid, "paid", key="pay-1")
+    assert again.duplicate and [t.task_id for t in again.created] == [
+        t.task_id for t in out.created
+    ]
+    assert looked == ["pay-1", "pay-1"]
+    assert [e.kind for e in first.history(iid)].count("message") == 1
+    harness.assert_in_step(first, iid)
