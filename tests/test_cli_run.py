@@ -175,3 +175,28 @@ def test_unusable_paths_and_databases_are_errors_not_tracebacks(tmp_path: Path) 
         assert done.returncode == code, (argv, done.stdout, done.stderr)
         assert words in done.stdout + done.stderr, (argv, done.stderr)
         assert "Traceback" not in done.stderr, (argv, done.stderr)
+
+
+def test_message_command_delivers_once_and_queues_the_calls(tmp_path: Path) -> None:
+    """An operator sends a message by hand: the step is committed, its call waits in the
+    outbox; the same key again changes nothing; a message nothing waits for is refused."""
+    from engine_bridge.bridge import Bridge
+
+    database = f"sqlite:///{tmp_path / 'b.db'}"
+    with Bridge.open(WORKFLOWS, database=database, center=None) as bridge:
+        data = {"venue": "A", "date": "2026-12-10", "manager": "M001"}
+        inst = bridge.start("venue_booking", initiator="2023001", data=data)
+        bridge.complete(inst.todos[0].task_id, handler="M001")
+    argv = ("message", inst.id, "payment_received", "--workflows", str(WORKFLOWS))
+    sent = run_cli(*argv, "--data", '{"receipt": "R-9"}', "--key", "pay-9", "--database", database)
+    assert sent.returncode == 0, sent.stderr
+    assert "opened issue_permit" in sent.stdout and "1 centre call(s) queued" in sent.stdout
+    again = run_cli(*argv, "--key", "pay-9", "--database", database)
+    assert again.returncode == 0 and "already delivered with this key" in again.stdout
+    wrong = run_cli(*argv[:2], "nope", "--workflows", str(WORKFLOWS), "--database", database)
+    assert wrong.returncode == 1 and "is not waiting for message 'nope'" in wrong.stderr
+    with Bridge.open(WORKFLOWS, database=database, center=None) as bridge:
+        assert [t.node_id for t in bridge.todos(inst.id)] == ["issue_permit"]
+        assert [e.kind for e in bridge.history(inst.id)].count("message") == 1
+        pending = bridge.store.outbox(status="pending", instance_id=inst.id)
+        assert pending[-1].endpoint.value == "addTransaction"

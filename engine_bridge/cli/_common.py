@@ -6,9 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -19,7 +23,9 @@ __all__ = [
     "DATABASE_ENV",
     "add_database_argument",
     "add_listing_arguments",
+    "load_mapping",
     "open_for_reading",
+    "read_json_data",
     "show_usage_without_action",
 ]
 
@@ -70,3 +76,49 @@ def show_usage_without_action(parser: argparse.ArgumentParser) -> None:
         return 2
 
     parser.set_defaults(func=usage)
+
+
+def load_mapping(spec: str, option: str) -> Mapping[str, Any]:
+    """``package.module:NAME`` → the dict it names (the operator's own code, imported)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"{option} {spec!r}: write MODULE:NAME, e.g. myapp.bpm:SERVICES")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(
+            f"{option} {spec!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?"
+        ) from None
+    value = getattr(module, attr, None)
+    if not isinstance(value, Mapping):
+        raise InputError(
+            f"{option} {spec!r}: {module_name}.{attr} is {type(value).__name__}, not a dict of "
+            "name -> callable"
+        )
+    return value
+
+
+def read_json_data(text: str | None) -> dict[str, Any] | None:
+    """``--data`` as a dict: inline JSON or ``@file``; None (after saying why) when invalid."""
+    if text is None:
+        return {}
+    source = "--data"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot read {source}: {exc.strerror}", file=sys.stderr)
+            return None
+        except UnicodeDecodeError:
+            print(f"error: cannot read {source}: it is not UTF-8 text", file=sys.stderr)
+            return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"error: {source} is not valid JSON: {exc}", file=sys.stderr)
+        return None
+    if not isinstance(value, dict):
+        print(f"error: {source} must be a JSON object, like '{{\"days\": 3}}'", file=sys.stderr)
+        return None
+    return value

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine_bridge.cli._common import read_json_data
+
 __all__ = ["register"]
 
 DEFAULT_INITIATOR = "initiator"  # engine_bridge.explain.DEFAULT_INITIATOR, without the import
@@ -62,7 +64,7 @@ def _explain(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    data = _data(args.data)
+    data = read_json_data(args.data)
     if data is None:
         return 2
     # Imported here: every engine-bridge command loads this module to register it.
@@ -92,30 +94,4 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number of steps")
-    return value
-
-
-def _data(text: str | None) -> dict[str, Any] | None:
-    """``--data`` as a dict: inline JSON or ``@file``; None (after saying why) when invalid."""
-    if text is None:
-        return {}
-    source = "--data"
-    if text.startswith("@"):
-        source = text[1:]
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except OSError as exc:
-            print(f"error: cannot read {source}: {exc.strerror}", file=sys.stderr)
-            return None
-        except UnicodeDecodeError:
-            print(f"error: cannot read {source}: it is not UTF-8 text", file=sys.stderr)
-            return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        print(f"error: {source} is not valid JSON: {exc}", file=sys.stderr)
-        return None
-    if not isinstance(value, dict):
-        print(f"error: {source} must be a JSON object, like '{{\"days\": 3}}'", file=sys.stderr)
-        return None
     return value

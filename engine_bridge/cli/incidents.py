@@ -12,14 +12,13 @@ delivered by the application or ``engine-bridge worker``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from engine_bridge.cli._common import (
     add_database_argument,
     add_listing_arguments,
+    load_mapping,
     open_for_reading,
     show_usage_without_action,
 )
@@ -114,8 +113,8 @@ def _retry(args: argparse.Namespace) -> int:
 def _retry_here(args: argparse.Namespace) -> int:
     from engine_bridge.bridge import Bridge
 
-    services = _load_mapping(args.services, "--services")
-    resolvers = _load_mapping(args.resolvers, "--resolvers") if args.resolvers else None
+    services = load_mapping(args.services, "--services")
+    resolvers = load_mapping(args.resolvers, "--resolvers") if args.resolvers else None
     with Bridge.open(
         args.workflows, database=args.database, services=services, resolvers=resolvers
     ) as bridge:
@@ -135,23 +134,3 @@ def _retry_report(incident: Incident, instance_status: str) -> str:
     return (
         f"incident {incident.id} is still open after {incident.attempts} attempts: {incident.error}"
     )
-
-
-def _load_mapping(spec: str, option: str) -> Mapping[str, Any]:
-    """``package.module:NAME`` → the dict it names (the operator's own code, imported)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"{option} {spec!r}: write MODULE:NAME, e.g. myapp.bpm:SERVICES")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(
-            f"{option} {spec!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?"
-        ) from None
-    value = getattr(module, attr, None)
-    if not isinstance(value, Mapping):
-        raise InputError(
-            f"{option} {spec!r}: {module_name}.{attr} is {type(value).__name__}, not a dict of "
-            "name -> callable"
-        )
-    return value
