@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine_bridge.loader.library import analyse_paths
+from engine_bridge.loader.library import analyse_paths, is_bpmn_file
 from engine_bridge.loader.lint import lint_analysis, settings_files
 from engine_bridge.loader.problems import Problem
 from engine_bridge.loader.settings import SETTINGS_FILES
@@ -126,7 +126,7 @@ def _groups(paths: Sequence[str]) -> list[list[str]]:
     groups: list[list[str]] = []
     for raw in paths:
         path = Path(raw)
-        files = sorted(f for f in path.iterdir() if f.suffix == ".bpmn") if path.is_dir() else []
+        files = sorted(f for f in path.iterdir() if is_bpmn_file(f)) if path.is_dir() else []
         folder = path if path.is_dir() else path.parent
         settings = [str(folder / n) for n in SETTINGS_FILES if (folder / n).is_file()][:1]
         if not path.is_dir() and path.name in SETTINGS_FILES:

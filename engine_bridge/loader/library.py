@@ -109,6 +109,11 @@ def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in paths]
 
 
+def is_bpmn_file(path: Path) -> bool:
+    """A BPMN file by its name: ``*.bpmn``, or Flowable's and Activiti's ``*.bpmn20.xml``."""
+    return path.suffix == ".bpmn" or path.name.endswith(".bpmn20.xml")
+
+
 def _collect(paths: Sequence[Path]) -> tuple[list[Path], list[Path], list[Problem]]:
     """BPMN files and settings files named by ``paths`` (directories expanded, non-recursive)."""
     bpmn: list[Path] = []
@@ -116,10 +121,14 @@ def _collect(paths: Sequence[Path]) -> tuple[list[Path], list[Path], list[Proble
     problems: list[Problem] = []
     for path in paths:
         if path.is_dir():
-            found_bpmn = sorted(p for p in path.iterdir() if p.suffix == ".bpmn" and p.is_file())
+            found_bpmn = sorted(p for p in path.iterdir() if is_bpmn_file(p) and p.is_file())
             if not found_bpmn:
                 problems.append(
-                    Problem(str(path), "no *.bpmn file in this directory", "no-bpmn-files")
+                    Problem(
+                        str(path),
+                        "no *.bpmn (or *.bpmn20.xml) file in this directory",
+                        "no-bpmn-files",
+                    )
                 )
             bpmn += found_bpmn
             found = [path / name for name in SETTINGS_FILES if (path / name).is_file()]

@@ -306,3 +306,16 @@ def test_an_embedded_subprocess_id_used_in_two_files_names_both(tmp_path: Path) 
     (clash,) = problems
     assert clash.file.endswith("b.bpmn") and clash.element_id == "subprocess1"
     assert "subprocess id 'subprocess1'" in clash.message and "a.bpmn" in clash.message
+
+
+def test_a_folder_holds_flowable_and_activiti_bpmn20_xml_files_too(tmp_path: Path) -> None:
+    """Flowable and Activiti name their models ``*.bpmn20.xml``; a folder of them loads, and
+    other XML files beside them are not read as BPMN."""
+    sample = Path(__file__).resolve().parents[2] / "workflows" / "or_sign.bpmn"
+    (tmp_path / "or_sign.bpmn20.xml").write_text(sample.read_text("utf-8"), encoding="utf-8")
+    (tmp_path / "pom.xml").write_text("<project/>", encoding="utf-8")
+    assert WorkflowLibrary.load(tmp_path).process_ids() == ["or_sign"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    problems = analyse_paths(empty).problems
+    assert [p.message for p in problems] == ["no *.bpmn (or *.bpmn20.xml) file in this directory"]
