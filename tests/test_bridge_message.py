@@ -538,3 +538,10 @@ def test_the_same_keyed_message_from_two_bridges_at_once_is_delivered_once(
     assert looked == ["pay-1", "pay-1"]
     assert [e.kind for e in first.history(iid)].count("message") == 1
     harness.assert_in_step(first, iid)
+
+
+def test_a_scenario_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    """Windows editors start UTF-8 files with a BOM; it is no part of the scenario."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf{"process": "payment", "start": {"initiator": "2023001"}}')
+    assert load_scenario(path).process == "payment"

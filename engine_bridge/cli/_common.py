@@ -106,7 +106,7 @@ def read_json_data(text: str | None) -> dict[str, Any] | None:
     if text.startswith("@"):
         source = text[1:]
         try:
-            text = Path(source).read_text(encoding="utf-8")
+            text = Path(source).read_text(encoding="utf-8-sig")
         except OSError as exc:
             print(f"error: cannot read {source}: {exc.strerror}", file=sys.stderr)
             return None

@@ -124,7 +124,7 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario file (JSON, or YAML by extension), with errors naming the file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no content
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
