@@ -1,13 +1,14 @@
 """An instance's recorded history, written as a scenario a replay can check a new BPMN against.
 
-The bridge records every committed action of an instance (start, complete, tick, cancel) with
-its time and, since the same transaction wrote them, the number of centre calls it queued in
-the outbox. Export turns that into a scenario file:
+The bridge records every committed action of an instance (start, complete, tick, message,
+cancel) with its time and, since the same transaction wrote them, the number of centre calls it
+queued in the outbox. Export turns that into a scenario file:
 
 - ``start`` with the recorded initiator, data and business key;
-- one ``complete`` / ``cancel`` / ``tick`` step per action, in order. Time that passed before an
-  action becomes a ``tick`` step of that length (a worker would have ticked then too), so a
-  replay's fake clock stands where the real one stood at every step;
+- one ``complete`` / ``message`` / ``cancel`` / ``tick`` step per action, in order. Time that
+  passed before an action becomes a ``tick`` step of that length that fires nothing
+  (``"fire": false``): a timer that fell due meanwhile fired within the action, as it did when
+  recorded. A replay's fake clock so stands where the real one stood at every step;
 - after every action an ``expect`` step with what happened: ``status``, ``next_nodes`` and
   ``finished`` of a completion, and ``calls``: the centre calls the action queued, normalised
   as golden files are (ids numbered ``T1``…, times blanked) so they compare across runs.

@@ -288,15 +288,19 @@ def _mergeable(answer: Any, *, task: Any, key: str, node_id: str, name: str) -> 
             f"returned {type(answer).__name__}, not a dict or None (a task without a result "
             "variable merges a dict into its data)",
         )
+    # Imported here: the script engine imports this module.
+    from engine_bridge.engine.script_engine import sandbox_names
+
+    reserved = sandbox_names()
     for field in answer:
-        if not isinstance(field, str) or not field or field.startswith("__"):
+        if not isinstance(field, str) or not field or field.startswith("__") or field in reserved:
             raise _bad_answer(
                 task,
                 key,
                 node_id,
                 name,
                 f"returned the key {field!r}: keys must be non-empty strings not starting "
-                "with '__'",
+                "with '__' and not a name the script sandbox defines",
             )
     try:
         copied: dict[str, Any] = json.loads(json.dumps(dict(answer), allow_nan=False))

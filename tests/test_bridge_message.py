@@ -545,3 +545,20 @@ def test_a_scenario_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
     path = tmp_path / "bom.json"
     path.write_bytes(b'\xef\xbb\xbf{"process": "payment", "start": {"initiator": "2023001"}}')
     assert load_scenario(path).process == "payment"
+
+
+def test_a_late_tick_takes_only_the_gateway_branch_whose_timer_fell_due_first(
+    tmp_path: Path,
+) -> None:
+    """The worker was down for three hours: both timers are due at the next tick. The gateway
+    takes one branch, the 1-hour reminder's (its timer came first), though the 2-hour
+    escalation is drawn first."""
+    with opened(tmp_path, {"two_timers.bpmn": TWO_TIMERS}) as harness:
+        bridge = harness.bridge()
+        inst = bridge.start("two_timers", initiator="2023001")
+        bridge.complete(inst.todos[0].task_id, handler="T001")
+        harness.clock.advance(timedelta(hours=3))
+        (fired,) = bridge.tick()
+        assert fired.next_nodes == ("remind",)
+        harness.assert_in_step(bridge, inst.id)
+        assert [t.node_id for t in bridge.todos(inst.id)] == ["remind"]

@@ -56,8 +56,8 @@ from engine_bridge.engine.todos import (
     assignment,
     collect_todos,
     find_task,
+    is_own_todo,
     is_todo_task,
-    own_todo,
     pass_through,
     signer_share,
 )
@@ -353,13 +353,13 @@ class Engine:
                 return share
             shares = [c for c in instances(anchor) if c.state == TaskState.READY]
             shares = [c for c in shares if is_todo_task(c)]
-            shares = [c for c in shares if not own_todo(*assignment(c, ctx))]
+            shares = [c for c in shares if not is_own_todo(c, ctx)]
             if shares:
                 return self._countersign_share(shares, ctx, todo_id, handler)
         elif (
             anchor.state == TaskState.READY
             and is_todo_task(anchor)
-            and (parallel_parent(anchor) is None or own_todo(*assignment(anchor, ctx)))
+            and (parallel_parent(anchor) is None or is_own_todo(anchor, ctx))
         ):
             handlers, groups = assignment(anchor, ctx)
             # A member of the todo's handling groups may complete it too: who belongs to a

@@ -110,26 +110,48 @@ def _value_key(definition: Any, task: Any) -> str:
     return "event_value"
 
 
-def _mark_if_due(task: Any, due: datetime | None, key: str = "event_value") -> bool:
+def _mark_if_due(task: Any, due: datetime | None) -> bool:
     # Due means "at or before now": a clock advanced by exactly the duration fires the timer.
-    reached = due is not None and due <= task_now(task)
-    if key != "event_value":
-        return reached  # one of a gateway's timers: the task's flag is not this timer's alone
-    if reached:
+    if due is not None and due <= task_now(task):
         task._set_internal_data(event_fired=True)
     return bool(task._get_internal_data("event_fired", False))
+
+
+def _gateway_turn(definition: Any, task: Any) -> bool:
+    """Whether this timer of an event-based gateway fires now: it is due, and no other timer
+    of the gateway fell due before it (of two due at once, the one drawn first).
+
+    SpiffWorkflow's gateway follows every event it saw fire, and a late tick (a worker that
+    was down, dates already past) finds several timers due at once; only the one that came
+    first may fire, so the gateway takes one branch, the right one."""
+    owner = task.task_spec.event_definition
+    now = task_now(task)
+    first: tuple[datetime, Any] | None = None
+    for candidate in owner.event_definitions:
+        if not isinstance(candidate, ClockedTimeDateTimer | ClockedDurationTimer):
+            continue
+        due = due_time(candidate.value_for(task))
+        if due is not None and due <= now and (first is None or due < first[0]):
+            first = (due, candidate)
+    return first is not None and first[1] is definition
 
 
 class ClockedTimeDateTimer(TimeDateEventDefinition):  # type: ignore[misc]
     """``timeDate``: fires once the clock reaches the given date-time."""
 
     def has_fired(self, my_task: Any) -> bool:
+        if _value_key(self, my_task) != "event_value":
+            return _gateway_turn(self, my_task)
+        return _mark_if_due(my_task, due_time(self.value_for(my_task)))
+
+    def value_for(self, my_task: Any) -> Any:
+        """The due date as stored on ``my_task`` (evaluated and stored the first time)."""
         key = _value_key(self, my_task)
         value = my_task._get_internal_data(key)
         if value is None:
             value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
             my_task.internal_data[key] = value
-        return _mark_if_due(my_task, due_time(value), key)
+        return value
 
     def details(self, my_task: Any) -> Any:
         value = my_task._get_internal_data("event_value")
@@ -141,6 +163,12 @@ class ClockedDurationTimer(DurationTimerEventDefinition):  # type: ignore[misc]
     waiting, and stored in the task so it survives serialization."""
 
     def has_fired(self, my_task: Any) -> bool:
+        if _value_key(self, my_task) != "event_value":
+            return _gateway_turn(self, my_task)
+        return _mark_if_due(my_task, due_time(self.value_for(my_task)))
+
+    def value_for(self, my_task: Any) -> Any:
+        """The due time as stored on ``my_task`` (fixed and stored the first time)."""
         key = _value_key(self, my_task)
         value = my_task._get_internal_data(key)
         if value is None:
@@ -150,7 +178,7 @@ class ClockedDurationTimer(DurationTimerEventDefinition):  # type: ignore[misc]
             delta = TimerEventDefinition.get_timedelta_from_start(parsed, start)
             value = (start + delta).isoformat()
             my_task.internal_data[key] = value
-        return _mark_if_due(my_task, due_time(value), key)
+        return value
 
     def details(self, my_task: Any) -> Any:
         value = my_task._get_internal_data("event_value")

@@ -49,6 +49,7 @@ __all__ = [
     "assignment",
     "collect_todos",
     "find_task",
+    "is_own_todo",
     "is_todo_task",
     "node_settings",
     "own_todo",
@@ -62,6 +63,8 @@ MAX_SUMMARY_ITEMS = 5  # the centre shows at most five ``label|value`` pairs
 
 _HANDLERS = "eb_handlers"
 _GROUPS = "eb_groups"
+# On a countersign instance: whether it is a todo of its own, decided with its handlers.
+_OWN = "eb_own_todo"
 _VIEW = "eb_view"
 # On a live countersign task (never saved): which instance names which signer.
 _SIGNERS = "_engine_bridge_signers"
@@ -117,6 +120,14 @@ def own_todo(handlers: Any, groups: Any) -> bool:
     rather than one signer's share of the countersign todo: it names no person or several, any
     of whom signs for it, or a handling group, whose members the centre lets sign too."""
     return len(handlers) != 1 or bool(groups)
+
+
+def is_own_todo(task: Any, ctx: TodoContext) -> bool:
+    """What :func:`own_todo` decided for this countersign instance when its handlers were
+    first evaluated, kept with them. An instance stored before the rule existed has no record
+    and stays a share of the countersign todo, as the centre was told when it opened."""
+    assignment(task, ctx)
+    return bool(task.internal_data.get(_OWN, False))
 
 
 def todo_id_of(instance_id: str, anchor: Any) -> str:
@@ -175,7 +186,7 @@ def _index_signers(anchor: Any) -> tuple[int, dict[str, Any] | None, set[str]]:
         if stored is None:
             complete = False
             continue
-        if own_todo(stored, child.internal_data.get(_GROUPS, ())):
+        if child.internal_data.get(_OWN, False):
             continue  # not a share of the countersign todo
         for name in stored:
             if name in named and named[name] is not child:
@@ -196,11 +207,7 @@ def _scan_signers(anchor: Any, handler: str) -> Any | None:
         if child.task_spec.name != child_spec or not is_todo_task(child):
             continue
         stored = child.internal_data.get(_HANDLERS)
-        if (
-            stored is not None
-            and handler in stored
-            and not own_todo(stored, child.internal_data.get(_GROUPS, ()))
-        ):
+        if stored is not None and handler in stored and not child.internal_data.get(_OWN, False):
             return child
     return None
 
@@ -244,6 +251,8 @@ def assignment(task: Any, ctx: TodoContext) -> tuple[tuple[str, ...], tuple[str,
         )
     task.internal_data[_HANDLERS] = handlers
     task.internal_data[_GROUPS] = groups
+    if parallel_parent(task) is not None:
+        task.internal_data[_OWN] = own_todo(handlers, groups)
     return tuple(handlers), tuple(groups)
 
 
@@ -365,7 +374,11 @@ class _Countersign:
     parent: Any
     first: Any
     handlers: dict[str, None]
+    # Groups of shares: only in states stored before instances with groups were todos of
+    # their own (see is_own_todo); those keep the one todo the centre was told of.
+    groups: dict[str, None] = field(default_factory=dict)
     instances: list[Any] = field(default_factory=list)
+    same_groups: bool = True  # every instance keeps the same handling groups
     own_todos: bool = False  # some instances are todos of their own (see own_todo)
     kept: _OpenSigners | None = None  # read whole from these open signers (see _known_run)
     gone: int | None = None  # ... all but the instance at this position
@@ -374,11 +387,12 @@ class _Countersign:
 @dataclass
 class _OpenSigners:
     """What :func:`collect_todos` last found open under a countersign (kept on the live
-    multi-instance task, never saved): its READY instances in the order they were listed, and
-    their handlers (unique, in that order)."""
+    multi-instance task, never saved): its READY instances in the order they were listed,
+    their handlers (unique, in that order) and the handling groups every one of them keeps."""
 
     instances: list[Any]
     handlers: dict[str, None]
+    groups: tuple[str, ...] = ()
 
 
 class _Checking:
@@ -491,6 +505,7 @@ def _collect(
                             parent,
                             kept.instances[1 if gone == 0 else 0],
                             kept.handlers,
+                            dict.fromkeys(kept.groups),
                             kept=kept,
                             gone=gone,
                         )
@@ -515,7 +530,7 @@ def _collect(
         if entry is None:
             slots.append(task)
             continue
-        if own_todo(handlers, groups):
+        if internal.get(_OWN, False):
             entry.own_todos = True
             slots.append(task)
             continue
@@ -534,6 +549,12 @@ def _collect(
                     "unchanged."
                 )
             known_names[name] = None
+        if groups:
+            entry.groups.update(dict.fromkeys(groups))
+        if entry.instances and tuple(groups) != tuple(
+            entry.instances[0].internal_data.get(_GROUPS, ())
+        ):
+            entry.same_groups = False
         entry.instances.append(task)
     todos: list[Todo] = []
     for slot in slots:
@@ -542,7 +563,9 @@ def _collect(
                 _drop_gone(slot.kept, slot.gone)
             elif keep:
                 _keep(slot)
-            todos.append(_todo(slot.parent, slot.first, tuple(slot.handlers), (), ctx))
+            todos.append(
+                _todo(slot.parent, slot.first, tuple(slot.handlers), tuple(slot.groups), ctx)
+            )
         else:
             handlers, groups = assignment(slot, ctx)
             todos.append(_todo(slot, slot, handlers, groups, ctx))
@@ -552,9 +575,11 @@ def _collect(
 def _keep(entry: _Countersign) -> None:
     """Keep what was found open under ``entry``'s countersign for the next call (not when
     some of its instances are todos of their own, which the kept record could not tell from
-    the countersign's run)."""
-    if not entry.own_todos:  # this call's own lists: kept as they are
-        kept = _OpenSigners(entry.instances, entry.handlers)
+    the countersign's run, nor when they keep different handling groups, as states stored
+    before such instances were todos of their own can: which group comes first would then
+    depend on which instances are left)."""
+    if entry.same_groups and not entry.own_todos:  # this call's own lists: kept as they are
+        kept = _OpenSigners(entry.instances, entry.handlers, tuple(entry.groups))
         setattr(entry.parent, _OPEN, kept)
     elif hasattr(entry.parent, _OPEN):
         delattr(entry.parent, _OPEN)

@@ -74,8 +74,9 @@ def _reference(wf: Any, ctx: TodoContext, ready: list[Any] | None = None) -> Fou
             continue
         handlers, groups = assignment(task, ctx)
         parent = parallel_parent(task)
-        if parent is None or len(handlers) != 1 or groups:
-            # A countersign instance naming several people, or a group, is its own todo.
+        if parent is None or task.internal_data.get("eb_own_todo", False):
+            # A countersign instance naming several people, or a group, is its own todo (as
+            # decided when its handlers were evaluated, and kept with them).
             slots.append((task, handlers, groups))
             continue
         if parent.id not in entries:
@@ -169,6 +170,7 @@ def test_a_name_twice_among_open_instances_is_refused_as_the_plain_pass_refuses(
     assert len(pairs) == 3
     for position, names in kept.items():
         pairs[position].internal_data["eb_handlers"] = names
+        pairs[position].internal_data["eb_own_todo"] = len(names) != 1  # decided with them
     wf = _stored_and_loaded(run)  # as a state written with these handlers is read
     if refused:
         with pytest.raises(EngineError, match="to sign twice"):
@@ -326,3 +328,23 @@ def test_the_check_compares_refusals_too(monkeypatch: pytest.MonkeyPatch) -> Non
         collect_todos(run.wf, ctx)
     monkeypatch.setattr(check_open_signers, "on", False)
     assert _collected(run.wf, ctx)[0][1] == ("s1", "s2", "s3")  # as kept
+
+
+def test_an_instance_stored_before_the_own_todo_rule_stays_a_share() -> None:
+    """States written before countersign instances could be todos of their own have no
+    decision kept: such a countersign stays ONE todo with every signer and the groups, as the
+    centre was told when it opened, and each signer still completes it."""
+    run = Run(load(GROUP_PER_SIGNER, "own_groups"))
+    run.start({"signers": ["x", "y", "z"]})
+    assert len(run.facts.open_todos) == 3  # decided now: each its own todo
+    for task in _sign_instances(run.wf):
+        del task.internal_data["eb_own_todo"]  # as the earlier version wrote them
+    wf = _stored_and_loaded(run)
+    ctx = TodoContext(instance_id=run.instance_id, process=run.process)
+    (todo,) = collect_todos(wf, ctx)
+    assert (todo.kind, todo.handlers) == ("countersign", ("x", "y", "z"))
+    assert todo.handling_groups == ("g-x", "g-y", "g-z")
+    facts = run.engine.complete(
+        wf, run.process, instance_id=run.instance_id, todo_id=todo.todo_id, handler="y"
+    )
+    assert [t.handlers for t in facts.open_todos] == [("x", "z")]

@@ -110,6 +110,7 @@ def test_an_instance_naming_two_people_is_no_share_of_the_countersign_todo() -> 
     anchor = _anchor(wf)
     first, second, _third = instances(anchor)
     second.internal_data["eb_handlers"] = ["b", "a"]
+    second.internal_data["eb_own_todo"] = True  # decided with its handlers
     assert signer_share(anchor, "a") is first
     assert signer_share(anchor, "b") is None
     first._set_state(TaskState.COMPLETED)
