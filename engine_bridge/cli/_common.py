@@ -23,6 +23,7 @@ __all__ = [
     "DATABASE_ENV",
     "add_database_argument",
     "add_listing_arguments",
+    "add_workflows_argument",
     "load_mapping",
     "open_for_reading",
     "read_json_data",
@@ -40,6 +41,18 @@ def add_database_argument(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"database URL (default: ${DATABASE_ENV} or {DEFAULT_DATABASE_URL}); "
         "e.g. postgresql+psycopg://user@host:5432/dbname",
+    )
+
+
+WORKFLOWS_ENV = "ENGINE_BRIDGE_WORKFLOWS"
+
+
+def add_workflows_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--workflows PATH``, defaulting to $ENGINE_BRIDGE_WORKFLOWS, then ./workflows."""
+    parser.add_argument(
+        "--workflows",
+        default=os.environ.get(WORKFLOWS_ENV, "workflows"),
+        help=f"BPMN files or folder, {what} (or {WORKFLOWS_ENV}; ./workflows)",
     )
 
 

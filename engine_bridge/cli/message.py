@@ -10,10 +10,14 @@ the centre calls it queues are delivered by the application or ``engine-bridge w
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from engine_bridge.cli._common import add_database_argument, load_mapping, read_json_data
+from engine_bridge.cli._common import (
+    add_database_argument,
+    add_workflows_argument,
+    load_mapping,
+    read_json_data,
+)
 from engine_bridge.results import Outcome
 
 __all__ = ["register"]
@@ -31,11 +35,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("name", metavar="NAME", help="the message's name (bpmn:message name)")
     parser.add_argument("--data", metavar="JSON", help="the message's data: JSON or @file")
     parser.add_argument("--key", help="idempotency key: a resend with it changes nothing")
-    parser.add_argument(
-        "--workflows",
-        default=os.environ.get("ENGINE_BRIDGE_WORKFLOWS", "workflows"),
-        help="BPMN files or folder (or ENGINE_BRIDGE_WORKFLOWS; ./workflows)",
-    )
+    add_workflows_argument(parser, what="the instance's process")
     parser.add_argument(
         "--services",
         metavar="MODULE:NAME",

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from engine_bridge.cli._common import add_workflows_argument
+
 __all__ = ["register"]
 
 
@@ -32,11 +34,7 @@ def register(subparsers: Any) -> None:
         "worker",
         help="deliver the outbox and fire due timers until stopped (SIGTERM/SIGINT)",
     )
-    p.add_argument(
-        "--workflows",
-        default=os.environ.get("ENGINE_BRIDGE_WORKFLOWS", "workflows"),
-        help="BPMN files or folder, for timers (or ENGINE_BRIDGE_WORKFLOWS; ./workflows)",
-    )
+    add_workflows_argument(p, what="for timers")
     p.add_argument(
         "--no-timers",
         action="store_true",

@@ -128,7 +128,7 @@ def _gateway_turn(definition: Any, task: Any) -> bool:
     now = task_now(task)
     first: tuple[datetime, Any] | None = None
     for candidate in owner.event_definitions:
-        if not isinstance(candidate, ClockedTimeDateTimer | ClockedDurationTimer):
+        if not isinstance(candidate, _DueOnce):
             continue
         due = due_time(candidate.value_for(task))
         if due is not None and due <= now and (first is None or due < first[0]):
@@ -136,49 +136,50 @@ def _gateway_turn(definition: Any, task: Any) -> bool:
     return first is not None and first[1] is definition
 
 
-class ClockedTimeDateTimer(TimeDateEventDefinition):  # type: ignore[misc]
-    """``timeDate``: fires once the clock reaches the given date-time."""
+class _DueOnce:
+    """A timer due once (a date, or a duration from when it starts waiting), its due value
+    kept on the task: under ``event_value``, or a key of its own in an event-based gateway
+    (:func:`_value_key`). Subclasses say how the value is worked out the first time."""
+
+    def _first_value(self, my_task: Any) -> Any:
+        raise NotImplementedError
+
+    def value_for(self, my_task: Any) -> Any:
+        """The due value as stored on ``my_task`` (worked out and stored the first time)."""
+        key = _value_key(self, my_task)
+        value = my_task._get_internal_data(key)
+        if value is None:
+            value = self._first_value(my_task)
+            my_task.internal_data[key] = value
+        return value
 
     def has_fired(self, my_task: Any) -> bool:
         if _value_key(self, my_task) != "event_value":
             return _gateway_turn(self, my_task)
         return _mark_if_due(my_task, due_time(self.value_for(my_task)))
 
-    def value_for(self, my_task: Any) -> Any:
-        """The due date as stored on ``my_task`` (evaluated and stored the first time)."""
-        key = _value_key(self, my_task)
-        value = my_task._get_internal_data(key)
-        if value is None:
-            value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            my_task.internal_data[key] = value
-        return value
+
+class ClockedTimeDateTimer(_DueOnce, TimeDateEventDefinition):  # type: ignore[misc]
+    """``timeDate``: fires once the clock reaches the given date-time."""
+
+    def _first_value(self, my_task: Any) -> Any:
+        return my_task.workflow.script_engine.evaluate(my_task, self.expression)
 
     def details(self, my_task: Any) -> Any:
         value = my_task._get_internal_data("event_value")
         return PendingBpmnEvent(self.name, TimeDateEventDefinition.__name__, value)
 
 
-class ClockedDurationTimer(DurationTimerEventDefinition):  # type: ignore[misc]
+class ClockedDurationTimer(_DueOnce, DurationTimerEventDefinition):  # type: ignore[misc]
     """``timeDuration``: the due time is fixed (clock now + duration) when the timer starts
     waiting, and stored in the task so it survives serialization."""
 
-    def has_fired(self, my_task: Any) -> bool:
-        if _value_key(self, my_task) != "event_value":
-            return _gateway_turn(self, my_task)
-        return _mark_if_due(my_task, due_time(self.value_for(my_task)))
-
-    def value_for(self, my_task: Any) -> Any:
-        """The due time as stored on ``my_task`` (fixed and stored the first time)."""
-        key = _value_key(self, my_task)
-        value = my_task._get_internal_data(key)
-        if value is None:
-            expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            parsed = TimerEventDefinition.parse_iso_duration(str(expression))
-            start = task_now(my_task)
-            delta = TimerEventDefinition.get_timedelta_from_start(parsed, start)
-            value = (start + delta).isoformat()
-            my_task.internal_data[key] = value
-        return value
+    def _first_value(self, my_task: Any) -> Any:
+        expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        parsed = TimerEventDefinition.parse_iso_duration(str(expression))
+        start = task_now(my_task)
+        delta = TimerEventDefinition.get_timedelta_from_start(parsed, start)
+        return (start + delta).isoformat()
 
     def details(self, my_task: Any) -> Any:
         value = my_task._get_internal_data("event_value")
