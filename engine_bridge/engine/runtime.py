@@ -202,8 +202,7 @@ class Engine:
         """Fire every timer due by the clock and run on; None when no timer was due."""
         self._context(wf, process, instance_id)
         self._refuse_if_stopped(wf, instance_id)
-        now = self._clock.now()
-        if not any(due <= now for due in _timer_due_times(wf)):
+        if not self._timer_due(wf):
             return None
         with self._running(process, instance_id, None):
             wf.refresh_timers()
@@ -229,8 +228,7 @@ class Engine:
         if not isinstance(name, str) or not name:
             raise InvalidDataError(f"a message name must be a non-empty string, not {name!r}")
         with self._running(process, instance_id, None):
-            now = self._clock.now()
-            if any(due <= now for due in _timer_due_times(wf)):
+            if self._timer_due(wf):
                 # A timer that fell due before the message came fires first, as the worker's
                 # next tick would have fired it: an event-based gateway takes one branch, the
                 # one whose event came first.
@@ -300,9 +298,14 @@ class Engine:
 
     def next_timer_at(self, wf: BpmnWorkflow) -> datetime | None:
         """When the earliest waiting timer falls due (UTC), or None if none waits."""
-        return min(_timer_due_times(wf), default=None)
+        return min(waiting_due_times(wf), default=None)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _timer_due(self, wf: Any) -> bool:
+        """Whether a timer ``wf`` waits on is due by the clock."""
+        now = self._clock.now()
+        return any(due <= now for due in waiting_due_times(wf))
 
     def _context(self, wf: Any, process: LoadedProcess, instance_id: str) -> TodoContext:
         """Attach this engine to ``wf`` and check that it is the instance the caller means."""
@@ -512,14 +515,15 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise InvalidDataError(f"{what} must be a JSON object (a dict), not {type(data).__name__}")
     clean: dict[str, Any] = {}
+    reserved = sandbox_names()
     for key, value in data.items():
         if not isinstance(key, str):
             raise InvalidDataError(f"{what}: key {key!r} is not a string")
-        if not key or key.startswith("__") or key in sandbox_names():
+        if not key or key.startswith("__") or key in reserved:
             raise InvalidDataError(
                 f"{what}: key {key!r} is refused: keys must be non-empty, must not start "
                 "with '__' and must not be a name the script sandbox defines "
-                f"({', '.join(sorted(n for n in sandbox_names() if n != '__builtins__'))})"
+                f"({', '.join(sorted(n for n in reserved if n != '__builtins__'))})"
             )
         kind = type(value)
         if (
@@ -609,22 +613,22 @@ def _stopped_task(wf: Any) -> Any | None:
     return None
 
 
-def _timer_due_times(wf: Any) -> list[datetime]:
-    return waiting_due_times(wf)
-
-
-def _cause(exc: BaseException, kind: type[ScriptSecurityError]) -> ScriptSecurityError | None:
-    """The first ``kind`` among an exception's causes (SpiffWorkflow wraps some errors)."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it, outermost first: SpiffWorkflow's wrappers keep the
+    original in ``.exception``, Python's chaining in ``__cause__`` / ``__context__``."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
+        yield current
         seen.add(id(current))
         inner = getattr(current, "exception", None)
         nxt = inner if isinstance(inner, BaseException) else None
         current = nxt or current.__cause__ or current.__context__
-    return None
+
+
+def _cause(exc: BaseException, kind: type[ScriptSecurityError]) -> ScriptSecurityError | None:
+    """The first ``kind`` among an exception's causes (SpiffWorkflow wraps some errors)."""
+    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
 
 
 def _describe(exc: Exception, process: LoadedProcess, instance_id: str, task: Any) -> str:
@@ -638,7 +642,7 @@ def _describe(exc: Exception, process: LoadedProcess, instance_id: str, task: An
     hint = _collection_hint(failing)
     if hint:
         detail += f"; {hint}"
-    root = _root_cause(exc)
+    *_, root = _chain(exc)  # the innermost: the one that says what went wrong
     if root is not exc and str(root) and str(root) not in detail:
         # SpiffWorkflow's "Error evaluating expression" says where, not why.
         detail += f" ({type(root).__name__}: {root})"
@@ -679,18 +683,3 @@ def _collection_hint(task: Any) -> str:
         f"the multi-instance reads its items from the variable {name!r}, and {got}: give it a "
         "list (of handlers, say) in the data"
     )
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception SpiffWorkflow's wrappers (``.exception``) or Python's chaining
-    lead to: the one that says what went wrong."""
-    seen: set[int] = set()
-    current = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        inner = getattr(current, "exception", None)
-        nxt = inner if isinstance(inner, BaseException) else current.__cause__
-        if nxt is None:
-            break
-        current = nxt
-    return current
