@@ -327,10 +327,9 @@ class Bridge:
         ``key`` makes the completion idempotent: a retried call with the same key returns the
         first outcome (``duplicate=True``) and changes nothing.
         """
-        if key is not None:
-            seen = self.store.find_history(key)
-            if seen is not None:
-                return _outcome_from_history(_same_kind(seen, key, "complete"))
+        seen = self._recorded(key, "complete")
+        if seen is not None:
+            return seen
         # An instance this bridge committed last is completed from what it committed, without
         # a read: the commit's version check catches a writer that moved it on meanwhile,
         # and then the instance is read and the completion done again on what it is now.
@@ -342,10 +341,9 @@ class Bridge:
                 if self.store.instance_version(cached.id) == cached.version:
                     raise  # nobody moved it: the error is the completion's own
                 log.debug("instance %s moved on since this bridge committed it", cached.id)
-                if key is not None:
-                    seen = self.store.find_history(key)
-                    if seen is not None:
-                        return _outcome_from_history(_same_kind(seen, key, "complete"))
+                seen = self._recorded(key, "complete")
+                if seen is not None:
+                    return seen
             else:
                 self._after_write(written)
                 return outcome
@@ -438,10 +436,9 @@ class Bridge:
         first outcome (``duplicate=True``) and changes nothing. A message nothing waits for
         is refused (``InputError``, naming the messages the instance does wait for).
         """
-        if key is not None:
-            seen = self.store.find_history(key)
-            if seen is not None:
-                return _outcome_from_history(_same_kind(seen, key, "message", instance_id))
+        seen = self._recorded(key, "message", instance_id)
+        if seen is not None:
+            return seen
         record = self.store.get_instance(instance_id)
         if record.status == "incident":
             raise self._in_incident(record, f"message {name!r} cannot be delivered")
@@ -470,10 +467,10 @@ class Bridge:
         except ConflictError:
             # Another writer moved the instance on first: if it delivered this very message
             # (the same key), that is the answer, as a retried completion gets.
-            seen = self.store.find_history(key) if key is not None else None
-            if seen is None or key is None:
+            seen = self._recorded(key, "message", instance_id)
+            if seen is None:
                 raise
-            return _outcome_from_history(_same_kind(seen, key, "message", instance_id))
+            return seen
         self._after_write(written)
         return outcome
 
@@ -613,6 +610,24 @@ class Bridge:
         )
 
     # ------------------------------------------------------------------ internals
+    def _recorded(
+        self, key: str | None, kind: str, instance_id: str | None = None
+    ) -> Outcome | None:
+        """The first outcome of the action an idempotency key names (``duplicate=True``), or
+        None when the key is new (or not given). A key an action of another kind (or of
+        another instance) used is refused, not answered with that action's outcome."""
+        if key is None:
+            return None
+        seen = self.store.find_history(key)
+        if seen is None:
+            return None
+        if seen.kind != kind or (instance_id is not None and seen.instance_id != instance_id):
+            raise InputError(
+                f"key {key!r} was already used by a {seen.kind} of instance "
+                f"{seen.instance_id!r}; a {kind} needs a key of its own"
+            )
+        return _outcome_from_history(seen)
+
     def _load(self, record: InstanceRecord) -> _Loaded:
         cache_key = (record.process_id, record.definition_version)
         definition = self._definitions.get(cache_key)
@@ -943,19 +958,6 @@ def _outcome_payload(outcome: Outcome) -> dict[str, Any]:
         ],
         "closed": list(outcome.closed),
     }
-
-
-def _same_kind(
-    seen: HistoryEntry, key: str, kind: str, instance_id: str | None = None
-) -> HistoryEntry:
-    """The step an idempotency key recorded, when it was an action of this kind (on this
-    instance); a key another kind of action used is refused, not answered with its outcome."""
-    if seen.kind != kind or (instance_id is not None and seen.instance_id != instance_id):
-        raise InputError(
-            f"key {key!r} was already used by a {seen.kind} of instance {seen.instance_id!r}; "
-            f"a {kind} needs a key of its own"
-        )
-    return seen
 
 
 def _outcome_from_history(entry: HistoryEntry) -> Outcome:
