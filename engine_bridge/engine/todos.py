@@ -378,8 +378,8 @@ class _Countersign:
     # their own (see is_own_todo); those keep the one todo the centre was told of.
     groups: dict[str, None] = field(default_factory=dict)
     instances: list[Any] = field(default_factory=list)
-    same_groups: bool = True  # every instance keeps the same handling groups
-    own_todos: bool = False  # some instances are todos of their own (see own_todo)
+    # A kept record could not answer for this run next time (see _keep).
+    unkeepable: bool = False
     kept: _OpenSigners | None = None  # read whole from these open signers (see _known_run)
     gone: int | None = None  # ... all but the instance at this position
 
@@ -531,7 +531,7 @@ def _collect(
             slots.append(task)
             continue
         if internal.get(_OWN, False):
-            entry.own_todos = True
+            entry.unkeepable = True
             slots.append(task)
             continue
         if not entry.instances:
@@ -554,7 +554,7 @@ def _collect(
         if entry.instances and tuple(groups) != tuple(
             entry.instances[0].internal_data.get(_GROUPS, ())
         ):
-            entry.same_groups = False
+            entry.unkeepable = True
         entry.instances.append(task)
     todos: list[Todo] = []
     for slot in slots:
@@ -578,7 +578,7 @@ def _keep(entry: _Countersign) -> None:
     the countersign's run, nor when they keep different handling groups, as states stored
     before such instances were todos of their own can: which group comes first would then
     depend on which instances are left)."""
-    if entry.same_groups and not entry.own_todos:  # this call's own lists: kept as they are
+    if not entry.unkeepable:  # this call's own lists: kept as they are
         kept = _OpenSigners(entry.instances, entry.handlers, tuple(entry.groups))
         setattr(entry.parent, _OPEN, kept)
     elif hasattr(entry.parent, _OPEN):
