@@ -273,19 +273,17 @@ def _add_instance_cleanup(
     process data (as Camunda does with variables set on completion). The element variable would
     be merged too, and the next instance (sequential) or the next visit (a loop back) then fails
     with "input item already exists". A post-script on each instance removes it first.
-    ``vendor``: the loop was translated from a vendor's; a native loop whose own post-script
-    runs once for the whole task is left as it was drawn.
+    ``vendor``: the loop was translated from a vendor's; a native loop whose own scripts run
+    once for the whole task is left as it was drawn.
     """
     ext = extension_elements(task)
     post = ext.find(spiff("postScript"))
-    scripts_on_instances = loop.get(spiff("scriptsOnInstances"))
-    if not vendor and scripts_on_instances != "true" and ext.find(spiff("preScript")) is not None:
-        # Moving the scripts onto each instance would run the author's pre-script once per
-        # instance, after the collection it may build is read.
+    whole_task = loop.get(spiff("scriptsOnInstances")) != "true"
+    if not vendor and whole_task and (post is not None or ext.find(spiff("preScript")) is not None):
+        # Moving them onto each instance would change what they do: a pre-script would run
+        # per instance, after the collection it may build is read.
         return
-    if post is not None and scripts_on_instances != "true":
-        if not vendor:
-            return
+    if post is not None and whole_task:
         ctx.problem(
             task,
             "mi-script-conflict",
