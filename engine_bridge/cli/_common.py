@@ -27,6 +27,7 @@ __all__ = [
     "load_mapping",
     "open_for_reading",
     "read_json_data",
+    "require_existing_database",
     "show_usage_without_action",
 ]
 
@@ -69,7 +70,14 @@ def add_listing_arguments(
 
 def open_for_reading(url: str) -> Store:
     """Inspection never changes the schema: an old database is reported, not migrated; and
-    never creates one: a mistyped SQLite path is reported, not left behind as an empty file."""
+    never creates one (see :func:`require_existing_database`)."""
+    require_existing_database(url)
+    return Store.open(url, create=False)
+
+
+def require_existing_database(url: str) -> None:
+    """Refuse a SQLite file that does not exist: a command working on the bridge's database
+    reports a mistyped path instead of leaving an empty file behind."""
     parsed = make_url(url)
     path = parsed.database
     sqlite_file = parsed.get_backend_name() == "sqlite" and path and path != ":memory:"
@@ -78,7 +86,6 @@ def open_for_reading(url: str) -> Store:
             f"{path}: no such database file; give the bridge's database with --database "
             f"(or {DATABASE_ENV})"
         )
-    return Store.open(url, create=False)
 
 
 def show_usage_without_action(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from engine_bridge.cli._common import (
     add_workflows_argument,
     load_mapping,
     read_json_data,
+    require_existing_database,
 )
 from engine_bridge.results import Outcome
 
@@ -52,9 +53,8 @@ def _message(args: argparse.Namespace) -> int:
         return 2
     # Imported here: every engine-bridge command loads this module to register it.
     from engine_bridge.bridge import Bridge
-    from engine_bridge.cli._common import open_for_reading
 
-    open_for_reading(args.database).close()  # an existing database, never a new empty one
+    require_existing_database(args.database)
     services = load_mapping(args.services, "--services") if args.services else None
     resolvers = load_mapping(args.resolvers, "--resolvers") if args.resolvers else None
     with Bridge.open(
