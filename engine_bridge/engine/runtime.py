@@ -41,6 +41,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
+from engine_bridge.engine.event_subprocesses import settle_event_subprocesses
 from engine_bridge.engine.messages import awaited_messages, deliver_message
 from engine_bridge.engine.scan import is_finished, ready_by_kind, resting_ready
 from engine_bridge.engine.script_engine import (
@@ -407,6 +408,7 @@ class Engine:
         ``do_engine_steps`` ends by refreshing timers, which can leave a fired timer READY;
         looping runs it now instead of crediting its effects to the next action.
         """
+        settle_event_subprocesses(wf)  # a message or a timer may have triggered one
         for _ in range(MAX_ENGINE_ROUNDS):
             try:
                 resting = resting_ready(wf)
@@ -419,6 +421,8 @@ class Engine:
                 _stop_at_service(exc)
                 setattr(wf, _LAST_STOP, exc.task)
                 return None
+            if settle_event_subprocesses(wf):
+                continue
             if resting is None:
                 manual, engine_ready = ready_by_kind(wf)
             else:  # nothing ran: the READY tasks are those found, all manual

@@ -23,6 +23,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
 
 from engine_bridge.errors import BpmnError, UnknownProcessError
+from engine_bridge.loader.event_subprocesses import prepare_event_subprocesses
 from engine_bridge.loader.model import LoadedProcess, NodeSettings, ProcessSettings
 from engine_bridge.loader.overrides import read_node_overrides
 from engine_bridge.loader.problems import Problem, TreeTransform
@@ -261,10 +262,15 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return result
 
 
-def _version(sources: Sequence[SourceFile]) -> str:
+def _version(sources: Sequence[SourceFile], event_subprocesses: bool = False) -> str:
+    """The files' content hash. A library with event subprocesses parses into other specs
+    than it did before they were wired (``loader.event_subprocesses``), so its version says
+    so: a stored definition never changes under the same version."""
     digest = hashlib.sha256()
     for sha in sorted(s.sha256 for s in sources):
         digest.update(sha.encode())
+    if event_subprocesses:
+        digest.update(b"event-subprocesses:wired")
     return digest.hexdigest()
 
 
@@ -331,6 +337,7 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
             problems += check_call_activities(source.root, source.file, defined)
 
     built: dict[str, _Built] = {}
+    event_subprocesses = False
     for process_id in parser.get_process_ids():
         file = defined.get(process_id, "")
         try:
@@ -339,6 +346,8 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
         except Exception as exc:
             problems.append(_spiff_problem(exc, file, lines))
             continue
+        parsed = [spec, *(s for s in subs.values() if s is not None)]
+        event_subprocesses |= prepare_event_subprocesses(parser, parsed)
         nodes, node_problems = read_node_settings([spec, *subs.values()], lines)
         problems += node_problems
         problems += check_nodes(nodes)
@@ -355,7 +364,7 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
         files=sources,
         processes=built,
         non_executable=non_executable,
-        version=_version(sources),
+        version=_version(sources, event_subprocesses),
         problems=_dedupe([_locate_by_name(p, roots.get(p.file)) for p in problems]),
     )
 

@@ -137,6 +137,36 @@ def _multi_instance(root: Any, file: str) -> list[Problem]:
     return problems
 
 
+#: Start-event definitions SpiffWorkflow 3.2 does not read: it takes such a start event for a
+#: plain one, so an event subprocess "started by an error" would start with its scope.
+_UNREAD_STARTS = {
+    "errorEventDefinition": "an error",
+    "escalationEventDefinition": "an escalation",
+    "compensateEventDefinition": "a compensation",
+}
+
+
+def _unread_start_events(root: Any, file: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for start in root.iter(_q("startEvent")):
+        for local, what in _UNREAD_STARTS.items():
+            if start.find(_q(local)) is None:
+                continue
+            problems.append(
+                Problem(
+                    file,
+                    f"start event {start.get('name') or start.get('id')!r} is started by {what}, "
+                    "which SpiffWorkflow 3.2 does not support: it would start at once, with "
+                    "its process or subprocess. Catch it with a boundary event on a "
+                    "subprocess instead",
+                    "unsupported-start-event",
+                    element_id=start.get("id"),
+                    line=start.sourceline,
+                )
+            )
+    return problems
+
+
 def _uses_loop_counter(task: Any) -> bool:
     """Whether the task's handlers or handling group read ``loopCounter``."""
     return any(
@@ -185,8 +215,14 @@ def _expressions(root: Any, file: str) -> list[Problem]:
 
 def check_document(root: Any, file: str) -> list[Problem]:
     """Rules that need only one parsed document: unique ids, complete multi-instance
-    countersigns, and conditions/scripts that compile in the restricted engine."""
-    return [*_duplicate_ids(root, file), *_multi_instance(root, file), *_expressions(root, file)]
+    countersigns, start events SpiffWorkflow can start by, and conditions/scripts that
+    compile in the restricted engine."""
+    return [
+        *_duplicate_ids(root, file),
+        *_multi_instance(root, file),
+        *_unread_start_events(root, file),
+        *_expressions(root, file),
+    ]
 
 
 def check_call_activities(root: Any, file: str, known_processes: Iterable[str]) -> list[Problem]:

@@ -16,6 +16,7 @@ from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 from engine_bridge.clock import FakeClock
 from engine_bridge.engine import Engine, definition_json, dump_state, load_state
 from engine_bridge.facts import StepFacts, Todo
+from engine_bridge.loader.event_subprocesses import prepare_event_subprocesses
 from engine_bridge.loader.model import LoadedProcess, NodeSettings, ProcessSettings
 
 NS = (
@@ -87,6 +88,7 @@ def load(
         parser.add_bpmn_str(text.encode("utf-8"))
     spec = parser.get_spec(process_id)
     subprocess_specs = parser.get_subprocess_specs(process_id)
+    prepare_event_subprocesses(parser, [spec, *subprocess_specs.values()])
     nodes: dict[str, NodeSettings] = {}
     for owner in [spec, *subprocess_specs.values()]:
         for task_spec in owner.task_specs.values():

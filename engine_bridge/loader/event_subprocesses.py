@@ -1,0 +1,68 @@
+"""Event subprocesses as BPMN runs them, prepared in the parsed specs.
+
+SpiffWorkflow 3.2 starts an event subprocess whose start event has no event or a timer as a
+branch beside the main flow, and creates the others (message, signal, error, escalation
+starts) only when the top process itself catches their event: one in an embedded subprocess
+is never started, and ``Bridge.message`` had nothing waiting to hand the message to. This
+module wires every event subprocess of a scope to its scope's start, so each one waits from
+the moment its scope starts, whatever starts it and however deep it is.
+
+It also writes on each event subprocess's spec whether it interrupts its scope (the
+``isInterrupting`` of its start event, which SpiffWorkflow does not read), under
+``EVENT_SUBPROCESS_KEY`` in the spec's serialized extensions. The engine
+(``engine.event_subprocesses``) reads that mark to interrupt the scope, and to end the scope
+when its main flow ends; specs stored before carry no mark and run as they always did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
+
+__all__ = ["EVENT_SUBPROCESS_KEY", "prepare_event_subprocesses"]
+
+#: Extension key on an event subprocess's task spec: True when it interrupts its scope.
+EVENT_SUBPROCESS_KEY = "eb_interrupting"
+
+_BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+
+
+def prepare_event_subprocesses(parser: Any, specs: Iterable[Any]) -> bool:
+    """Wire and mark the event subprocesses of ``specs`` (process and subprocess specs parsed
+    by ``parser``); True when any was found. Running it twice changes nothing more."""
+    found = False
+    for spec in specs:
+        start = spec.start
+        for name in list(getattr(start, "trigger_specs", ())):
+            event_subprocess = spec.task_specs[name]
+            if event_subprocess not in start.outputs:
+                start.connect(event_subprocess)
+                event_subprocess.connect(spec.end)
+        if getattr(start, "trigger_specs", None):
+            start.trigger_specs.clear()
+        for task_spec in spec.task_specs.values():
+            node = _event_subprocess_node(parser, task_spec)
+            if node is not None:
+                found = True
+                task_spec.extensions[EVENT_SUBPROCESS_KEY] = _interrupting(node)
+    return found
+
+
+def _event_subprocess_node(parser: Any, task_spec: Any) -> Any | None:
+    """The ``subProcess triggeredByEvent="true"`` element ``task_spec`` was parsed from, or
+    None (SpiffWorkflow's parser gives an event subprocess the plain subprocess class)."""
+    if not isinstance(task_spec, SubWorkflowTask) or not isinstance(task_spec.spec, str):
+        return None
+    node = getattr(parser.process_parsers.get(task_spec.spec), "node", None)
+    if node is None or node.get("triggeredByEvent") != "true":
+        return None
+    return node
+
+
+def _interrupting(node: Any) -> bool:
+    """BPMN's default is interrupting; only ``isInterrupting="false"`` on every start event
+    of the event subprocess makes it run beside its scope."""
+    starts = node.findall(f"{{{_BPMN}}}startEvent")
+    return not starts or any(s.get("isInterrupting", "true") != "false" for s in starts)
