@@ -2,7 +2,8 @@
 
 BPMN files come from modelling tools, mail attachments and pull requests: untrusted input. lxml
 is configured never to resolve entities, load DTDs or touch the network, and any document whose
-DOCTYPE declares entities (or points at an external DTD) is refused outright. Refusing, rather
+DOCTYPE declares anything (entities, attribute lists, elements) or points at an external DTD is
+refused outright. Refusing, rather
 than silently not expanding, matters: an unexpanded ``&xxe;`` would otherwise vanish from the
 model without a word, and a billion-laughs bomb would still cost the parser memory.
 """
@@ -24,21 +25,29 @@ BPMNDI_NS = "http://www.omg.org/spec/BPMN/20100524/DI"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 
 # Seen in the raw bytes before lxml runs: refusal does not depend on how far parsing gets.
-_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
-# The same declaration in the wide encodings an XML declaration may choose: libxml2 expands
+# Entities are how XXE and billion laughs work; an attribute list's defaults are applied by
+# libxml2 even without loading a DTD, so a hidden ``<!ATTLIST userTask assignee "...">`` would
+# add a handler (or a default flow) that no one sees in the model. No declaration is needed
+# by BPMN, so every kind is refused.
+_DECLARATIONS = ("<!ENTITY", "<!ATTLIST", "<!ELEMENT", "<!NOTATION")
+_DECLARATION = re.compile(rb"<!(?:ENTITY|ATTLIST|ELEMENT|NOTATION)", re.IGNORECASE)
+# The same declarations in the wide encodings an XML declaration may choose: libxml2 expands
 # internal entities in attribute values even with resolve_entities=False, so a UTF-16 billion
 # laughs must be caught here too, not left to its amplification limit.
 _WIDE_CODECS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
-_WIDE_ENTITY_DECLS = tuple(("<!ENTITY".encode(codec), codec) for codec in _WIDE_CODECS)
+_WIDE_DECLARATIONS = tuple(
+    (marker.encode(codec), len(marker), codec) for codec in _WIDE_CODECS for marker in _DECLARATIONS
+)
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 
 
-def _entity_line(data: bytes) -> int | None:
-    """The line of the first entity declaration (UTF-8 or a wide encoding), else None."""
-    found = _ENTITY_DECL.search(data)
+def _declaration_line(data: bytes) -> int | None:
+    """The line of the first DTD declaration (UTF-8 or a wide encoding), else None."""
+    found = _DECLARATION.search(data)
     if found is not None:
         return data.count(b"\n", 0, found.start()) + 1
-    for marker, codec in _WIDE_ENTITY_DECLS:
-        width = len(marker) // len("<!ENTITY")
+    for marker, chars, codec in _WIDE_DECLARATIONS:
+        width = len(marker) // chars
         index = data.find(marker)
         while index > 0 and index % width:  # UTF-16-BE text holds the LE marker, misaligned
             index = data.find(marker, index + 1)
@@ -47,9 +56,15 @@ def _entity_line(data: bytes) -> int | None:
     return None
 
 
+def _doctype_line(data: bytes) -> int | None:
+    found = _DOCTYPE.search(data)
+    return None if found is None else data.count(b"\n", 0, found.start()) + 1
+
+
 _DTD_FORBIDDEN = (
-    "the document has a DOCTYPE declaring entities or an external DTD; BPMN needs neither "
-    "(this is how XXE and billion-laughs attacks work). Remove the DOCTYPE and save again"
+    "the document has a DOCTYPE with declarations (entities, attribute defaults) or an "
+    "external DTD; BPMN needs none of them (this is how XXE and billion-laughs attacks work, "
+    "and attribute defaults would change the model unseen). Remove the DOCTYPE and save again"
 )
 
 
@@ -76,12 +91,14 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def _declares_entities(root: Any) -> bool:
+def _declares_anything(root: Any) -> bool:
     info = root.getroottree().docinfo
     if info.system_url or info.public_id:
         return True
     dtd = info.internalDTD
-    return dtd is not None and any(True for _ in dtd.iterentities())
+    return dtd is not None and (
+        any(True for _ in dtd.iterentities()) or any(True for _ in dtd.iterelements())
+    )
 
 
 def parse_bpmn(data: bytes, file: str) -> Any:
@@ -94,9 +111,9 @@ def parse_bpmn(data: bytes, file: str) -> Any:
         raise refuse(
             Problem(file, "the file is empty; export the diagram again", "xml-empty", line=1)
         )
-    entity_line = _entity_line(data)
-    if entity_line is not None:
-        raise refuse(Problem(file, _DTD_FORBIDDEN, "xml-dtd-forbidden", line=entity_line))
+    declared = _declaration_line(data)
+    if declared is not None:
+        raise refuse(Problem(file, _DTD_FORBIDDEN, "xml-dtd-forbidden", line=declared))
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -105,8 +122,8 @@ def parse_bpmn(data: bytes, file: str) -> Any:
         raise refuse(
             Problem(file, f"not well-formed XML: {message}", "xml-malformed", line=line)
         ) from None
-    if _declares_entities(root):
-        raise refuse(Problem(file, _DTD_FORBIDDEN, "xml-dtd-forbidden"))
+    if _declares_anything(root):
+        raise refuse(Problem(file, _DTD_FORBIDDEN, "xml-dtd-forbidden", line=_doctype_line(data)))
     if root is None or not isinstance(root.tag, str) or root.tag != f"{{{BPMN_NS}}}definitions":
         tag = etree.QName(root).localname if root is not None else "nothing"
         raise refuse(

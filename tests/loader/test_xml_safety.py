@@ -139,3 +139,44 @@ def test_network_entities_are_refused_without_touching_the_network(doctype: str)
         watcher.join()
         listener.sock.close()
     assert listener.connected is False
+
+
+ATTLIST_DEFAULT = b"""<?xml version="1.0"?>
+<!DOCTYPE definitions [<!ATTLIST userTask candidateUsers CDATA "EVIL001">]>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
+  <process id="p"><userTask id="t" candidateUsers="T001"/></process>
+</definitions>"""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ATTLIST_DEFAULT,
+        ATTLIST_DEFAULT.replace(b'candidateUsers="T001"', b""),
+        ATTLIST_DEFAULT.replace(b"ATTLIST userTask candidateUsers CDATA", b"ELEMENT userTask ANY"),
+        ATTLIST_DEFAULT.replace(b'version="1.0"', b'version="1.0" encoding="UTF-16"')
+        .decode()
+        .encode("utf-16"),
+    ],
+    ids=["attlist", "attlist-default-applies", "element", "attlist-utf16"],
+)
+def test_any_dtd_declaration_is_refused_with_its_line(data: bytes) -> None:
+    """libxml2 applies an attribute list's defaults without loading any DTD: a hidden handler
+    or default flow would join the model unseen. No declaration is allowed at all."""
+    assert _code(data) == ("xml-dtd-forbidden", 2)
+
+
+def test_an_external_dtd_is_refused_at_the_doctype_line() -> None:
+    data = (
+        b'<?xml version="1.0"?>\n\n<!DOCTYPE d SYSTEM "x.dtd">\n'
+        b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"/>'
+    )
+    assert _code(data) == ("xml-dtd-forbidden", 3)
+
+
+def test_a_bare_doctype_is_harmless_and_parses() -> None:
+    data = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE definitions>\n'
+        b'<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d"/>'
+    )
+    assert parse_bpmn(data, "x.bpmn").get("id") == "d"
