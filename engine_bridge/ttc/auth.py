@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
+from collections import deque
 from collections.abc import AsyncGenerator, Generator
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -36,6 +38,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+REDACTED = "[redacted]"
+_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 
 DEFAULT_SCOPE = "ttc:v1:writeTtc,ttc:v1:writeTransaction"
 #: Used when the token answer gives no lifetime (the docs' sample says 3600).
@@ -280,12 +285,27 @@ class CenterTokenAuth(httpx.Auth):
     differ only in how the token is obtained (a thread lock versus an asyncio lock).
     """
 
-    def __init__(self, provider: TokenProvider, scheme: str | None = None) -> None:
+    def __init__(
+        self, provider: TokenProvider, scheme: str | None = None, *, secrets: tuple[str, ...] = ()
+    ) -> None:
         self._provider = provider
         self._scheme = scheme
+        # What the centre's answers must never carry into an error: the tokens lately sent
+        # (a gateway's 401 body may echo the one it refused) and the client's own secrets.
+        self._sent: deque[str] = deque(maxlen=8)
+        self._secrets = tuple(s for s in secrets if s)
 
     def _header(self, token: str) -> str:
+        self._sent.append(token)
         return f"{self._scheme} {token}" if self._scheme else token
+
+    def redact(self, text: str) -> str:
+        """``text`` with every token lately sent, the client's secrets and anything shaped
+        like a JWT replaced by ``[redacted]``: for centre answers quoted in errors."""
+        for secret in (*self._sent, *self._secrets):
+            if len(secret) >= 4:
+                text = text.replace(secret, REDACTED)
+        return _JWT.sub(REDACTED, text)
 
     def sync_auth_flow(
         self, request: httpx.Request

@@ -118,7 +118,7 @@ class _ClientCore:
             )
             token_provider = self._owned_provider
         self.token_provider: TokenProvider = token_provider
-        self._auth = CenterTokenAuth(token_provider, auth_scheme)
+        self._auth = CenterTokenAuth(token_provider, auth_scheme, secrets=(client_secret or "",))
 
     def __repr__(self) -> str:
         return (
@@ -146,11 +146,14 @@ class _ClientCore:
             payload = None
         self._notify(path, sent, payload)
         log.debug("POST %s → HTTP %d", path, status)
-        if not 200 <= status < 300:
-            error = classify_status(path, status, shorten(content.decode("utf-8", "replace")))
-            if error is not None:
-                raise error
-        return decode_json(path, content) if payload is None else payload
+        if payload is not None and 200 <= status < 300:
+            return payload
+        # The answer is quoted in the error: a gateway may echo the token it was sent.
+        shown = shorten(self._auth.redact(content.decode("utf-8", "replace")))
+        error = classify_status(path, status, shown)
+        if error is not None:
+            raise error
+        return decode_json(path, content, shown=shown)
 
     def _notify(self, path: str, sent: Any, payload: Any) -> None:
         if self._hook is not None:

@@ -169,14 +169,17 @@ def shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def decode_json(path: str, content: bytes) -> Any:
-    """The parsed body, or :class:`CenterProtocolError` if it is not JSON."""
+def decode_json(path: str, content: bytes, *, shown: str | None = None) -> Any:
+    """The parsed body, or :class:`CenterProtocolError` if it is not JSON (quoting ``shown``,
+    the body as it may be shown, when given)."""
     try:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):
+        if shown is None:
+            shown = shorten(content.decode("utf-8", "replace"))
         raise CenterProtocolError(
             f"the centre's answer to {path} is not JSON "
-            f"({shorten(content.decode('utf-8', 'replace')) or 'empty body'}); {RETRY_HELPS} "
+            f"({shown or 'empty body'}); {RETRY_HELPS} "
             "if the gateway was briefly misrouted, otherwise check base_url"
         ) from None
 

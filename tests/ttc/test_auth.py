@@ -240,3 +240,45 @@ def test_secrets_never_reach_reprs_errors_or_logs(caplog: pytest.LogCaptureFixtu
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, '{{"error":"invalid_token","error_description":"Invalid access token: {token}"}}'),
+        (403, "<html>forbidden for Authorization: {token} (client {secret})</html>"),
+        (502, "upstream said: bad header {token} " + "x" * 300),
+        (200, "<html>{token} eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl</html>"),
+    ],
+    ids=["401-echo", "403-page", "502-long", "200-not-json"],
+)
+def test_a_centre_answer_quoting_the_token_is_redacted_in_the_error(
+    status: int, body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway may echo the Authorization header it refused (Spring Security's 401 body
+    does); the error quotes the answer, so the tokens, the secret and JWT-shaped text go."""
+    caplog.set_level(logging.DEBUG)
+    issued: list[str] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            issued.append(f"tok-{len(issued)}-0123456789abcdef")
+            return httpx.Response(200, json={"access_token": issued[-1], "expires_in": 3600})
+        token = request.headers["Authorization"]
+        text = body.format(token=token, secret=CLIENT_SECRET)
+        return httpx.Response(status, text=text)
+
+    client = TTCClient(
+        BASE,
+        app_id=APP_ID,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        transport=httpx.MockTransport(gateway),
+        clock=FakeClock(),
+    )
+    with client, pytest.raises(CenterError) as failed:
+        client.task_handle([handle("A")])
+    shown = str(failed.value) + "".join(r.getMessage() for r in caplog.records)
+    assert "[redacted]" in str(failed.value)
+    assert issued and not any(t in shown for t in issued)
+    assert CLIENT_SECRET not in shown and "eyJhbGciOiJIUzI1NiJ9" not in shown
