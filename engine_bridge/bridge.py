@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,8 @@ __all__ = ["Bridge"]
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "sqlite:///engine_bridge.db"
+#: How long an instance whose timer failed to fire waits before a tick looks at it again.
+TIMER_RETRY_DELAY = timedelta(minutes=1)
 _LOCAL_CENTER = "http://to-do-centre.invalid"
 
 
@@ -477,23 +479,45 @@ class Bridge:
     def tick(self, *, limit: int = 100) -> list[Outcome]:
         """Fire every timer that is due by the bridge's clock, and retry the incidents an
         operator asked to retry (``engine-bridge incidents retry``); returns one outcome per
-        instance whose state changed."""
+        instance whose state changed.
+
+        At most ``limit`` instances are handled, earliest due first. An instance whose timer
+        fails to fire (its error is logged, its state unchanged) does not count, and is looked
+        at again ``TIMER_RETRY_DELAY`` later, so failing instances never hold up the others."""
         outcomes: list[Outcome] = []
         now = self.clock.now()
-        for instance_id in self.store.due_instances(now, limit=limit):
-            try:
-                outcome = self._tick_one(instance_id, now)
-            except ConflictError:
-                # Another worker fired this timer first and committed; nothing is lost.
-                log.info("tick: instance %s changed under us; skipped", instance_id)
-                continue
-            except EngineBridgeError as exc:
-                # One broken instance must not stop the timers of all the others; its state
-                # is unchanged and the next tick tries again.
-                log.warning("tick: instance %s failed: %s", instance_id, exc)
-                continue
-            if outcome is not None:
-                outcomes.append(outcome)
+        handled = 0
+        tried: set[str] = set()
+        while handled < limit:
+            due = self.store.due_instances(now, limit=limit - handled + len(tried))
+            fresh = [i for i in due if i not in tried][: limit - handled]
+            if not fresh:
+                break
+            for instance_id in fresh:
+                tried.add(instance_id)
+                try:
+                    outcome = self._tick_one(instance_id, now)
+                except ConflictError:
+                    # Another worker fired this timer first and committed; nothing is lost.
+                    log.info("tick: instance %s changed under us; skipped", instance_id)
+                    handled += 1
+                    continue
+                except EngineBridgeError as exc:
+                    # One broken instance must not stop the timers of all the others: its
+                    # state is unchanged, it takes no place of this tick's ``limit`` and it
+                    # is looked at again a while later, not first in every tick.
+                    retry_at = now + TIMER_RETRY_DELAY
+                    self.store.postpone_timer(instance_id, due_by=now, until=retry_at)
+                    log.warning(
+                        "tick: instance %s failed: %s; its timers are tried again at %s",
+                        instance_id,
+                        exc,
+                        retry_at.isoformat(),
+                    )
+                    continue
+                handled += 1
+                if outcome is not None:
+                    outcomes.append(outcome)
         outcomes += self._requested_retries(limit)
         if outcomes:
             self._after_commit()

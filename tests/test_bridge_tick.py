@@ -35,3 +35,32 @@ def test_a_failing_timer_instance_does_not_block_the_others(tmp_path: Path) -> N
         assert {k: v for k, v in fake.open_todos().items() if k.startswith(broken.id)} == {
             broken.todos[0].task_id: ["T001"]
         }
+
+
+def test_many_failing_timer_instances_do_not_starve_a_good_one(tmp_path: Path) -> None:
+    """More broken instances than a tick's limit fell due before a good one: the broken ones
+    take no place of the limit, and are looked at again a minute later, not first every time."""
+    clock = FakeClock()
+    fake = FakeCenter(clock=clock)
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 't.db'}", center=fake.transport(), clock=clock
+    ) as bridge:
+        broken = [
+            bridge.start("timeout_escalation", initiator="1", data={"reviewer": "T001"}).id
+            for _ in range(5)
+        ]
+        clock.advance(timedelta(minutes=1))
+        good = bridge.start(
+            "timeout_escalation", initiator="2", data={"reviewer": "T002", "supervisor": "S001"}
+        )
+        clock.advance(timedelta(hours=49))
+        outcomes = bridge.tick(limit=3)
+        assert [o.instance_id for o in outcomes] == [good.id]
+        assert [t.node_id for t in bridge.todos(good.id)] == ["escalate"]
+        # Postponed, not changed: no tick now looks at them, a tick a minute later does.
+        assert bridge.store.due_instances(clock.now()) == []
+        assert all(bridge.store.get_instance(i).version == 1 for i in broken)
+        clock.advance(timedelta(minutes=1))
+        assert sorted(bridge.store.due_instances(clock.now())) == sorted(broken)
+        assert bridge.tick() == []
+        assert [t.node_id for t in bridge.todos(broken[0])] == ["review"]

@@ -14,7 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine_bridge.crashpoints import crashpoint
@@ -237,6 +237,23 @@ class Store:
         )
         with self._db.read() as conn:
             return [str(i) for i in conn.execute(query).scalars()]
+
+    def postpone_timer(self, instance_id: str, *, due_by: datetime, until: datetime) -> bool:
+        """Look at the instance's timers again at ``until`` instead of now: its next timer,
+        due by ``due_by``, failed to fire. Only the time the instance is next looked at
+        changes (its state and version stay), and only while that time is still due: a step
+        that moved it meanwhile wins. True when it was postponed."""
+        query = (
+            update(instances)
+            .where(
+                instances.c.id == instance_id,
+                instances.c.status == "running",
+                instances.c.next_timer_at <= due_by,
+            )
+            .values(next_timer_at=until)
+        )
+        with self._db.write() as conn:
+            return bool(conn.execute(query).rowcount)
 
     def open_todos(self, instance_id: str | None = None) -> list[tuple[str, LedgerTodo]]:
         """Open todos as ``(instance id, todo)``, in each instance's ledger order.
