@@ -329,9 +329,29 @@ class Bridge:
         ``key`` makes the completion idempotent: a retried call with the same key returns the
         first outcome (``duplicate=True``) and changes nothing.
         """
-        seen = self._recorded(key, "complete")
+        same = {"task_id": task_id, "handler": handler}
+        seen = self._recorded(key, "complete", same=same)
         if seen is not None:
             return seen
+        try:
+            return self._complete_new(task_id, handler, data, opinion, key)
+        except EngineBridgeError:
+            # The same keyed completion, sent twice at once, committed by the other caller
+            # after this one looked the key up: the todo is no longer open to this one, and
+            # the first outcome is the answer.
+            seen = self._recorded(key, "complete", same=same)
+            if seen is None:
+                raise
+            return seen
+
+    def _complete_new(
+        self,
+        task_id: str,
+        handler: str,
+        data: Mapping[str, Any] | None,
+        opinion: str,
+        key: str | None,
+    ) -> Outcome:
         # An instance this bridge committed last is completed from what it committed, without
         # a read: the commit's version check catches a writer that moved it on meanwhile,
         # and then the instance is read and the completion done again on what it is now.
@@ -343,9 +363,6 @@ class Bridge:
                 if self.store.instance_version(cached.id) == cached.version:
                     raise  # nobody moved it: the error is the completion's own
                 log.debug("instance %s moved on since this bridge committed it", cached.id)
-                seen = self._recorded(key, "complete")
-                if seen is not None:
-                    return seen
             else:
                 self._after_write(written)
                 return outcome
@@ -438,9 +455,24 @@ class Bridge:
         first outcome (``duplicate=True``) and changes nothing. A message nothing waits for
         is refused (``InputError``, naming the messages the instance does wait for).
         """
-        seen = self._recorded(key, "message", instance_id)
+        same = {"name": name}
+        seen = self._recorded(key, "message", instance_id, same=same)
         if seen is not None:
             return seen
+        try:
+            return self._message_new(instance_id, name, data, key)
+        except EngineBridgeError:
+            # The same keyed message, sent twice at once, delivered by the other caller after
+            # this one looked the key up (so nothing waits for it any more, or the commit lost
+            # the race): the first delivery's outcome is the answer.
+            seen = self._recorded(key, "message", instance_id, same=same)
+            if seen is None:
+                raise
+            return seen
+
+    def _message_new(
+        self, instance_id: str, name: str, data: Mapping[str, Any] | None, key: str | None
+    ) -> Outcome:
         record = self.store.get_instance(instance_id)
         if record.status == "incident":
             raise self._in_incident(record, f"message {name!r} cannot be delivered")
@@ -453,26 +485,18 @@ class Bridge:
         facts = self.engine.message(
             wf, loaded.process, instance_id=record.id, name=name, data=payload
         )
-        try:
-            outcome, written = self._plan_and_write(
-                record,
-                wf,
-                facts,
-                kind="message",
-                payload=lambda outcome: {
-                    "name": name,
-                    "data": payload,
-                    "outcome": _outcome_payload(outcome),
-                },
-                key=key,
-            )
-        except ConflictError:
-            # Another writer moved the instance on first: if it delivered this very message
-            # (the same key), that is the answer, as a retried completion gets.
-            seen = self._recorded(key, "message", instance_id)
-            if seen is None:
-                raise
-            return seen
+        outcome, written = self._plan_and_write(
+            record,
+            wf,
+            facts,
+            kind="message",
+            payload=lambda outcome: {
+                "name": name,
+                "data": payload,
+                "outcome": _outcome_payload(outcome),
+            },
+            key=key,
+        )
         self._after_write(written)
         return outcome
 
@@ -635,11 +659,18 @@ class Bridge:
 
     # ------------------------------------------------------------------ internals
     def _recorded(
-        self, key: str | None, kind: str, instance_id: str | None = None
+        self,
+        key: str | None,
+        kind: str,
+        instance_id: str | None = None,
+        *,
+        same: Mapping[str, str] | None = None,
     ) -> Outcome | None:
         """The first outcome of the action an idempotency key names (``duplicate=True``), or
-        None when the key is new (or not given). A key an action of another kind (or of
-        another instance) used is refused, not answered with that action's outcome."""
+        None when the key is new (or not given). A key another action used (another kind,
+        another instance, or other ``same`` fields of its history: another todo, handler or
+        message) is refused, not answered with that action's outcome: the caller would be
+        told its action was done when it was not."""
         if key is None:
             return None
         seen = self.store.find_history(key)
@@ -650,6 +681,13 @@ class Bridge:
                 f"key {key!r} was already used by a {seen.kind} of instance "
                 f"{seen.instance_id!r}; a {kind} needs a key of its own"
             )
+        for field, value in (same or {}).items():
+            if seen.payload.get(field) != value:
+                raise InputError(
+                    f"key {key!r} was already used by a {kind} of instance "
+                    f"{seen.instance_id!r} with {field} {seen.payload.get(field)!r}, not "
+                    f"{value!r}; every {kind} needs a key of its own"
+                )
         return _outcome_from_history(seen)
 
     def _load(self, record: InstanceRecord) -> _Loaded:

@@ -1,0 +1,112 @@
+"""Idempotency keys: a key names one action. The same action sent again, even while the first
+is committing, gets the first outcome; a different action under a used key is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine_bridge import Bridge
+from engine_bridge.errors import InputError
+from tests.services.kit import Harness, opened
+from tests.test_bridge_message import PAYMENT
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+YES = {"approved": True}
+LEAVE = {"applicant_name": "张三", "reason": "r", "counselor": "T001", "dean": "D001", "days": 5}
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    files = {p.name: p.read_text(encoding="utf-8") for p in WORKFLOWS.glob("*.bpmn")}
+    with opened(tmp_path, {**files, "payment.bpmn": PAYMENT}) as h:
+        yield h
+
+
+def _first_lookup_misses_then(bridge: Bridge, meanwhile: Callable[[], Any]) -> None:
+    """``bridge`` looks its key up, finds nothing, and only then does ``meanwhile`` (another
+    caller committing the same keyed action) happen: the interleaving of two resends."""
+    original = bridge.store.find_history
+    calls = {"n": 0}
+
+    def racing(key: str) -> Any:
+        calls["n"] += 1
+        found = original(key)
+        if calls["n"] == 1:
+            meanwhile()
+        return found
+
+    bridge.store.find_history = racing  # type: ignore[method-assign]
+
+
+def test_a_completion_resent_while_the_first_commits_gets_the_first_outcome(
+    harness: Harness,
+) -> None:
+    first, second = harness.bridge(), harness.bridge()
+    inst = first.start("leave_approval", initiator="2023001", data=LEAVE)
+    todo = inst.todos[0].task_id
+    answers: list[Any] = []
+    _first_lookup_misses_then(
+        second, lambda: answers.append(first.complete(todo, handler="T001", data=YES, key="req-1"))
+    )
+    again = second.complete(todo, handler="T001", data=YES, key="req-1")
+    assert again.duplicate and not answers[0].duplicate
+    assert again.next_nodes == answers[0].next_nodes == ("dean_review",)
+    harness.assert_in_step(first, inst.id)
+    assert [e.kind for e in first.history(inst.id)] == ["start", "complete"]
+
+
+def test_a_message_resent_while_the_first_commits_gets_the_first_outcome(
+    harness: Harness,
+) -> None:
+    first, second = harness.bridge(), harness.bridge()
+    inst = first.start("payment", initiator="2023001", data={"clerk": "C001"})
+    first.complete(inst.todos[0].task_id, handler="T001")
+    answers: list[Any] = []
+    _first_lookup_misses_then(
+        second, lambda: answers.append(first.message(inst.id, "paid", key="pay-1"))
+    )
+    again = second.message(inst.id, "paid", key="pay-1")
+    assert again.duplicate and again.next_nodes == answers[0].next_nodes == ("collect",)
+    harness.assert_in_step(first, inst.id)
+
+
+def test_a_used_key_is_refused_for_another_todo_or_instance_and_nothing_changes(
+    harness: Harness,
+) -> None:
+    bridge = harness.bridge()
+    one = bridge.start("leave_approval", initiator="2023001", data=LEAVE)
+    two = bridge.start("leave_approval", initiator="2023002", data=LEAVE)
+    bridge.complete(one.todos[0].task_id, handler="T001", data=YES, key="req-1")
+    with pytest.raises(InputError, match=r"key 'req-1' was already used .* with task_id"):
+        bridge.complete(two.todos[0].task_id, handler="T001", data=YES, key="req-1")
+    assert [t.node_id for t in bridge.todos(two.id)] == ["counselor_review"]
+    # Within one instance too: the dean's todo under the counselor's key.
+    (dean,) = bridge.todos(one.id)
+    with pytest.raises(InputError, match="already used"):
+        bridge.complete(dean.task_id, handler="D001", data=YES, key="req-1")
+    assert [t.node_id for t in bridge.todos(one.id)] == ["dean_review"]
+    harness.assert_in_step(bridge, one.id)
+    harness.assert_in_step(bridge, two.id)
+
+
+def test_a_used_key_is_refused_for_another_signer_or_another_message(harness: Harness) -> None:
+    bridge = harness.bridge()
+    inst = bridge.start(
+        "countersign_all",
+        initiator="2023001",
+        data={"title": "t", "signers": ["S1", "S2"], "archivist": "A001"},
+    )
+    todo = inst.todos[0].task_id
+    bridge.complete(todo, handler="S1", data={"signature": "同意"}, key="sig")
+    with pytest.raises(InputError, match="with handler 'S1', not 'S2'"):
+        bridge.complete(todo, handler="S2", data={"signature": "同意"}, key="sig")
+    assert bridge.complete(todo, handler="S1", key="sig").duplicate
+    pay = bridge.start("payment", initiator="2023001", data={"clerk": "C001"})
+    bridge.complete(pay.todos[0].task_id, handler="T001")
+    bridge.message(pay.id, "paid", key="m-1")
+    with pytest.raises(InputError, match="with name 'paid', not 'refund'"):
+        bridge.message(pay.id, "refund", key="m-1")
