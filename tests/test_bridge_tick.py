@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from engine_bridge.bridge import Bridge
 from engine_bridge.clock import FakeClock
+from engine_bridge.errors import TaskNotOpenError
 from engine_bridge.testing.fake_center import FakeCenter
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
@@ -64,3 +67,45 @@ def test_many_failing_timer_instances_do_not_starve_a_good_one(tmp_path: Path) -
         assert sorted(bridge.store.due_instances(clock.now())) == sorted(broken)
         assert bridge.tick() == []
         assert [t.node_id for t in bridge.todos(broken[0])] == ["review"]
+
+
+def test_a_completion_after_its_escalation_fell_due_is_refused_and_nothing_is_kept(
+    tmp_path: Path,
+) -> None:
+    """The 48-hour escalation fell due before the reviewer completed (the worker had not
+    ticked yet): the timer came first, so the review was cancelled then and the completion
+    is refused; the next tick escalates as it would have."""
+    clock = FakeClock()
+    fake = FakeCenter(clock=clock)
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 't.db'}", center=fake.transport(), clock=clock
+    ) as bridge:
+        inst = bridge.start(
+            "timeout_escalation", initiator="1", data={"reviewer": "T001", "supervisor": "S001"}
+        )
+        review = inst.todos[0].task_id
+        clock.advance(timedelta(hours=49))
+        with pytest.raises(TaskNotOpenError, match="a timer of the instance fell due before"):
+            bridge.complete(review, handler="T001", data={"approved": True})
+        assert [e.kind for e in bridge.history(inst.id)] == ["start"]
+        assert [t.task_id for t in bridge.todos(inst.id)] == [review]
+        (escalated,) = bridge.tick()
+        assert escalated.closed == (review,)
+        assert [t.node_id for t in bridge.todos(inst.id)] == ["escalate"]
+
+
+def test_a_completion_before_the_escalation_falls_due_goes_through(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 't.db'}", center=None, clock=clock
+    ) as bridge:
+        inst = bridge.start(
+            "timeout_escalation", initiator="1", data={"reviewer": "T001", "supervisor": "S001"}
+        )
+        clock.advance(timedelta(hours=47))
+        bridge.complete(inst.todos[0].task_id, handler="T001", data={"approved": True})
+        assert [e.kind for e in bridge.history(inst.id)] == ["start", "complete"]
+        # The escalation went with the review: past its due time, nothing fires.
+        clock.advance(timedelta(hours=2))
+        assert bridge.tick() == []
+        assert "escalate" not in [t.node_id for t in bridge.todos(inst.id)]

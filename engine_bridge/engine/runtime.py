@@ -160,8 +160,18 @@ class Engine:
         """``handler`` completes their share of ``todo_id`` with ``data``; run to the next wait."""
         ctx = self._context(wf, process, instance_id)
         self._refuse_if_stopped(wf, instance_id)
-        task = self._open_share(wf, ctx, todo_id, handler)
         payload = check_data(data or {}, f"completion data of todo {todo_id!r}")
+        with self._running(process, instance_id, None):
+            fired = self._fire_due_timers(wf, process, instance_id, "completion")
+        try:
+            task = self._open_share(wf, ctx, todo_id, handler)
+        except TaskNotOpenError as exc:
+            if not fired:
+                raise
+            raise TaskNotOpenError(
+                f"{exc}: a timer of the instance fell due before this completion and "
+                "cancelled it (the worker's next tick withdraws the todo)"
+            ) from None
         with self._running(process, instance_id, task):
             task.internal_data[_COMPLETED_BY] = {
                 "handler": handler,
@@ -229,20 +239,7 @@ class Engine:
         if not isinstance(name, str) or not name:
             raise InvalidDataError(f"a message name must be a non-empty string, not {name!r}")
         with self._running(process, instance_id, None):
-            if self._timer_due(wf):
-                # A timer that fell due before the message came fires first, as the worker's
-                # next tick would have fired it: an event-based gateway takes one branch, the
-                # one whose event came first.
-                wf.refresh_timers()
-                if self._advance(wf) is None:
-                    # A failing service stopped what the timer started: the next tick opens
-                    # its incident; nothing of this is kept, and nothing runs it again here.
-                    raise InputError(
-                        f"instance {instance_id!r} of process {process.process_id!r}: a timer "
-                        "that fell due before the message led to a service task that failed; "
-                        "the message is refused. Let the worker's tick fire the timer, then "
-                        "resolve the incident"
-                    )
+            self._fire_due_timers(wf, process, instance_id, "message")
             caught = deliver_message(wf, name, payload)
             if not caught:
                 awaited = awaited_messages(wf)
@@ -341,6 +338,26 @@ class Engine:
             registry=registry,
             view_names=view_names,
         )
+
+    def _fire_due_timers(
+        self, wf: Any, process: LoadedProcess, instance_id: str, what: str
+    ) -> bool:
+        """Fire the timers that fell due before this action came, as the worker's next tick
+        would have: the action happens after them (an escalation that fell due cancelled
+        the todo being completed; an event-based gateway takes the branch whose event came
+        first). True when one was due. A service that fails on the way refuses the action;
+        nothing of it is kept, and the next tick opens the incident."""
+        if not self._timer_due(wf):
+            return False
+        wf.refresh_timers()
+        if self._advance(wf) is None:
+            raise InputError(
+                f"instance {instance_id!r} of process {process.process_id!r}: a timer "
+                f"that fell due before the {what} led to a service task that failed; "
+                f"the {what} is refused. Let the worker's tick fire the timer, then "
+                "resolve the incident"
+            )
+        return True
 
     def _open_share(self, wf: Any, ctx: TodoContext, todo_id: str, handler: str) -> Any:
         """The READY task ``handler`` completes for ``todo_id``; refuse anything else."""

@@ -31,7 +31,9 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.bpmn.util import PendingBpmnEvent
+from SpiffWorkflow.util.task import TaskState
 
 __all__ = [
     "ClockedCycleTimer",
@@ -112,9 +114,37 @@ def _value_key(definition: Any, task: Any) -> str:
 
 def _mark_if_due(task: Any, due: datetime | None) -> bool:
     # Due means "at or before now": a clock advanced by exactly the duration fires the timer.
-    if due is not None and due <= task_now(task):
+    if due is not None and due <= task_now(task) and not _interrupted_before(task, due):
         task._set_internal_data(event_fired=True)
     return bool(task._get_internal_data("event_fired", False))
+
+
+def _interrupted_before(task: Any, due: datetime) -> bool:
+    """Whether an interrupting timer on the same activity fell due before ``due`` (of two due
+    at once, the one drawn first): that one cancels the activity, so this one never fires.
+
+    SpiffWorkflow fires every boundary timer it finds due, so a late tick (a worker that was
+    down, dates already past) followed the 2-hour escalation and the 1-hour one, or sent a
+    reminder due after the escalation that cancelled its task."""
+    if not isinstance(task.task_spec, BoundaryEvent) or task.parent is None:
+        return False
+    now = task_now(task)
+    siblings = task.parent.children
+    place = siblings.index(task)
+    for n, sibling in enumerate(siblings):
+        spec = sibling.task_spec
+        if (
+            sibling is task
+            or not isinstance(spec, BoundaryEvent)
+            or not spec.cancel_activity
+            or not isinstance(spec.event_definition, _DueOnce)
+            or sibling.has_state(TaskState.FINISHED_MASK)
+        ):
+            continue
+        other = due_time(sibling._get_internal_data("event_value"))
+        if other is not None and other <= now and (other < due or (other == due and n < place)):
+            return True
+    return False
 
 
 def _gateway_turn(definition: Any, task: Any) -> bool:
@@ -215,7 +245,7 @@ class ClockedCycleTimer(CycleTimerEventDefinition):  # type: ignore[misc]
             return False
         fired = False
         due = datetime.fromisoformat(value["next"])
-        if due <= task_now(my_task):
+        if due <= task_now(my_task) and not _interrupted_before(my_task, due):
             value = dict(value)
             value["next"] = (due + timedelta(seconds=value["duration"])).isoformat()
             value["cycles"] -= 1

@@ -174,3 +174,55 @@ def test_cancel_stops_waiting_timers() -> None:
     run.cancel()
     assert run.engine.next_timer_at(run.wf) is None
     assert run.tick(timedelta(days=9)) is None
+
+
+def two_timers(first: tuple[str, str, bool], second: tuple[str, str, bool]) -> str:
+    """Task ``a`` with two boundary timers (id, duration, interrupting), drawn in this order,
+    each leading to a todo of its own named after it."""
+    events = "".join(
+        f'<bpmn:boundaryEvent id="{eid}" attachedToRef="a" '
+        f'cancelActivity="{str(interrupting).lower()}">'
+        f"{timer('timeDuration', repr(duration).replace(chr(39), chr(34)))}</bpmn:boundaryEvent>"
+        + user(f"{eid}_todo", "'BOSS'")
+        + f'<bpmn:endEvent id="{eid}_end"/>'
+        + chain(eid, f"{eid}_todo", f"{eid}_end")
+        for eid, duration, interrupting in (first, second)
+    )
+    return definitions(
+        process("bt", START + user("a", "'U1'") + END + chain("start", "a", "end") + events)
+    )
+
+
+def test_a_late_tick_fires_only_the_interrupting_timer_that_fell_due_first() -> None:
+    """Two interrupting timers (2h drawn first, 1h second), one tick at 3h: the 1h one
+    cancelled the task an hour before the other fell due, so only its path opens."""
+    run = run_for(two_timers(("t2h", "PT2H", True), ("t1h", "PT1H", True)))
+    run.tick(timedelta(hours=3))
+    assert run.nodes() == ["t1h_todo"]
+
+
+def test_a_late_tick_fires_no_reminder_due_after_the_task_was_interrupted() -> None:
+    run = run_for(two_timers(("remind", "PT2H", False), ("stop", "PT1H", True)))
+    run.tick(timedelta(hours=3))
+    assert run.nodes() == ["stop_todo"]
+
+
+def test_a_reminder_due_before_the_interruption_fires_too() -> None:
+    """The reminder (1h) came before the escalation (2h): both happened, in that order."""
+    run = run_for(two_timers(("remind", "PT1H", False), ("stop", "PT2H", True)))
+    run.tick(timedelta(hours=3))
+    assert sorted(run.nodes()) == ["remind_todo", "stop_todo"]
+
+
+def test_of_two_interrupting_timers_due_at_once_the_one_drawn_first_fires() -> None:
+    run = run_for(two_timers(("x", "PT1H", True), ("y", "PT1H", True)))
+    run.tick(timedelta(hours=2))
+    assert run.nodes() == ["x_todo"]
+
+
+def test_ticks_on_time_still_fire_each_timer_when_it_falls_due() -> None:
+    run = run_for(two_timers(("remind", "PT1H", False), ("stop", "PT2H", True)))
+    run.tick(timedelta(minutes=61))
+    assert sorted(run.nodes()) == ["a", "remind_todo"]
+    run.tick(timedelta(hours=1))
+    assert sorted(run.nodes()) == ["remind_todo", "stop_todo"]
