@@ -262,3 +262,14 @@ def test_a_countersign_listing_a_signer_twice_is_refused_before_anything_is_writ
             bridge.start("countersign_all", initiator="2023001", data=data)
         assert snapshot(db) == before
     assert fake.calls() == []
+
+
+def test_start_data_with_a_lone_surrogate_is_refused_and_nothing_is_stored(
+    tmp_path: Path,
+) -> None:
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 's.db'}", center=None, clock=FakeClock()
+    ) as bridge:
+        with pytest.raises(InvalidDataError, match="not valid Unicode"):
+            bridge.start("leave_approval", initiator="1", data={**LEAVE, "reason": "\ud800"})
+        assert bridge.store.list_instances() == []

@@ -73,7 +73,6 @@ from engine_bridge.errors import (
     TaskNotOpenError,
 )
 from engine_bridge.facts import Action, StepFacts, Todo, TransactionInfo
-from engine_bridge.json_text import STRICT
 from engine_bridge.loader.model import LoadedProcess
 from engine_bridge.services import InstanceInIncidentError, ServiceStop, ServiceTaskError
 
@@ -546,21 +545,43 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
                 "with '__' and must not be a name the script sandbox defines "
                 f"({', '.join(sorted(n for n in reserved if n != '__builtins__'))})"
             )
+        if not key.isascii():
+            _check_text(key, f"{what}: key {key!r}")
         kind = type(value)
         if (
             kind in _SCALARS
             or (kind is int and _INT_MIN <= value < _INT_END)
             or (kind is float and math.isfinite(value))
         ):
+            if kind is str and not value.isascii():
+                _check_text(value, f"{what}: the value of {key!r}")
             clean[key] = value  # what the JSON round trip below gives back, without it
             continue
         try:
-            clean[key] = json.loads(STRICT.encode(value))
+            text = _STRICT_UNICODE.encode(value)
         except (TypeError, ValueError) as exc:
             raise InvalidDataError(
                 f"{what}: the value of {key!r} is not JSON-serialisable ({exc})"
             ) from None
+        if not text.isascii():
+            _check_text(text, f"{what}: the value of {key!r}")
+        clean[key] = json.loads(text)
     return clean
+
+
+#: ``STRICT`` without ``\\u`` escapes, so text UTF-8 cannot carry shows (see _check_text).
+_STRICT_UNICODE = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
+
+def _check_text(text: str, what: str) -> None:
+    """Text JSON can carry: a lone surrogate (``"\\ud800"``, from a bad decode upstream) is
+    not UTF-8, and would fail only inside the step's transaction."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidDataError(
+            f"{what} is not valid Unicode text: {exc.reason} at position {exc.start}"
+        ) from None
 
 
 def _render_transaction(

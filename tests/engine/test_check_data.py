@@ -63,3 +63,15 @@ def test_names_the_script_sandbox_defines_are_refused_as_keys(key: str) -> None:
     with pytest.raises(InvalidDataError, match=f"key {key!r} is refused"):
         check_data({key: 1}, "message data")
     assert check_data({"_id": 1, "getattr": 2}, "message data") == {"_id": 1, "getattr": 2}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"reason": "x\ud800y"}, {"re\udcffason": "x"}, {"list": ["ok", "bad\ud800"]}],
+    ids=["value", "key", "nested"],
+)
+def test_a_lone_surrogate_is_refused_before_anything_is_written(data: dict[str, Any]) -> None:
+    """A bad decode upstream leaves text UTF-8 cannot carry; it would fail only inside the
+    step's transaction, as an error that is not the caller's InvalidDataError."""
+    with pytest.raises(InvalidDataError, match="start data"):
+        check_data(data, "start data")
