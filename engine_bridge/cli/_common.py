@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from engine_bridge.errors import InputError
 from engine_bridge.store import DEFAULT_DATABASE_URL, Store
+from engine_bridge.store.database import missing_sqlite_file
 
 __all__ = [
     "DATABASE_ENV",
@@ -78,10 +77,8 @@ def open_for_reading(url: str) -> Store:
 def require_existing_database(url: str) -> None:
     """Refuse a SQLite file that does not exist: a command working on the bridge's database
     reports a mistyped path instead of leaving an empty file behind."""
-    parsed = make_url(url)
-    path = parsed.database
-    sqlite_file = parsed.get_backend_name() == "sqlite" and path and path != ":memory:"
-    if sqlite_file and not Path(str(path)).exists():
+    path = missing_sqlite_file(url)
+    if path is not None:
         raise InputError(
             f"{path}: no such database file; give the bridge's database with --database "
             f"(or {DATABASE_ENV})"

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine_bridge.cli._common import add_workflows_argument
+from engine_bridge.cli._common import add_workflows_argument, require_existing_database
 
 __all__ = ["register"]
 
@@ -99,10 +99,6 @@ def _problem(args: argparse.Namespace) -> str | None:
     """A usage problem with the options, said so that the operator can fix it."""
     if not args.center:
         return "--center URL (or ENGINE_BRIDGE_CENTER) is required"
-    if not (args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID")):
-        return "--client-id (or ENGINE_BRIDGE_CLIENT_ID) is required"
-    if not (args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET")):
-        return "--client-secret (or ENGINE_BRIDGE_CLIENT_SECRET) is required"
     if args.batch_size < 1:
         return "--batch-size must be at least 1"
     if args.interval <= 0 or args.timeout <= 0:
@@ -114,6 +110,10 @@ def _problem(args: argparse.Namespace) -> str | None:
         )
     if args.max_attempts < 1 or args.retry_base <= 0 or args.retry_cap < args.retry_base:
         return "--max-attempts must be >= 1 and 0 < --retry-base <= --retry-cap"
+    if not (args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID")):
+        return "--client-id (or ENGINE_BRIDGE_CLIENT_ID) is required"
+    if not (args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET")):
+        return "--client-secret (or ENGINE_BRIDGE_CLIENT_SECRET) is required"
     return None
 
 
@@ -122,6 +122,9 @@ def _worker(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    # A mistyped path must not give a worker that looks healthy and delivers nothing from an
+    # empty file it made; the service (or `engine-bridge db upgrade`) creates the database.
+    require_existing_database(args.database)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

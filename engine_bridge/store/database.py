@@ -31,7 +31,7 @@ from engine_bridge.store.checkpointer import BACKSTOP_PAGES, Checkpointer
 from engine_bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, schema_version
 from engine_bridge.store.thread_connections import ThreadConnections
 
-__all__ = ["Database", "SchemaError"]
+__all__ = ["Database", "SchemaError", "missing_sqlite_file"]
 
 _WRITE = "engine_bridge_write"
 _UPGRADE_LOCK_KEY = 0x656E67627264  # any constant shared by every engine_bridge process
@@ -202,6 +202,17 @@ class Database:
         if self._writers is not None:
             self._writers.close()
         self.engine.dispose()
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of the SQLite file ``url`` names when that file does not exist, else None
+    (another database, an in-memory one, or a file that is there). Connecting would create
+    it: whatever must not create a database asks this first."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    return None if os.path.exists(path) else str(path)
 
 
 def _read_version(conn: Connection) -> int:

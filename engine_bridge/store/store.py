@@ -30,7 +30,7 @@ from engine_bridge.json_text import strict
 from engine_bridge.store import statements as sql
 from engine_bridge.store import step_statements as step_sql
 from engine_bridge.store.codec import ledger_from_json, ledger_to_json, todo_to_json
-from engine_bridge.store.database import Database
+from engine_bridge.store.database import Database, SchemaError, missing_sqlite_file
 from engine_bridge.store.driver import Driver, StepConnection
 from engine_bridge.store.incidents import (
     Incident,
@@ -71,7 +71,14 @@ class Store:
         """Connect to ``url``. With ``create`` the schema is created or migrated first;
         without it, a database that is not at this code's schema version is refused.
         ``durable=False``: commits survive a crash of the process, not of the machine
-        (see ``Database``)."""
+        (see ``Database``). Without ``create`` a SQLite file that does not exist is refused
+        before it is made."""
+        missing = None if create else missing_sqlite_file(url)
+        if missing is not None:
+            raise SchemaError(
+                f"database {missing} does not exist; create it with `engine-bridge db upgrade "
+                "--database URL` (or open it with create=True)"
+            )
         store = cls(Database(url, durable=durable))
         try:
             if create:

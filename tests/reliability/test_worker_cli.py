@@ -217,10 +217,26 @@ def test_worker_refuses_unsafe_or_missing_settings() -> None:
     assert missing.returncode == 2 and "--center URL" in missing.stderr
 
 
+def test_a_worker_given_a_database_that_does_not_exist_refuses_and_creates_nothing(
+    tmp_path: Any,
+) -> None:
+    """A mistyped path gave a worker that looked healthy (delivered 0, exit 0) and delivered
+    nothing, from an empty file it had just made."""
+    typo = tmp_path / "opz.db"
+    run = engine_bridge(
+        "worker", "--once", "--no-timers", "--database", f"sqlite:///{typo}",
+        "--center", "http://127.0.0.1:9", "--client-id", "x", "--client-secret", "y",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert f"{typo}: no such database file" in run.stderr and "Traceback" not in run.stderr
+    assert not typo.exists()
+
+
 def test_worker_reads_its_bpmn_folder_from_the_environment(sqlite_url: str, tmp_path: Any) -> None:
     """ENGINE_BRIDGE_WORKFLOWS names the BPMN files, so a worker run from any folder finds them
     (cwd is the project root here, whose ./workflows would otherwise be used)."""
     missing = tmp_path / "no-such-folder"
+    Store.open(sqlite_url).close()  # the service made the database
     argv = [
         "worker", "--once", "--database", sqlite_url, "--center", "http://127.0.0.1:9",
         "--client-id", "x", "--client-secret", "y",

@@ -173,3 +173,12 @@ def test_reading_commands_never_create_a_database_from_a_mistyped_path(tmp_path:
     with pytest.raises(InputError, match=r"typo\.db: no such database file"):
         run("outbox", "list", "--database", f"sqlite:///{typo}")
     assert not typo.exists()
+
+
+def test_opening_a_missing_sqlite_file_without_create_refuses_and_leaves_no_file(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "store_new.db"
+    with pytest.raises(SchemaError, match=r"store_new\.db does not exist"):
+        Store.open(f"sqlite:///{missing}", create=False)
+    assert not missing.exists()
