@@ -174,11 +174,18 @@ def _owners(element: Any, tag: str, default: str) -> tuple[list[str], list[str]]
     return users, groups
 
 
+#: Flowable's and Activiti's modeller write this as the assignee for "the process initiator".
+INITIATOR_MARKER = "$INITIATOR"
+
+
 def _list_expression(ctx: _Context, element: Any, what: str, items: list[str]) -> str | None:
     """Python for a list of names/expressions: a single expression stays bare (it may
     itself give a list or a comma-separated string); anything else is a list literal."""
     python: list[str] = []
     for item in items:
+        if item == INITIATOR_MARKER:
+            python.append("initiator")  # every handler expression sees the initiator
+            continue
         translated = ctx.juel(element, what, item) if has_juel(item) else repr(item)
         if translated is None:
             return None

@@ -149,6 +149,8 @@ _UNREAD_STARTS = {
 def _unread_start_events(root: Any, file: str) -> list[Problem]:
     problems: list[Problem] = []
     for start in root.iter(_q("startEvent")):
+        if not _executable(start):
+            continue
         for local, what in _UNREAD_STARTS.items():
             if start.find(_q(local)) is None:
                 continue
@@ -165,6 +167,33 @@ def _unread_start_events(root: Any, file: str) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _receive_tasks_without_message(root: Any, file: str) -> list[Problem]:
+    """SpiffWorkflow gives a receive task without ``messageRef`` no event: it does not wait
+    (in Camunda or Flowable it waits to be triggered), so the flow runs past it at once."""
+    return [
+        Problem(
+            file,
+            f"receive task {task.get('name') or task.get('id')!r} names no message "
+            "(messageRef): it would not wait but run past at once; give it the message that "
+            "`bridge.message` will deliver",
+            "receive-without-message",
+            element_id=task.get("id"),
+            line=task.sourceline,
+        )
+        for task in root.iter(_q("receiveTask"))
+        if not (task.get("messageRef") or "").strip() and _executable(task)
+    ]
+
+
+def _executable(element: Any) -> bool:
+    """Whether ``element`` is in a process someone may start or call: a pool drawn for
+    documentation (``isExecutable="false"``) is never run, so what would misbehave in it
+    does no harm."""
+    for ancestor in element.iterancestors(_q("process")):
+        return bool(ancestor.get("isExecutable", "true") != "false")
+    return True
 
 
 def _uses_loop_counter(task: Any) -> bool:
@@ -221,6 +250,7 @@ def check_document(root: Any, file: str) -> list[Problem]:
         *_duplicate_ids(root, file),
         *_multi_instance(root, file),
         *_unread_start_events(root, file),
+        *_receive_tasks_without_message(root, file),
         *_expressions(root, file),
     ]
 

@@ -49,23 +49,39 @@ REASONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "timer-cron-unsupported",
-        "constructs the bridge refuses rather than guesses (cron "
-        "timers, JUEL outside the subset, Java collection handlers, loops without a collection)",
+        "constructs the bridge refuses rather than guesses (cron timers, JUEL outside the "
+        "subset, Java collection handlers, loops without a collection, receive tasks without "
+        "a message, error start events)",
     ),
     (
         "juel-untranslatable",
-        "constructs the bridge refuses rather than guesses (cron "
-        "timers, JUEL outside the subset, Java collection handlers, loops without a collection)",
+        "constructs the bridge refuses rather than guesses (cron timers, JUEL outside the "
+        "subset, Java collection handlers, loops without a collection, receive tasks without "
+        "a message, error start events)",
     ),
     (
         "mi-collection-missing",
-        "constructs the bridge refuses rather than guesses (cron "
-        "timers, JUEL outside the subset, Java collection handlers, loops without a collection)",
+        "constructs the bridge refuses rather than guesses (cron timers, JUEL outside the "
+        "subset, Java collection handlers, loops without a collection, receive tasks without "
+        "a message, error start events)",
     ),
     (
         "mi-incomplete",
-        "constructs the bridge refuses rather than guesses (cron "
-        "timers, JUEL outside the subset, Java collection handlers, loops without a collection)",
+        "constructs the bridge refuses rather than guesses (cron timers, JUEL outside the "
+        "subset, Java collection handlers, loops without a collection, receive tasks without "
+        "a message, error start events)",
+    ),
+    (
+        "receive-without-message",
+        "constructs the bridge refuses rather than guesses (cron timers, JUEL outside the "
+        "subset, Java collection handlers, loops without a collection, receive tasks without "
+        "a message, error start events)",
+    ),
+    (
+        "unsupported-start-event",
+        "constructs the bridge refuses rather than guesses (cron timers, JUEL outside the "
+        "subset, Java collection handlers, loops without a collection, receive tasks without "
+        "a message, error start events)",
     ),
     ("unknown-process", "a call activity whose process is in no loaded file"),
     ("no-handlers", "user tasks that name nobody (no assignee, candidate or lane)"),

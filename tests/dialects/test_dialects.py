@@ -14,6 +14,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 
+from engine_bridge.engine.script_engine import evaluate_expression
 from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.juel import JUEL_HELPERS
 from engine_bridge.loader.problems import Problem
@@ -654,3 +655,13 @@ def test_service_ids_that_repeat_an_element_id_are_reported() -> None:
     [clash] = [p for p in problems if p.severity == "error"]
     assert (clash.code, clash.element_id) == ("service-id-clash", "svc")
     assert "'approve'" in clash.message
+
+
+def test_flowable_initiator_marker_becomes_the_instance_initiator() -> None:
+    """doge.bpmn: ``flowable:assignee="$INITIATOR"`` is the modeller's "the process initiator",
+    not an account named ``$INITIATOR``."""
+    root, _problems = translated("flowable__doge.bpmn")
+    review = "sid-8E972729-8F07-4413-86A9-392A34D949EF"
+    assert properties(root, review)["handlers"] == "[initiator]"
+    handlers = properties(root, review)["handlers"]
+    assert evaluate_expression(handlers, {}, extra={"initiator": "U001"}) == ["U001"]
