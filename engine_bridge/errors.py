@@ -14,6 +14,8 @@ retries only those, and a service can map the rest to a 4xx for its own user.
     │   ├── ScriptSecurityError       a BPMN script or condition tried to leave its sandbox
     │   └── ScenarioError             a scenario file is malformed or an ``expect`` failed
     ├── EngineError                   SpiffWorkflow failed while running a step; state unchanged
+    │   └── EngineDataError           … because the data lacks a variable the model needs
+    │                                 (also an InvalidDataError: the caller's input)
     ├── ConflictError                 another writer changed the instance first (retryable=True)
     └── CenterError                   the to-do centre call did not succeed
         ├── CenterUnavailableError    timeout, refused or dropped connection, 5xx (retryable)
@@ -35,6 +37,7 @@ __all__ = [
     "CenterUnavailableError",
     "ConflictError",
     "EngineBridgeError",
+    "EngineDataError",
     "EngineError",
     "InputError",
     "InvalidDataError",
@@ -119,6 +122,12 @@ class ScenarioError(InputError):
 
 class EngineError(EngineBridgeError):
     """SpiffWorkflow raised while running a step; the stored state is as it was before."""
+
+
+class EngineDataError(EngineError, InvalidDataError):
+    """A step failed because an expression of the model names a variable the instance's data
+    does not have (start or completion data left it out). Both an engine failure and bad
+    input: a service mapping InputError to a 4xx tells its caller what to send."""
 
 
 class ConflictError(EngineBridgeError):

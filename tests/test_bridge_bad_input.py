@@ -11,6 +11,7 @@ import pytest
 
 from engine_bridge import (
     BpmnError,
+    EngineDataError,
     EngineError,
     InvalidDataError,
     NotAHandlerError,
@@ -273,3 +274,31 @@ def test_start_data_with_a_lone_surrogate_is_refused_and_nothing_is_stored(
         with pytest.raises(InvalidDataError, match="not valid Unicode"):
             bridge.start("leave_approval", initiator="1", data={**LEAVE, "reason": "\ud800"})
         assert bridge.store.list_instances() == []
+
+
+def test_start_data_missing_a_variable_the_model_needs_is_the_callers_input_error(
+    tmp_path: Path,
+) -> None:
+    """The counselor's handlers expression names ``counselor``: start data without it is the
+    caller's mistake (InputError, a 4xx for a service) as much as an engine failure."""
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 's.db'}", center=None, clock=FakeClock()
+    ) as bridge:
+        with pytest.raises(EngineDataError) as refused:
+            bridge.start("leave_approval", initiator="1", data={})
+        assert isinstance(refused.value, InvalidDataError)
+        assert isinstance(refused.value, EngineError) and not refused.value.retryable
+        assert "'counselor'" in str(refused.value)
+        assert bridge.store.list_instances() == []
+
+
+def test_completion_data_missing_a_condition_variable_is_an_engine_data_error(
+    tmp_path: Path,
+) -> None:
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 's.db'}", center=None, clock=FakeClock()
+    ) as bridge:
+        inst = bridge.start("leave_approval", initiator="1", data=LEAVE)
+        with pytest.raises(EngineDataError, match="approved"):
+            bridge.complete(inst.todos[0].task_id, handler="T001", data={})
+        assert [e.kind for e in bridge.history(inst.id)] == ["start"]

@@ -10,7 +10,8 @@ import engine_bridge
 PUBLIC = {
     "AsyncTTCClient", "BatchResult", "BpmnError", "Bridge", "CenterAuthError", "CenterError",
     "CenterProtocolError", "CenterRejectedError", "CenterUnavailableError", "Clock",
-    "ConflictError", "DeliveryReport", "Endpoint", "EngineBridgeError", "EngineError",
+    "ConflictError", "DeliveryReport", "Endpoint", "EngineBridgeError", "EngineDataError",
+    "EngineError",
     "FakeClock", "Incident", "InputError", "Instance", "InstanceInIncidentError",
     "InvalidDataError", "ItemResult", "NotAHandlerError", "OpenTodo", "Outcome", "ScenarioError",
     "ScriptSecurityError", "SystemClock", "TTCClient", "TaskNotOpenError", "UnknownIncidentError",

@@ -65,6 +65,7 @@ from engine_bridge.engine.todos import (
 from engine_bridge.engine.tree_walk import BridgeWorkflow
 from engine_bridge.errors import (
     EngineBridgeError,
+    EngineDataError,
     EngineError,
     InputError,
     InvalidDataError,
@@ -473,7 +474,9 @@ class Engine:
             security = _cause(exc, ScriptSecurityError)
             if security is not None:
                 raise security from None
-            raise EngineError(_describe(exc, process, instance_id, task)) from exc
+            *_, root = _chain(exc)
+            kind = EngineDataError if isinstance(root, NameError) else EngineError
+            raise kind(_describe(exc, process, instance_id, task)) from exc
 
     def _facts(
         self,

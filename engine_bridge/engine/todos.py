@@ -38,7 +38,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine_bridge.engine.countersign import instances, parallel_parent
 from engine_bridge.engine.scan import ready_tasks
 from engine_bridge.engine.script_engine import Registry, evaluate_expression, render_template
-from engine_bridge.errors import EngineBridgeError, EngineError
+from engine_bridge.errors import EngineBridgeError, EngineDataError, EngineError
 from engine_bridge.facts import Todo
 from engine_bridge.loader.model import LoadedProcess, NodeSettings
 from engine_bridge.loader.settings import node_settings_of
@@ -293,7 +293,8 @@ def _evaluate_names(
             if isinstance(exc, NameError | KeyError | AttributeError | TypeError)
             else ""
         )
-        raise EngineError(
+        kind = EngineDataError if isinstance(exc, NameError) else EngineError
+        raise kind(
             f"user task {settings.node_id!r}: its {field_name} expression {expression!r} "
             f"failed: {type(exc).__name__}: {str(exc).rstrip('. ')}.{hint}"
         ) from exc
