@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 CLI = [sys.executable, "-m", "engine_bridge.cli"]
@@ -70,9 +72,29 @@ def test_a_malformed_scenario_is_reported_not_a_traceback(tmp_path: Path) -> Non
         encoding="utf-8",
     )
     done = run_cli("run", str(WORKFLOWS), "--scenario", str(bad))
-    assert done.returncode == 1
+    assert done.returncode == 2  # the file given on the command line: a usage error
     assert "steps.0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reported"),
+    [
+        ("gone.json", None, "cannot read scenario"),
+        ("bad.json", '{"process": "x",\n "steps": [}', "bad.json:2: not valid JSON"),
+        ("bad.yaml", "process: x\nsteps: [\n", "bad.yaml:3: not valid YAML"),
+    ],
+)
+def test_an_unreadable_scenario_file_is_a_usage_error_in_one_line(
+    tmp_path: Path, name: str, text: str | None, reported: str
+) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    for command in ("run", "explain"):
+        done = run_cli(command, str(WORKFLOWS), "--scenario", str(path))
+        assert done.returncode == 2, (command, done.stderr)
+        assert reported in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_demo_tells_each_sample_as_a_timeline() -> None:
@@ -117,8 +139,9 @@ def test_run_against_a_centre_that_refuses_the_credentials_fails(tmp_path: Path)
 
 def test_unusable_paths_and_databases_are_errors_not_tracebacks(tmp_path: Path) -> None:
     """A database in a missing folder or on a server that is down, a transcript that cannot be
-    written, a scenario that is not UTF-8: one line naming the problem, exit 1 (2 for replay's
-    unreadable history), never a traceback."""
+    written, a scenario that is not UTF-8: one line naming the problem, exit 1 (2 for a file
+    given on the command line that cannot be read: a scenario, replay's history), never a
+    traceback."""
     scenario = str(WORKFLOWS / "scenarios" / "or_sign.json")
     not_utf8 = tmp_path / "latin.json"
     not_utf8.write_bytes(b'\xff\xfe{"process": "or_sign"}')
@@ -160,7 +183,7 @@ def test_unusable_paths_and_databases_are_errors_not_tracebacks(tmp_path: Path) 
             1,
             "/no/dir/t.jsonl: No such file or directory",
         ),
-        (("run", str(WORKFLOWS), "--scenario", str(not_utf8)), 1, "it is not UTF-8 text"),
+        (("run", str(WORKFLOWS), "--scenario", str(not_utf8)), 2, "it is not UTF-8 text"),
         (("replay", str(not_utf8), "--workflows", str(WORKFLOWS)), 2, "not UTF-8 text"),
         (("run", str(WORKFLOWS), "--scenario", str(far)), 1, "beyond the year 9999"),
         (

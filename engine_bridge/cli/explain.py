@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine_bridge.cli._common import read_json_data
+from engine_bridge.errors import ScenarioError
 
 __all__ = ["register"]
 
@@ -69,11 +70,26 @@ def _explain(args: argparse.Namespace) -> int:
         return 2
     # Imported here: every engine-bridge command loads this module to register it.
     from engine_bridge.explain import explain, render_text
+    from engine_bridge.testing.scenario import load_scenario
 
+    scenario = None
+    if args.scenario is not None:
+        try:  # the file given on the command line: unreadable or malformed is a usage error
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.process is not None and scenario.process != args.process:
+            print(
+                f"error: the scenario runs process {scenario.process!r}, not {args.process!r}; "
+                "drop --process or pick the matching scenario",
+                file=sys.stderr,
+            )
+            return 2
     result = explain(
         [Path(f) for f in args.files],
         args.process,
-        scenario=args.scenario,
+        scenario=scenario,
         data=data,
         initiator=args.initiator,
         max_steps=args.max_steps,

@@ -40,7 +40,11 @@ def _run(args: argparse.Namespace) -> int:
     from engine_bridge.bridge import Bridge
     from engine_bridge.testing.fake_center import FakeCenter
 
-    scenario = load_scenario(args.scenario)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:  # the file given on the command line: a usage error
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     recorder = TranscriptRecorder(args.transcript)
     clock = FakeClock()
     fake = None if args.center else FakeCenter(clock=clock)

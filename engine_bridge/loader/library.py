@@ -134,6 +134,16 @@ def _collect(paths: Sequence[Path]) -> tuple[list[Path], list[Path], list[Proble
             bpmn += found_bpmn
             found = [path / name for name in SETTINGS_FILES if (path / name).is_file()]
             settings += found[:1]
+            problems += [
+                Problem(
+                    str(ignored),
+                    f"not read: {found[0].name} in the same folder is the settings file; "
+                    "keep one of them",
+                    "settings-ignored",
+                    severity="warning",
+                )
+                for ignored in found[1:]
+            ]
         elif path.is_file():
             (settings if path.name in SETTINGS_FILES else bpmn).append(path)
         else:

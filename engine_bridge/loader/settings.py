@@ -22,6 +22,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 
 from engine_bridge.loader.model import NodeSettings, ProcessSettings, SourceLocation
 from engine_bridge.loader.problems import Problem
+from engine_bridge.loader.syntax import syntax_error
 
 __all__ = [
     "NODE_PROPERTIES",
@@ -163,7 +164,11 @@ def read_process_settings_file(path: Path) -> tuple[dict[str, dict[str, Any]], l
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        line, reason = syntax_error(exc)
+        what = "JSON" if path.suffix == ".json" else "YAML"
+        return {}, [Problem(file, f"not valid {what}: {reason}", "settings-invalid", line=line)]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         return {}, [Problem(file, f"cannot read process settings: {exc}", "settings-invalid")]
     if data is None:
         return {}, []

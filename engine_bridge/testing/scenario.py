@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from engine_bridge.errors import ScenarioError
 from engine_bridge.facts import CenterCall
+from engine_bridge.loader.syntax import syntax_error
 from engine_bridge.results import Outcome
 from engine_bridge.testing.golden import calls_as_json, step_differences
 
@@ -132,7 +133,10 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         raw = _as_json(yaml.safe_load(text)) if p.suffix in {".yaml", ".yml"} else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{p}: not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+        line, reason = syntax_error(exc)
+        where = f"{p}:{line}" if line is not None else str(p)
+        kind = "YAML" if p.suffix in {".yaml", ".yml"} else "JSON"
+        raise ScenarioError(f"{where}: not valid {kind}: {reason}") from exc
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:

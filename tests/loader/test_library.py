@@ -196,6 +196,29 @@ def test_unknown_setting_key_is_a_warning(tmp_path: Path, write_bpmn: WriteBpmn)
     assert library.problems[0].severity == "warning"
 
 
+def test_a_second_settings_file_in_a_folder_is_not_read_and_says_so(
+    tmp_path: Path, write_bpmn: WriteBpmn
+) -> None:
+    folder = _library_dir(tmp_path, write_bpmn)
+    (folder / "processes.yaml").write_text("leave:\n  transTypeCode: Y\n")
+    (folder / "processes.json").write_text(json.dumps({"leave": {"transTypeCode": "J"}}))
+    library = WorkflowLibrary.load(folder)
+    assert library.get("leave").settings.trans_type_code == "Y"
+    (ignored,) = library.problems
+    assert (ignored.code, ignored.severity) == ("settings-ignored", "warning")
+    assert ignored.file == str(folder / "processes.json") and "processes.yaml" in ignored.message
+
+
+def test_malformed_settings_yaml_is_one_line_with_its_line(
+    tmp_path: Path, write_bpmn: WriteBpmn
+) -> None:
+    folder = _library_dir(tmp_path, write_bpmn)
+    (folder / "processes.yaml").write_text("leave:\n  transTypeCode: [open\n  x: 1\n")
+    problems = analyse_paths(folder).problems
+    (bad,) = [p for p in problems if p.code == "settings-invalid"]
+    assert bad.line == 3 and "\n" not in bad.message and "column" in bad.message
+
+
 def test_version_changes_with_content_and_not_otherwise(
     tmp_path: Path, write_bpmn: WriteBpmn
 ) -> None:

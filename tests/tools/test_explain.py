@@ -182,6 +182,10 @@ def test_cli_default_path_exit_codes_and_errors() -> None:
     assert "--data must be a JSON object" in wrong.stderr
     neither = _cli("explain", str(WORKFLOWS))
     assert neither.returncode == 2
+    other = WORKFLOWS / "scenarios" / "leave_approval_long.json"
+    mismatch = _cli("explain", str(WORKFLOWS), "--process", "or_sign", "--scenario", str(other))
+    assert mismatch.returncode == 2
+    assert "runs process 'leave_approval', not 'or_sign'" in mismatch.stderr
 
 
 def test_calls_the_centre_refuses_are_marked_with_its_answer() -> None:
