@@ -223,7 +223,7 @@ class FakeCenter:
         self._transactions: dict[str, dict[str, Any]] = {}
         self._todos: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, int] = {}
-        self.faults = FaultPlan()
+        self.faults = FaultPlan(endpoints=(TOKEN_ENDPOINT, *_BATCH_MESSAGES, URGE_ENDPOINT))
         self.requests: list[dict[str, Any]] = []
         self.token_requests = 0
         self._rule_table = self._rules()

@@ -97,9 +97,12 @@ class _Entry:
 class FaultPlan:
     """The faults scripted for one fake centre; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoints: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._entries: list[_Entry] = []
+        # The endpoints the centre serves: a fault naming none of them is a typo that would
+        # never fire, and a test would pass for the wrong reason. Empty: anything goes.
+        self._endpoints = tuple(endpoints)
 
     def add(
         self,
@@ -111,11 +114,17 @@ class FaultPlan:
     ) -> Fault:
         """Script ``kind`` for the given attempts (1-based, counted from now) of ``endpoint``.
 
-        Raises ``ValueError`` for an empty endpoint, an unknown kind, attempts below 1 or a
-        negative delay, so a typo in a test fails loudly instead of injecting nothing.
+        Raises ``ValueError`` for an empty endpoint, one the centre does not serve, an unknown
+        kind, attempts below 1 or a negative delay, so a typo in a test fails loudly instead of
+        injecting nothing.
         """
         if not endpoint.strip("/ "):
             raise ValueError("fault endpoint is empty; use a path suffix such as 'taskHandle'")
+        if self._endpoints and not any(endpoint_matches(endpoint, e) for e in self._endpoints):
+            raise ValueError(
+                f"fault endpoint {endpoint!r} names no endpoint of the centre; use one of "
+                f"{', '.join(self._endpoints)} (or a '/'-aligned suffix of one, or '*')"
+            )
         parsed_kind = kind if isinstance(kind, FaultKind) else FaultKind.parse(kind)
         chosen: frozenset[int] | Literal["all"]
         if attempts == "all":

@@ -154,6 +154,17 @@ def test_plan_refuses_bad_faults() -> None:
     assert plan.faults == []
 
 
+def test_a_centre_refuses_a_fault_for_an_endpoint_it_does_not_serve() -> None:
+    """A typo in the endpoint would inject nothing and a test would pass for the wrong
+    reason; suffixes of real endpoints and '*' still name them."""
+    center = FakeCenter()
+    with pytest.raises(ValueError, match="'taskHandel' names no endpoint of the centre"):
+        center.faults.add("taskHandel", FaultKind.DROP)
+    for pattern in ("taskHandle", "todo/addTask", "addTask", "oauth2/token", "*"):
+        center.faults.add(pattern, FaultKind.DROP)
+    assert len(center.faults.faults) == 5
+
+
 def test_plan_from_json_and_kind_names() -> None:
     """A JSON fault spec and kind names in either case give the same fault."""
     plan = FaultPlan()

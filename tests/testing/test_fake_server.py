@@ -138,6 +138,8 @@ def test_control_endpoints(served: tuple[FakeCenter, FakeCenterServer], net: Cal
     net.call("addTransaction", [first("t1")])
     bad = net.client.post("/_fake/faults", json={"endpoint": "taskHandle", "kind": "boom"})
     assert bad.status_code == 400 and "unknown fault kind" in bad.json()["error"]
+    typo = net.client.post("/_fake/faults", json={"endpoint": "taskHandel", "kind": "drop"})
+    assert typo.status_code == 400 and "names no endpoint of the centre" in typo.json()["error"]
     net.client.post("/_fake/faults", json={"endpoint": "taskHandle", "kind": "drop"})
     assert [f["kind"] for f in net.client.get("/_fake/faults").json()] == ["drop"]
     assert net.client.delete("/_fake/faults").status_code == 200
