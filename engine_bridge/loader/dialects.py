@@ -443,4 +443,21 @@ def translate_dialects(root: Any, file: str) -> list[Problem]:
             _translate_timer(ctx, element)
     for start in list(root.iter(bpmn("startEvent"))):
         _translate_initiator(ctx, start)
+    _declare_error_codes(root)
     return ctx.problems + translate_services(root, file)
+
+
+def _declare_error_codes(root: Any) -> None:
+    """Activiti and Flowable read an ``errorRef`` that names no declared ``bpmn:error`` as
+    the error code itself (``errorRef="payment_reject"`` throws and catches that code);
+    BPMN, and SpiffWorkflow, need the error declared. It is declared, with that code."""
+    vendors = (VENDOR_NS["activiti"], VENDOR_NS["flowable"])
+    if not any(uri in vendors for uri in root.nsmap.values()):
+        return
+    declared = {e.get("id") for e in root.iter(bpmn("error"))}
+    for definition in list(root.iter(bpmn("errorEventDefinition"))):
+        code = (definition.get("errorRef") or "").strip()
+        if code and code not in declared and ":" not in code:
+            error = root.makeelement(bpmn("error"), {"id": code, "name": code, "errorCode": code})
+            root.insert(0, error)
+            declared.add(code)

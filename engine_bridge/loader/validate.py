@@ -196,6 +196,46 @@ def _executable(element: Any) -> bool:
     return True
 
 
+#: Attributes that name another element of the file, and the element kind they must name.
+_REFERENCES = (
+    ("errorEventDefinition", "errorRef", "error"),
+    ("escalationEventDefinition", "escalationRef", "escalation"),
+    ("messageEventDefinition", "messageRef", "message"),
+    ("signalEventDefinition", "signalRef", "signal"),
+    ("receiveTask", "messageRef", "message"),
+    ("sendTask", "messageRef", "message"),
+)
+
+
+def _dangling_references(root: Any, file: str) -> list[Problem]:
+    """An event that names an error, message, signal or escalation the file does not declare
+    made SpiffWorkflow's parser fail with an internal TypeError that names nothing."""
+    declared: dict[str, set[str]] = {}
+    for kind in {kind for _, _, kind in _REFERENCES}:
+        declared[kind] = {e.get("id") for e in root.iter(_q(kind)) if e.get("id")}
+    problems: list[Problem] = []
+    for tag, attribute, kind in _REFERENCES:
+        for element in root.iter(_q(tag)):
+            ref = (element.get(attribute) or "").strip()
+            if not ref or ref in declared[kind] or ":" in ref:  # a QName: another file's
+                continue
+            # An event definition's own id means nothing to an author: name its event.
+            named = element.getparent() if tag.endswith("EventDefinition") else element
+            owner_id, line = _owner_id(named)
+            problems.append(
+                Problem(
+                    file,
+                    f"{attribute}={ref!r} names no {kind} of this file; declare "
+                    f'<bpmn:{kind} id="{ref}" .../> or point {attribute} at one that is '
+                    "declared",
+                    "unknown-reference",
+                    element_id=owner_id,
+                    line=element.sourceline or line,
+                )
+            )
+    return problems
+
+
 def _uses_loop_counter(task: Any) -> bool:
     """Whether the task's handlers or handling group read ``loopCounter``."""
     return any(
@@ -251,6 +291,7 @@ def check_document(root: Any, file: str) -> list[Problem]:
         *_multi_instance(root, file),
         *_unread_start_events(root, file),
         *_receive_tasks_without_message(root, file),
+        *_dangling_references(root, file),
         *_expressions(root, file),
     ]
 

@@ -202,3 +202,31 @@ def test_sequential_signing_on_time_collects_every_result(tmp_path: Path) -> Non
         assert run.bridge.tick() == []
         assert run.fake.open_todos() == {} and run.status() == "finished"
         assert run.calls("taskWithdraw") == []
+
+
+# --------------------------------------------------------------------------- purchase
+
+
+def test_purchase_error_code_thrown_in_the_payment_subprocess_is_caught_on_its_boundary(
+    tmp_path: Path,
+) -> None:
+    """spring-activiti purchase.bpmn names the error ``payment_reject`` in errorRef without
+    declaring it (Activiti reads it as the code). Finance refuses inside the payment
+    subprocess: its error end event is caught by the subprocess's boundary event, which leads
+    the request back to the applicant (the initiator, ``activiti:initiator="starter"``)."""
+    folder = workflows(tmp_path / "wf", "spring-activiti__purchase.bpmn")
+    with bridge_run(folder, tmp_path / "b.db") as run:
+        run.start(
+            "purchase",
+            initiator="S001",
+            data={"purchasemanager": "P001", "finance": "F001", "money": 500},
+        )
+        assert run.nodes() == ["purchaseAuditi"]
+        assert run.complete("purchaseAuditi", "P001", {"purchaseauditi": "true"}).status == "next"
+        assert run.nodes() == ["financeaudit"]
+        refused = run.complete("financeaudit", "F001", {"finance": "false"})
+        assert refused.status == "next"
+        assert [(t.node_id, t.handlers) for t in refused.created] == [("updateapply", ("S001",))]
+        run.check()
+        done = run.complete("updateapply", "S001", {"updateapply": "false"})
+        assert done.status == "end" and run.centre() == {}

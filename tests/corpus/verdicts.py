@@ -45,7 +45,14 @@ REASONS: tuple[tuple[str, str], ...] = (
     (
         "bpmn-invalid",
         "SpiffWorkflow cannot run the diagram (no start event, a data store "
-        "without implementation, a DMN decision, an unsupported event)",
+        "without implementation, a DMN decision, an unsupported event, an event naming an "
+        "error or message the file does not declare)",
+    ),
+    (
+        "unknown-reference",
+        "SpiffWorkflow cannot run the diagram (no start event, a data store "
+        "without implementation, a DMN decision, an unsupported event, an event naming an "
+        "error or message the file does not declare)",
     ),
     (
         "timer-cron-unsupported",

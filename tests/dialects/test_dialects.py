@@ -665,3 +665,11 @@ def test_flowable_initiator_marker_becomes_the_instance_initiator() -> None:
     assert properties(root, review)["handlers"] == "[initiator]"
     handlers = properties(root, review)["handlers"]
     assert evaluate_expression(handlers, {}, extra={"initiator": "U001"}) == ["U001"]
+
+
+def test_activiti_error_code_named_in_error_ref_is_declared() -> None:
+    """Activiti reads an errorRef naming no declared error as the error code itself."""
+    root, problems = translated("spring-activiti__purchase.bpmn")
+    assert problems == []
+    (error,) = [e for e in root.iter(f"{BPMN}error") if e.get("id") == "payment_reject"]
+    assert error.get("errorCode") == "payment_reject"

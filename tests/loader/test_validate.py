@@ -129,6 +129,31 @@ def test_call_activity_to_a_missing_process(write_bpmn: WriteBpmn) -> None:
     assert "ghost" in problem.message
 
 
+def test_an_event_naming_an_undeclared_message_names_the_event(write_bpmn: WriteBpmn) -> None:
+    """SpiffWorkflow's parser failed on it with an internal TypeError that named nothing."""
+    wait = (
+        '\n    <bpmn:intermediateCatchEvent id="wait">'
+        '<bpmn:messageEventDefinition id="med" messageRef="ghost"/></bpmn:intermediateCatchEvent>'
+    )
+    text = definitions(process("p", chain(("wait", wait))))
+    problem = _only(validate_paths(write_bpmn("m.bpmn", text)), "unknown-reference")
+    assert problem.element_id == "wait" and problem.line == _line_of(text, "ghost")
+    assert "messageRef='ghost' names no message of this file" in problem.message
+    declared = text.replace("<bpmn:process", '<bpmn:message id="ghost" name="g"/><bpmn:process')
+    assert "unknown-reference" not in _codes(validate_paths(write_bpmn("ok.bpmn", declared)))
+
+
+def test_receive_task_without_a_message_is_refused_unless_its_pool_never_runs(
+    write_bpmn: WriteBpmn,
+) -> None:
+    receive = '\n    <bpmn:receiveTask id="wait"/>'
+    text = definitions(process("p", chain(("wait", receive))))
+    problem = _only(validate_paths(write_bpmn("r.bpmn", text)), "receive-without-message")
+    assert problem.element_id == "wait"
+    drawn = definitions(process("p", chain(("wait", receive)), executable=False))
+    assert "receive-without-message" not in _codes(validate_paths(write_bpmn("d.bpmn", drawn)))
+
+
 def test_summary_over_five_pairs(write_bpmn: WriteBpmn) -> None:
     summary = ";".join(f"l{i}|{{v{i}}}" for i in range(6))
     text = definitions(
