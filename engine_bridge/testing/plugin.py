@@ -181,6 +181,9 @@ def golden(request: pytest.FixtureRequest) -> Iterator[Golden]:
     folder = getattr(request.module, "GOLDEN_DIR", None)
     if folder is None:
         folder = Path(str(request.node.path)).parent / "golden"
+    elif not Path(folder).is_absolute():
+        # From the rootdir, as scenario and workflow paths are: not from wherever pytest runs.
+        folder = Path(request.config.rootpath) / folder
     checker = Golden(folder, update=bool(request.config.getoption("--update-golden")))
     yield checker
     request.config.stash.setdefault(_REWRITTEN, []).extend(checker.rewritten)

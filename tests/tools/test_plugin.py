@@ -138,3 +138,18 @@ def test_golden_dir_and_the_other_fixtures(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest_inprocess().assert_outcomes(passed=2)
+
+
+def test_a_relative_golden_dir_is_taken_from_the_rootdir_not_the_current_folder(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a subfolder, a relative ``GOLDEN_DIR`` still names the project's folder."""
+    (project.path / "tests").mkdir()
+    (project.path / "tests" / "test_rel.py").write_text(
+        'GOLDEN_DIR = "goldens_here"\n\n'
+        "def test_folder(golden, pytestconfig):\n"
+        '    assert golden.folder == pytestconfig.rootpath / "goldens_here"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(project.path / "tests")
+    project.runpytest_inprocess("test_rel.py").assert_outcomes(passed=1)
