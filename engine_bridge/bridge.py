@@ -15,7 +15,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -190,7 +190,8 @@ class Bridge:
             lease_seconds=lease_seconds,
         )
         for problem in missing_service_problems(library, bridge.registry.services):
-            log.warning("%s", problem)
+            # An error for `validate --service`; here the bridge still opens, so a warning.
+            log.warning("%s", replace(problem, severity="warning"))
         return bridge
 
     def resolver(self, name: str, resolver: Any) -> None:

@@ -70,7 +70,14 @@ def _demo(args: argparse.Namespace) -> int:
     if args.only:
         scenarios = [s for s in scenarios if args.only in s.name]
     if not scenarios:
-        print(f"no scenarios found in {folder / 'scenarios'}", file=sys.stderr)
+        where = (folder / "scenarios").resolve()
+        hint = f" matching {args.only!r}" if args.only else ""
+        print(
+            f"no scenarios{hint} found in {where}; the demo runs the project's samples: run it "
+            "from the engine_bridge checkout, or give --workflows DIR (a folder of BPMN files "
+            "with a scenarios/ folder beside them)",
+            file=sys.stderr,
+        )
         return 1
     clock = FakeClock()
     fake = FakeCenter(clock=clock)
