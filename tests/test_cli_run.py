@@ -77,6 +77,20 @@ def test_a_malformed_scenario_is_reported_not_a_traceback(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+def test_a_scenario_file_holding_a_list_says_what_it_must_hold(tmp_path: Path) -> None:
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]", encoding="utf-8")
+    done = run_cli("run", str(WORKFLOWS), "--scenario", str(listed))
+    assert done.returncode == 2
+    assert "must hold one object" in done.stderr and "not a list" in done.stderr
+
+
+def test_run_against_a_centre_without_credentials_names_the_options(tmp_path: Path) -> None:
+    scenario = str(WORKFLOWS / "scenarios" / "or_sign.json")
+    done = run_cli("run", str(WORKFLOWS), "--scenario", scenario, "--center", "http://x.invalid")
+    assert done.returncode == 2 and "--client-id and --client-secret" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "text", "reported"),
     [

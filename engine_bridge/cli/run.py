@@ -4,6 +4,7 @@ transcript of every centre call."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,16 @@ def _run(args: argparse.Namespace) -> int:
     from engine_bridge.bridge import Bridge
     from engine_bridge.testing.fake_center import FakeCenter
 
+    if args.center and not (
+        (args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID"))
+        and (args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET"))
+    ):
+        print(
+            "error: --center needs the client's credentials: --client-id and --client-secret "
+            "(or ENGINE_BRIDGE_CLIENT_ID and ENGINE_BRIDGE_CLIENT_SECRET)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:  # the file given on the command line: a usage error

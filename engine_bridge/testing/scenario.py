@@ -137,11 +137,18 @@ def load_scenario(path: str | Path) -> Scenario:
         where = f"{p}:{line}" if line is not None else str(p)
         kind = "YAML" if p.suffix in {".yaml", ".yml"} else "JSON"
         raise ScenarioError(f"{where}: not valid {kind}: {reason}") from exc
+    if not isinstance(raw, dict):
+        raise ScenarioError(
+            f"{p}: malformed scenario: the file must hold one object "
+            '({"process": ..., "start": ..., "steps": [...]}), '
+            f"not {'a list' if isinstance(raw, list) else type(raw).__name__}"
+        )
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(x) for x in e['loc']) or 'the scenario'}: {e['msg']}"
+            for e in exc.errors()
         )
         raise ScenarioError(f"{p}: malformed scenario: {problems}") from exc
 
