@@ -9,9 +9,14 @@ guards. Anything refused raises :class:`engine_bridge.errors.ScriptSecurityError
 expression; every other failure (a missing variable, a division by zero) keeps SpiffWorkflow's
 own ``WorkflowTaskException`` path so the engine reports it like any other task error.
 
-What this does NOT bound: CPU time and memory (``[0] * 10**9`` still allocates). ``range`` is
-capped, but a determined author can still write a slow expression; deploy workers with
-operating-system limits if authors are not trusted at all.
+Time is bounded: a script or expression that runs longer than ``TIME_LIMIT_SECONDS`` (a
+``while True:``, nested loops over the largest ``range``) is stopped with a
+``ScriptSecurityError``, so it cannot hold a worker for ever; the action fails and the instance
+stays as it was. Every ``while`` body of BPMN code starts with a call of the loop guard, and
+its ``for`` loops and comprehensions iterate through one, each checking the deadline. What this
+does NOT bound: memory, and a single operation done in C (``[0] * 10**9`` still allocates);
+``range`` is capped. Deploy workers with operating-system limits if authors are not trusted
+at all.
 
 Besides the Spiff engine, the module offers :func:`evaluate_expression` (handler expressions
 from ``spiffworkflow:properties``) and :func:`render_template` (``{var}`` placeholders in todo
@@ -31,8 +36,11 @@ import json
 import keyword
 import operator
 import textwrap
+import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime
 from functools import lru_cache
 from types import CodeType
@@ -147,7 +155,7 @@ def _guarded_getitem(obj: Any, key: Any) -> Any:
 
 
 def _guarded_getiter(obj: Iterable[Any]) -> Iterator[Any]:
-    return iter(obj)
+    return _timed(iter(obj)) if getattr(_running, "deadline", None) is not None else iter(obj)
 
 
 def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -227,6 +235,7 @@ def _guards() -> dict[str, Any]:
         "_inplacevar_": _inplacevar,
         "_apply_": _apply,
         "_print_": PrintCollector,
+        LOOP_GUARD: _loop_guard,
     }
 
 
@@ -267,6 +276,67 @@ def _kind(mode: str) -> str:
     return "expression" if mode == "eval" else "script"
 
 
+#: Longest a BPMN script or expression may run (seconds of wall-clock time).
+TIME_LIMIT_SECONDS = 5.0
+#: The name of the check every ``while`` loop of BPMN code calls (see :class:`_LoopGuards`).
+LOOP_GUARD = "eb_loop_guard"
+
+_running = threading.local()  # .deadline: when the BPMN code running in this thread must stop
+
+
+def _past_deadline() -> bool:
+    deadline = getattr(_running, "deadline", None)
+    return deadline is not None and time.monotonic() > deadline
+
+
+def _too_long() -> ScriptSecurityError:
+    return ScriptSecurityError(
+        f"it ran longer than {TIME_LIMIT_SECONDS:g} seconds (a loop that does not end?)"
+    )
+
+
+def _loop_guard() -> None:
+    """Called at the top of every ``while`` loop body of BPMN code."""
+    if _past_deadline():
+        raise _too_long()
+
+
+def _timed(items: Iterator[Any]) -> Iterator[Any]:
+    """``items``, stopped once the running BPMN code is past its deadline (checked every 256
+    items: a ``for`` loop or comprehension over the largest ``range``, nested, would run for
+    hours)."""
+    for count, item in enumerate(items, 1):
+        if not count & 255 and _past_deadline():
+            raise _too_long()
+        yield item
+
+
+@contextmanager
+def _time_limited() -> Iterator[None]:
+    """Give the BPMN code run in the block ``TIME_LIMIT_SECONDS``; code it calls that is BPMN
+    code too (a script's nested expression) shares the outer deadline."""
+    if getattr(_running, "deadline", None) is not None:
+        yield
+        return
+    _running.deadline = time.monotonic() + TIME_LIMIT_SECONDS
+    try:
+        yield
+    finally:
+        _running.deadline = None
+
+
+class _LoopGuards(ast.NodeTransformer):
+    """Put a call of the loop guard at the top of every ``while`` body, on the loop's own
+    line (so tracebacks keep their line numbers): RestrictedPython guards ``for`` loops and
+    comprehensions (``_getiter_``), nothing guards ``while True:``."""
+
+    def visit_While(self, node: ast.While) -> ast.While:
+        self.generic_visit(node)
+        call = ast.Expr(ast.Call(ast.Name(LOOP_GUARD, ast.Load()), [], []))
+        node.body.insert(0, ast.fix_missing_locations(ast.copy_location(call, node)))
+        return node
+
+
 @lru_cache(maxsize=4096)
 def _compile(source: str, mode: Literal["eval", "exec"]) -> CodeType:
     """Compile once per distinct source text (compiling is the slow part of evaluating).
@@ -275,12 +345,16 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> CodeType:
     error) and ``ScriptSecurityError`` for valid Python that the sandbox refuses.
     """
     tree = ast.parse(source, mode=mode)  # SyntaxError propagates unchanged
+    assert isinstance(tree, ast.Module | ast.Expression)
     finder = _ForbiddenCallFinder()
     finder.visit(tree)
     if finder.found:
         what = ", ".join(sorted({f"{n}()" if n != "import" else "import" for n in finder.found}))
         raise ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: uses {what}")
-    compiled = (compile_restricted_eval if mode == "eval" else compile_restricted_exec)(source)
+    if any(isinstance(node, ast.While) for node in ast.walk(tree)):
+        tree = _LoopGuards().visit(tree)  # the same node, its loops guarded
+    restricted = compile_restricted_eval if mode == "eval" else compile_restricted_exec
+    compiled = restricted(tree)
     if compiled.errors or compiled.code is None:
         reasons = "; ".join(compiled.errors) or "not allowed"
         raise ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: {reasons}")
@@ -454,7 +528,8 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         scope.update(context)
         scope.update(self.globals)  # guards last: task data can never replace them
         try:
-            return eval(code, scope)  # noqa: S307 - RestrictedPython code object, guarded scope
+            with _time_limited():
+                return eval(code, scope)  # noqa: S307 - RestrictedPython code, guarded scope
         except ScriptSecurityError as exc:
             raise _requote(exc, source, "eval") from None
 
@@ -469,7 +544,8 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         try:
             # The parent runs ``exec`` in the task data (so assignments become task data),
             # puts the guards in last and strips them and every callable out afterwards.
-            result: bool = super().execute(code, context, dict(external_context or {}))
+            with _time_limited():
+                result: bool = super().execute(code, context, dict(external_context or {}))
         except ScriptSecurityError as exc:
             raise _requote(exc, source, "exec") from None
         return result

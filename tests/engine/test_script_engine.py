@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 
+from engine_bridge.engine import script_engine
 from engine_bridge.engine.script_engine import (
     RANGE_LIMIT,
     RestrictedScriptEngine,
@@ -259,3 +261,53 @@ def test_registered_service_receives_evaluated_params_and_result_becomes_data() 
 def test_render_template(template: str, data: dict[str, Any], expected: str) -> None:
     """Templates fill names and dict keys only; everything else is inert."""
     assert render_template(template, data) == expected
+
+
+@pytest.fixture
+def short_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(script_engine, "TIME_LIMIT_SECONDS", 0.2)
+
+
+@pytest.mark.usefixtures("short_time_limit")
+@pytest.mark.parametrize(
+    "script",
+    [
+        "while True: pass",
+        "n = 0\nwhile n >= 0:\n    n += 1",
+        "for a in range(10000):\n    for b in range(10000):\n        pass",
+        "total = sum(1 for a in range(10000) for b in range(10000))",
+    ],
+    ids=["while-one-line", "while-block", "nested-for", "nested-comprehension"],
+)
+def test_a_script_that_does_not_end_is_stopped_at_the_time_limit(script: str) -> None:
+    """A runaway script task would hold a worker for ever: it is stopped with a
+    ScriptSecurityError (the action fails, the instance stays as it was)."""
+    body = f"""
+    <bpmn:startEvent id="s"/>
+    <bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="spin"/>
+    <bpmn:scriptTask id="spin"><bpmn:script>{script}</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f1" sourceRef="spin" targetRef="u"/>
+    <bpmn:userTask id="u"/>"""
+    wf = _workflow(body, RestrictedScriptEngine(), {})
+    started = time.monotonic()
+    with pytest.raises(ScriptSecurityError, match=r"ran longer than 0\.2 seconds"):
+        wf.do_engine_steps()
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.usefixtures("short_time_limit")
+def test_an_expression_that_does_not_end_is_stopped_and_the_limit_ends_with_it() -> None:
+    with pytest.raises(ScriptSecurityError, match=r"ran longer than 0\.2 seconds"):
+        evaluate_expression("sum(1 for a in range(10000) for b in range(10000))", {})
+    # The deadline went with the expression: a later long-ish loop of its own is fine.
+    assert evaluate_expression("sum(x for x in range(5000))", {}) == sum(range(5000))
+
+
+def test_ending_loops_run_as_written_and_keep_their_line_numbers() -> None:
+    env = script_engine.RestrictedEnvironment()
+    data: dict[str, Any] = {}
+    env.execute("k = 0\nwhile k < 300:\n    k += 1\nitems = [i for i in range(300)]", data)
+    assert data["k"] == 300 and data["items"] == list(range(300))
+    with pytest.raises(ZeroDivisionError) as failed:
+        env.execute("k = 0\nwhile k < 3:\n    k += 1\nx = 1 / 0", {})
+    assert failed.traceback[-1].lineno + 1 == 4  # the line of the division, as written

@@ -411,4 +411,4 @@ def test_cli_reports_unknown_instances_and_unreadable_histories(live: Any, tmp_p
     bad.write_text("{not json", encoding="utf-8")
     unreadable = _cli("replay", str(bad), "--workflows", str(WORKFLOWS))
     assert unreadable.returncode == 2
-    assert "bad.json: not valid json" in unreadable.stderr
+    assert "bad.json:1: not valid JSON" in unreadable.stderr
