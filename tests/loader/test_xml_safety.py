@@ -153,7 +153,9 @@ ATTLIST_DEFAULT = b"""<?xml version="1.0"?>
     [
         ATTLIST_DEFAULT,
         ATTLIST_DEFAULT.replace(b'candidateUsers="T001"', b""),
-        ATTLIST_DEFAULT.replace(b"ATTLIST userTask candidateUsers CDATA", b"ELEMENT userTask ANY"),
+        ATTLIST_DEFAULT.replace(
+            b'ATTLIST userTask candidateUsers CDATA "EVIL001"', b"ELEMENT userTask ANY"
+        ),
         ATTLIST_DEFAULT.replace(b'version="1.0"', b'version="1.0" encoding="UTF-16"')
         .decode()
         .encode("utf-16"),
@@ -174,9 +176,41 @@ def test_an_external_dtd_is_refused_at_the_doctype_line() -> None:
     assert _code(data) == ("xml-dtd-forbidden", 3)
 
 
-def test_a_bare_doctype_is_harmless_and_parses() -> None:
+def test_any_doctype_is_refused_even_a_bare_one() -> None:
+    """Parsed, a DOCTYPE with an attribute list looks like a bare one: none is allowed."""
     data = (
         b'<?xml version="1.0"?>\n<!DOCTYPE definitions>\n'
         b'<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d"/>'
+    )
+    assert _code(data) == ("xml-dtd-forbidden", 2)
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        b'<!ATTLIST userTask candidateUsers CDATA "EVIL001">',
+        b'<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">',
+    ],
+    ids=["attlist", "entities"],
+)
+def test_a_doctype_in_utf7_is_refused(declaration: bytes) -> None:
+    """UTF-7 writes "<!" as "+ADwAIQ-": no byte scan for declarations sees it."""
+    text = (
+        '<?xml version="1.0" encoding="UTF-7"?>\n<!DOCTYPE definitions ['
+        + declaration.decode()
+        + ']>\n<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">'
+        '<process id="p"><userTask id="t"/></process></definitions>'
+    )
+    head, body = text.split("?>", 1)
+    data = (head + "?>" + body.replace("<!", "+ADwAIQ-")).encode("ascii")
+    assert b"<!" not in data
+    assert _code(data)[0] == "xml-dtd-forbidden"
+
+
+def test_a_comment_or_cdata_mentioning_a_declaration_is_fine() -> None:
+    data = (
+        b'<?xml version="1.0"?><definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"'
+        b' id="d"><!-- <!ATTLIST x> --><documentation><![CDATA[<!ELEMENT y>]]></documentation>'
+        b"</definitions>"
     )
     assert parse_bpmn(data, "x.bpmn").get("id") == "d"
