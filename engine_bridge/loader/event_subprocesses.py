@@ -11,7 +11,8 @@ It also writes on each event subprocess's spec whether it interrupts its scope (
 ``isInterrupting`` of its start event, which SpiffWorkflow does not read), under
 ``EVENT_SUBPROCESS_KEY`` in the spec's serialized extensions. The engine
 (``engine.event_subprocesses``) reads that mark to interrupt the scope, and to end the scope
-when its main flow ends; specs stored before carry no mark and run as they always did.
+when its main flow ends; specs stored before carry no mark and run as they always did (the
+library's version includes the loader's revision, so those stored definitions stay apart).
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ EVENT_SUBPROCESS_KEY = "eb_interrupting"
 _BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 
 
-def prepare_event_subprocesses(parser: Any, specs: Iterable[Any]) -> bool:
+def prepare_event_subprocesses(parser: Any, specs: Iterable[Any]) -> None:
     """Wire and mark the event subprocesses of ``specs`` (process and subprocess specs parsed
-    by ``parser``); True when any was found. Running it twice changes nothing more."""
-    found = False
+    by ``parser``). Running it twice changes nothing more."""
     for spec in specs:
         start = spec.start
         for name in list(getattr(start, "trigger_specs", ())):
@@ -45,9 +45,7 @@ def prepare_event_subprocesses(parser: Any, specs: Iterable[Any]) -> bool:
         for task_spec in spec.task_specs.values():
             node = _event_subprocess_node(parser, task_spec)
             if node is not None:
-                found = True
                 task_spec.extensions[EVENT_SUBPROCESS_KEY] = _interrupting(node)
-    return found
 
 
 def _event_subprocess_node(parser: Any, task_spec: Any) -> Any | None:

@@ -272,15 +272,20 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return result
 
 
-def _version(sources: Sequence[SourceFile], event_subprocesses: bool = False) -> str:
-    """The files' content hash. A library with event subprocesses parses into other specs
-    than it did before they were wired (``loader.event_subprocesses``), so its version says
-    so: a stored definition never changes under the same version."""
+#: What the loader makes of the same files: raised whenever a translation or a wiring changes
+#: the parsed specs (event subprocesses wired to their scope, ``$INITIATOR``, Activiti error
+#: codes declared), so a library loaded by a newer bridge gets a version of its own and the
+#: definition stored under the old version is never contradicted.
+LOADER_REVISION = 2
+
+
+def _version(sources: Sequence[SourceFile]) -> str:
+    """The files' content hash, with the loader's revision: a stored definition never
+    changes under the same version."""
     digest = hashlib.sha256()
     for sha in sorted(s.sha256 for s in sources):
         digest.update(sha.encode())
-    if event_subprocesses:
-        digest.update(b"event-subprocesses:wired")
+    digest.update(f"loader-revision:{LOADER_REVISION}".encode())
     return digest.hexdigest()
 
 
@@ -347,7 +352,6 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
             problems += check_call_activities(source.root, source.file, defined)
 
     built: dict[str, _Built] = {}
-    event_subprocesses = False
     for process_id in parser.get_process_ids():
         file = defined.get(process_id, "")
         try:
@@ -357,7 +361,7 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
             problems.append(_spiff_problem(exc, file, lines))
             continue
         parsed = [spec, *(s for s in subs.values() if s is not None)]
-        event_subprocesses |= prepare_event_subprocesses(parser, parsed)
+        prepare_event_subprocesses(parser, parsed)
         nodes, node_problems = read_node_settings([spec, *subs.values()], lines)
         problems += node_problems
         problems += check_nodes(nodes)
@@ -374,7 +378,7 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
         files=sources,
         processes=built,
         non_executable=non_executable,
-        version=_version(sources, event_subprocesses),
+        version=_version(sources),
         problems=_dedupe([_locate_by_name(p, roots.get(p.file)) for p in problems]),
     )
 
