@@ -50,7 +50,7 @@ from engine_bridge.engine.script_engine import (
     sandbox_names,
 )
 from engine_bridge.engine.state import definition_json, restore_specs
-from engine_bridge.engine.timers import waiting_due_times
+from engine_bridge.engine.timers import interrupting_timer_due, waiting_due_times
 from engine_bridge.engine.todos import (
     MAX_SUMMARY_ITEMS,
     TodoContext,
@@ -160,18 +160,18 @@ class Engine:
         """``handler`` completes their share of ``todo_id`` with ``data``; run to the next wait."""
         ctx = self._context(wf, process, instance_id)
         self._refuse_if_stopped(wf, instance_id)
-        payload = check_data(data or {}, f"completion data of todo {todo_id!r}")
-        with self._running(process, instance_id, None):
-            fired = self._fire_due_timers(wf, process, instance_id, "completion")
+        fired = interrupting_timer_due(wf) and self._fire_first(wf, process, instance_id)
         try:
             task = self._open_share(wf, ctx, todo_id, handler)
         except TaskNotOpenError as exc:
-            if not fired:
+            anchor = find_task(wf, instance_id, todo_id) if fired else None
+            if anchor is None or anchor.state != TaskState.CANCELLED:
                 raise
             raise TaskNotOpenError(
                 f"{exc}: a timer of the instance fell due before this completion and "
                 "cancelled it (the worker's next tick withdraws the todo)"
             ) from None
+        payload = check_data(data or {}, f"completion data of todo {todo_id!r}")
         with self._running(process, instance_id, task):
             task.internal_data[_COMPLETED_BY] = {
                 "handler": handler,
@@ -338,6 +338,19 @@ class Engine:
             registry=registry,
             view_names=view_names,
         )
+
+    def _fire_first(self, wf: Any, process: LoadedProcess, instance_id: str) -> bool:
+        """Before a completion: fire the timers that fell due, one of which cancels something
+        (so the completion may find its todo gone). They fail on the model or the instance's
+        data, never on the completion's: a variable they miss is an EngineError, not the
+        caller's EngineDataError."""
+        try:
+            with self._running(process, instance_id, None):
+                return self._fire_due_timers(wf, process, instance_id, "completion")
+        except EngineDataError as exc:
+            raise EngineError(
+                f"{exc} (while firing a timer that fell due before this completion)"
+            ) from exc
 
     def _fire_due_timers(
         self, wf: Any, process: LoadedProcess, instance_id: str, what: str

@@ -32,14 +32,18 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimerEventDefinition,
 )
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.util import PendingBpmnEvent
 from SpiffWorkflow.util.task import TaskState
+
+from engine_bridge.loader.event_subprocesses import EVENT_SUBPROCESS_KEY
 
 __all__ = [
     "ClockedCycleTimer",
     "ClockedDurationTimer",
     "ClockedTimeDateTimer",
     "due_time",
+    "interrupting_timer_due",
     "register_clocked_timers",
     "task_now",
     "waiting_due_times",
@@ -92,6 +96,36 @@ def waiting_due_times(wf: Any) -> list[datetime]:
             values = [definition.details(task).value]
         found += [due for due in map(due_time, values) if due is not None]
     return found
+
+
+def interrupting_timer_due(wf: Any) -> bool:
+    """Whether a timer that cancels something when it fires has fallen due: an interrupting
+    boundary timer, or the timer start of an interrupting event subprocess. An action on an
+    instance lets those fire first (what they cancel may be what the action is about); the
+    other timers wait for the tick, as they always did."""
+    now: datetime | None = None
+    for task in wf.event_manager.tasks.values():
+        spec = task.task_spec
+        definition = getattr(spec, "event_definition", None)
+        if not isinstance(definition, TimerEventDefinition) or not _interrupts(task):
+            continue
+        due = due_time(definition.details(task).value)
+        if now is None:
+            now = task_now(task)
+        if due is not None and due <= now:
+            return True
+    return False
+
+
+def _interrupts(task: Any) -> bool:
+    spec = task.task_spec
+    if isinstance(spec, BoundaryEvent):
+        return bool(spec.cancel_activity)
+    if isinstance(spec, StartEvent) and task.workflow is not task.workflow.top_workflow:
+        owner = task.workflow.top_workflow.get_task_from_id(task.workflow.parent_task_id)
+        extensions = getattr(owner.task_spec, "extensions", None) or {}
+        return bool(extensions.get(EVENT_SUBPROCESS_KEY, False))
+    return False
 
 
 def _value_key(definition: Any, task: Any) -> str:

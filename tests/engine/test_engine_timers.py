@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from engine_bridge.clock import FakeClock
+from engine_bridge.errors import EngineDataError, EngineError, TaskNotOpenError
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -226,3 +229,58 @@ def test_ticks_on_time_still_fire_each_timer_when_it_falls_due() -> None:
     assert sorted(run.nodes()) == ["a", "remind_todo"]
     run.tick(timedelta(hours=1))
     assert sorted(run.nodes()) == ["remind_todo", "stop_todo"]
+
+
+def _reminder_and_escalation(reminder_handlers: str, escalation_script: str = "x = 1") -> str:
+    """Task ``a`` with a 1-hour non-interrupting reminder and a 2-hour escalation whose path
+    runs ``escalation_script`` before its todo."""
+    return definitions(
+        process(
+            "bt",
+            START
+            + user("a", "'U1'")
+            + '<bpmn:boundaryEvent id="remind" attachedToRef="a" cancelActivity="false">'
+            + timer("timeDuration", '"PT1H"')
+            + "</bpmn:boundaryEvent>"
+            + '<bpmn:boundaryEvent id="stop" attachedToRef="a">'
+            + timer("timeDuration", '"PT2H"')
+            + "</bpmn:boundaryEvent>"
+            + user("remind_todo", reminder_handlers)
+            + f'<bpmn:scriptTask id="note"><bpmn:script>{escalation_script}</bpmn:script>'
+            + "</bpmn:scriptTask>"
+            + user("stop_todo", "'BOSS'")
+            + END
+            + '<bpmn:endEvent id="e2"/><bpmn:endEvent id="e3"/>'
+            + chain("start", "a", "end")
+            + chain("remind", "remind_todo", "e2")
+            + chain("stop", "note", "stop_todo", "e3"),
+        )
+    )
+
+
+def test_a_completion_does_not_wait_on_a_due_reminder_that_cannot_fire() -> None:
+    """Only timers that cancel something fire before a completion: a due reminder whose
+    handlers name a variable the data lacks is left to the tick, as before, and does not
+    block the person completing the task."""
+    run = run_for(_reminder_and_escalation("manager"))
+    run.clock.advance(timedelta(minutes=90))
+    facts = run.complete("a", "U1")
+    assert facts.finished
+
+
+def test_a_due_escalation_that_cannot_fire_refuses_the_completion_as_an_engine_error() -> None:
+    """The escalation cancels the task, so it fires first; its script names a variable the
+    data lacks: the model's problem, not the completing person's data."""
+    run = run_for(_reminder_and_escalation("'MGR'", "x = boss + 1"))
+    run.clock.advance(timedelta(hours=3))
+    with pytest.raises(EngineError) as refused:
+        run.complete("a", "U1")
+    assert not isinstance(refused.value, EngineDataError)
+    assert "while firing a timer that fell due before this completion" in str(refused.value)
+
+
+def test_a_completion_after_its_escalation_fell_due_is_refused_naming_the_timer() -> None:
+    run = run_for(_reminder_and_escalation("'MGR'"))
+    run.clock.advance(timedelta(hours=3))
+    with pytest.raises(TaskNotOpenError, match="a timer of the instance fell due before"):
+        run.complete("a", "U1")
