@@ -507,13 +507,15 @@ class Bridge:
         instance whose state changed.
 
         At most ``limit`` instances are handled, earliest due first. An instance whose timer
-        fails to fire (its error is logged, its state unchanged) does not count, and is looked
-        at again ``TIMER_RETRY_DELAY`` later, so failing instances never hold up the others."""
+        fails to fire (its error is logged, its state unchanged) does not count against them,
+        and is looked at again ``TIMER_RETRY_DELAY`` later, so failing instances never hold up
+        the others for good; at most ``limit`` such failures are tried per tick."""
         outcomes: list[Outcome] = []
         now = self.clock.now()
-        handled = 0
+        handled = failed = 0
         tried: set[str] = set()
-        while handled < limit:
+        read: dict[str, int] = {}  # the version each instance was at when this tick read it
+        while handled < limit and failed < limit:
             due = self.store.due_instances(now, limit=limit - handled + len(tried))
             fresh = [i for i in due if i not in tried][: limit - handled]
             if not fresh:
@@ -521,7 +523,7 @@ class Bridge:
             for instance_id in fresh:
                 tried.add(instance_id)
                 try:
-                    outcome = self._tick_one(instance_id, now)
+                    outcome = self._tick_one(instance_id, now, read)
                 except ConflictError:
                     # Another worker fired this timer first and committed; nothing is lost.
                     log.info("tick: instance %s changed under us; skipped", instance_id)
@@ -532,13 +534,18 @@ class Bridge:
                     # state is unchanged, it takes no place of this tick's ``limit`` and it
                     # is looked at again a while later, not first in every tick.
                     retry_at = now + TIMER_RETRY_DELAY
-                    self.store.postpone_timer(instance_id, due_by=now, until=retry_at)
+                    version = read.get(instance_id)
+                    if version is not None:
+                        self.store.postpone_timer(instance_id, version=version, until=retry_at)
                     log.warning(
                         "tick: instance %s failed: %s; its timers are tried again at %s",
                         instance_id,
                         exc,
                         retry_at.isoformat(),
                     )
+                    failed += 1
+                    if failed >= limit:
+                        break  # the next tick goes on past them: they wait a minute now
                     continue
                 handled += 1
                 if outcome is not None:
@@ -548,8 +555,9 @@ class Bridge:
             self._after_commit()
         return outcomes
 
-    def _tick_one(self, instance_id: str, now: datetime) -> Outcome | None:
+    def _tick_one(self, instance_id: str, now: datetime, read: dict[str, int]) -> Outcome | None:
         record = self.store.get_instance(instance_id)
+        read[instance_id] = record.version
         if record.status != "running":
             return None
         loaded, wf = self._checkout(record)

@@ -57,6 +57,9 @@ def test_many_failing_timer_instances_do_not_starve_a_good_one(tmp_path: Path) -
             "timeout_escalation", initiator="2", data={"reviewer": "T002", "supervisor": "S001"}
         )
         clock.advance(timedelta(hours=49))
+        # Three failures end the first tick (a tick tries at most `limit` of them); they wait
+        # a minute now, so the next tick gets past the other two to the good one.
+        assert bridge.tick(limit=3) == []
         outcomes = bridge.tick(limit=3)
         assert [o.instance_id for o in outcomes] == [good.id]
         assert [t.node_id for t in bridge.todos(good.id)] == ["escalate"]
@@ -109,3 +112,34 @@ def test_a_completion_before_the_escalation_falls_due_goes_through(tmp_path: Pat
         clock.advance(timedelta(hours=2))
         assert bridge.tick() == []
         assert "escalate" not in [t.node_id for t in bridge.todos(inst.id)]
+
+
+def test_a_tick_tries_at_most_limit_failing_instances(tmp_path: Path) -> None:
+    """Failures take no place of the limit, but are bounded too: a worker delivers only
+    after its tick, and a tick must not try every broken instance of the database."""
+    clock = FakeClock()
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 't.db'}", center=None, clock=clock
+    ) as bridge:
+        broken = [
+            bridge.start("timeout_escalation", initiator="1", data={"reviewer": "T001"}).id
+            for _ in range(7)
+        ]
+        clock.advance(timedelta(hours=49))
+        assert bridge.tick(limit=3) == []
+        assert len(bridge.store.due_instances(clock.now())) == len(broken) - 3
+
+
+def test_postponing_a_timer_leaves_an_instance_a_step_moved_meanwhile(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Bridge.open(
+        WORKFLOWS, database=f"sqlite:///{tmp_path / 't.db'}", center=None, clock=clock
+    ) as bridge:
+        inst = bridge.start("timeout_escalation", initiator="1", data={"reviewer": "T001"})
+        record = bridge.store.get_instance(inst.id)
+        later = clock.now() + timedelta(days=9)
+        assert not bridge.store.postpone_timer(inst.id, version=record.version + 1, until=later)
+        assert bridge.store.get_instance(inst.id).next_timer_at == record.next_timer_at
+        assert bridge.store.postpone_timer(inst.id, version=record.version, until=later)
+        moved = bridge.store.get_instance(inst.id)
+        assert (moved.next_timer_at, moved.version) == (later, record.version)

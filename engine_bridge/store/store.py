@@ -245,17 +245,17 @@ class Store:
         with self._db.read() as conn:
             return [str(i) for i in conn.execute(query).scalars()]
 
-    def postpone_timer(self, instance_id: str, *, due_by: datetime, until: datetime) -> bool:
-        """Look at the instance's timers again at ``until`` instead of now: its next timer,
-        due by ``due_by``, failed to fire. Only the time the instance is next looked at
-        changes (its state and version stay), and only while that time is still due: a step
-        that moved it meanwhile wins. True when it was postponed."""
+    def postpone_timer(self, instance_id: str, *, version: int, until: datetime) -> bool:
+        """Look at the instance's timers again at ``until``: its next timer failed to fire
+        from ``version``. Only the time the instance is next looked at changes (its state and
+        version stay), and only while it is still at ``version``: a step that moved it
+        meanwhile wins. True when it was postponed."""
         query = (
             update(instances)
             .where(
                 instances.c.id == instance_id,
                 instances.c.status == "running",
-                instances.c.next_timer_at <= due_by,
+                instances.c.version == version,
             )
             .values(next_timer_at=until)
         )
