@@ -219,6 +219,8 @@ def _dangling_references(root: Any, file: str) -> list[Problem]:
             ref = (element.get(attribute) or "").strip()
             if not ref or ref in declared[kind] or ":" in ref:  # a QName: another file's
                 continue
+            if not _executable(element):  # a pool drawn for documentation is never parsed
+                continue
             # An event definition's own id means nothing to an author: name its event.
             named = element.getparent() if tag.endswith("EventDefinition") else element
             owner_id, line = _owner_id(named)

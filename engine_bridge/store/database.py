@@ -209,10 +209,10 @@ def missing_sqlite_file(url: str) -> str | None:
     (another database, an in-memory one, or a file that is there). Connecting would create
     it: whatever must not create a database asks this first."""
     parsed = make_url(url)
-    path = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+    if parsed.get_backend_name() != "sqlite":
         return None
-    return None if os.path.exists(path) else str(path)
+    path = _sqlite_file(parsed.database, parsed.query)  # a file: URI is SQLite's to open
+    return None if path is None or os.path.exists(path) else str(parsed.database)
 
 
 def _read_version(conn: Connection) -> int:

@@ -141,6 +141,8 @@ def test_an_event_naming_an_undeclared_message_names_the_event(write_bpmn: Write
     assert "messageRef='ghost' names no message of this file" in problem.message
     declared = text.replace("<bpmn:process", '<bpmn:message id="ghost" name="g"/><bpmn:process')
     assert "unknown-reference" not in _codes(validate_paths(write_bpmn("ok.bpmn", declared)))
+    drawn = definitions(process("p", chain(("wait", wait)), executable=False))
+    assert "unknown-reference" not in _codes(validate_paths(write_bpmn("drawn.bpmn", drawn)))
 
 
 def test_receive_task_without_a_message_is_refused_unless_its_pool_never_runs(

@@ -182,3 +182,11 @@ def test_opening_a_missing_sqlite_file_without_create_refuses_and_leaves_no_file
     with pytest.raises(SchemaError, match=r"store_new\.db does not exist"):
         Store.open(f"sqlite:///{missing}", create=False)
     assert not missing.exists()
+
+
+def test_a_sqlite_uri_filename_is_left_to_sqlite(tmp_path: Path) -> None:
+    """``file:…?uri=true`` names the file as SQLite reads it: not a path to check."""
+    path = tmp_path / "uri.db"
+    Store.open(f"sqlite:///{path}").close()
+    with Store.open(f"sqlite:///file:{path}?mode=rw&uri=true", create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
