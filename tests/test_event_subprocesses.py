@@ -24,6 +24,17 @@ TIMER = (
     "</bpmn:timerEventDefinition>"
 )
 MESSAGE = '<bpmn:messageEventDefinition messageRef="m_withdraw"/>'
+CYCLE = (
+    '<bpmn:timerEventDefinition><bpmn:timeCycle>"R3/PT1H"</bpmn:timeCycle>'
+    "</bpmn:timerEventDefinition>"
+)
+
+
+def duration(value: str) -> str:
+    return (
+        f'<bpmn:timerEventDefinition><bpmn:timeDuration>"{value}"</bpmn:timeDuration>'
+        "</bpmn:timerEventDefinition>"
+    )
 
 
 def flows(*ids: str) -> str:
@@ -102,6 +113,40 @@ MODELS = {
             interrupting=True,
             handler="O001",
         ),
+    ),
+    # an hourly chase that interrupts: it fires once
+    "chase.bpmn": model(
+        "chase",
+        main_flow(event_subprocess("chaser", CYCLE, interrupting=True, handler="D001")),
+    ),
+    # an hourly reminder beside the review
+    "hourly.bpmn": model(
+        "hourly",
+        main_flow(event_subprocess("hourly_note", CYCLE, interrupting=False, handler="S001")),
+    ),
+    # two escalations, the one drawn first falls due last
+    "two.bpmn": model(
+        "two",
+        main_flow(
+            event_subprocess("late", duration("P2D"), interrupting=True, handler="D002"),
+            event_subprocess("early", duration("P1D"), interrupting=True, handler="D001"),
+        ),
+    ),
+    # the review throws a signal that an event subprocess without a user task answers by
+    # ending the process
+    "quiet.bpmn": model(
+        "quiet",
+        '<bpmn:startEvent id="start"/>'
+        '<bpmn:userTask id="review" camunda:assignee="T001"/>'
+        '<bpmn:intermediateThrowEvent id="alarm">'
+        '<bpmn:signalEventDefinition signalRef="s_alarm"/></bpmn:intermediateThrowEvent>'
+        '<bpmn:userTask id="archive" camunda:assignee="T002"/><bpmn:endEvent id="end"/>'
+        + flows("start", "review", "alarm", "archive", "end")
+        + '<bpmn:subProcess id="hush" triggeredByEvent="true">'
+        '<bpmn:startEvent id="hush_start"><bpmn:signalEventDefinition signalRef="s_alarm"/>'
+        '</bpmn:startEvent><bpmn:endEvent id="hush_end"/>'
+        + flows("hush_start", "hush_end")
+        + "</bpmn:subProcess>",
     ),
     # the event subprocess lives inside an embedded subprocess: its scope is that subprocess
     "nested.bpmn": model(
@@ -266,6 +311,61 @@ def test_an_event_subprocess_in_a_subprocess_ends_with_that_subprocess(
     assert out.next_nodes == ("archive",)
     with pytest.raises(InputError, match="waits for no message"):
         bridge.message(inst.id, "withdraw")
+    harness.assert_in_step(bridge, inst.id)
+
+
+def test_an_interrupting_cycle_event_subprocess_fires_once(harness: Harness) -> None:
+    bridge = harness.bridge()
+    inst = bridge.start("chase", initiator="2023001")
+    harness.clock.advance(timedelta(minutes=61))
+    (out,) = bridge.tick()
+    assert out.closed == (inst.todos[0].task_id,) and out.next_nodes == ("chaser_task",)
+    harness.clock.advance(timedelta(hours=3))
+    assert bridge.tick() == []
+    assert _nodes(bridge, inst.id) == ["chaser_task"]
+    harness.assert_in_step(bridge, inst.id)
+
+
+def test_a_running_cycle_event_subprocess_is_waited_for_when_the_main_flow_ends(
+    harness: Harness,
+) -> None:
+    bridge = harness.bridge()
+    inst = bridge.start("hourly", initiator="2023001")
+    harness.clock.advance(timedelta(minutes=61))
+    bridge.tick()
+    assert _nodes(bridge, inst.id) == ["hourly_note_task", "review"]
+    bridge.complete(_todo(bridge, inst.id, "review"), handler="T001")
+    done = bridge.complete(_todo(bridge, inst.id, "archive"), handler="T002")
+    # The reminder under way is waited for; no new repetition starts after the main flow.
+    assert done.status == "none" and _nodes(bridge, inst.id) == ["hourly_note_task"]
+    harness.clock.advance(timedelta(hours=3))
+    assert bridge.tick() == []
+    last = bridge.complete(_todo(bridge, inst.id, "hourly_note_task"), handler="S001")
+    assert last.finished and last.status == "end"
+    harness.assert_in_step(bridge, inst.id)
+
+
+def test_a_late_tick_takes_the_event_subprocess_whose_timer_fell_due_first(
+    harness: Harness,
+) -> None:
+    bridge = harness.bridge()
+    inst = bridge.start("two", initiator="2023001")
+    harness.clock.advance(timedelta(days=3))
+    (out,) = bridge.tick()
+    assert out.next_nodes == ("early_task",)
+    assert _nodes(bridge, inst.id) == ["early_task"]
+    harness.assert_in_step(bridge, inst.id)
+
+
+def test_an_event_subprocess_a_signal_starts_and_ends_within_one_run_still_interrupts(
+    harness: Harness,
+) -> None:
+    """The signal is thrown and its event subprocess ends inside one engine run: the main
+    flow it interrupted is cancelled when the engine comes to rest, so the process ends."""
+    bridge = harness.bridge()
+    inst = bridge.start("quiet", initiator="2023001")
+    out = bridge.complete(inst.todos[0].task_id, handler="T001")
+    assert out.finished and out.status == "end" and out.next_nodes == ()
     harness.assert_in_step(bridge, inst.id)
 
 

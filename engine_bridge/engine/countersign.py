@@ -21,7 +21,10 @@ so "2 of 3 approve" reads ``nrOfCompletedInstances >= 2`` or
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -31,7 +34,7 @@ from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
     SequentialMultiInstanceTask,
 )
 
-from engine_bridge.clock import Clock
+from engine_bridge.clock import Clock, FakeClock
 
 __all__ = [
     "BridgeScriptEngine",
@@ -124,7 +127,26 @@ class BridgeScriptEngine(PythonScriptEngine):  # type: ignore[misc]
             inner = inner.inner
         super().__init__(environment=inner.environment)
         self.inner: PythonScriptEngine = inner
-        self.clock = clock
+        self._clock = clock
+        self._pinned = threading.local()  # a time the timers read instead, in this thread
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock, or the time :meth:`pinned_at` holds it at in this thread."""
+        pinned: Clock | None = getattr(self._pinned, "clock", None)
+        return pinned if pinned is not None else self._clock
+
+    @contextmanager
+    def pinned_at(self, when: datetime) -> Iterator[None]:
+        """Timers of this thread's workflows see ``when`` as now within the block: a late
+        tick replays the timers that fell due one due time after the other (the engine is
+        shared by threads, so the time is pinned per thread)."""
+        before = getattr(self._pinned, "clock", None)
+        self._pinned.clock = FakeClock(when)
+        try:
+            yield
+        finally:
+            self._pinned.clock = before
 
     def validate(self, expression: str) -> None:
         self.inner.validate(expression)

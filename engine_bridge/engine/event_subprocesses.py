@@ -35,6 +35,7 @@ from engine_bridge.loader.event_subprocesses import EVENT_SUBPROCESS_KEY
 __all__ = ["has_event_subprocesses", "settle_event_subprocesses"]
 
 _FIRED = TaskState.READY | TaskState.STARTED | TaskState.COMPLETED | TaskState.ERROR
+_BEGUN = _FIRED | TaskState.WAITING
 _INTERRUPTED = "eb_interrupted"  # internal data of an event subprocess task that interrupted
 _REARMED = "eb_rearmed"  # internal data of one that has been armed again
 _ATTRIBUTE = "_eb_event_subprocesses"  # cached on the workflow spec: does any scope have one
@@ -69,37 +70,62 @@ def settle_event_subprocesses(wf: Any) -> bool:
 
 
 def _settle_scope(wf: Any, scope: Any) -> bool:
-    event_tasks = [
-        t
-        for t in scope.tasks.values()
-        if _marked(t.task_spec) and not t.has_state(TaskState.FINISHED_MASK)
-    ]
-    if not event_tasks:
+    marked = [t for t in scope.tasks.values() if _marked(t.task_spec)]
+    if not marked:
         return False
-    fired = {t.id: _fired_start(wf, t) for t in event_tasks}
-    for task in event_tasks:
-        start = fired[task.id]
-        if start is None:
+    fired: dict[Any, Any] = {}
+    for task in marked:
+        if task.state == TaskState.CANCELLED:
+            continue
+        # A triggered one not handled yet: running, or already ended (a signal thrown inside
+        # the instance starts one in the middle of an engine run, which may end it too).
+        trigger = fired[task.id] = _trigger(wf, task)
+        if trigger is None:
             continue
         if task.task_spec.extensions[EVENT_SUBPROCESS_KEY]:
             if not task.internal_data.get(_INTERRUPTED):
                 task.internal_data[_INTERRUPTED] = True
                 _cancel_all_but(scope, task)
+                _recheck_end(scope)
                 return True
-        elif not task.internal_data.get(_REARMED) and not isinstance(
-            start.task_spec.event_definition, TimerEventDefinition
-        ):
+        elif not task.internal_data.get(_REARMED) and not isinstance(trigger, TimerEventDefinition):
             task.internal_data[_REARMED] = True
             _arm_again(task)
             return True
-    if _main_flow_ended(scope):
-        waiting = [t for t in event_tasks if fired[t.id] is None]
-        for task in waiting:
-            task.cancel()
-        if waiting:
-            _recheck_end(scope)
-        return bool(waiting)
-    return False
+    live = [t for t in marked if not t.has_state(TaskState.FINISHED_MASK)]
+    if not live or not _main_flow_ended(scope):
+        return False
+    waiting = [t for t in live if fired.get(t.id) is None]
+    for task in waiting:
+        task.cancel()
+    if waiting:
+        _recheck_end(scope)
+    # A triggered one is waited for, but its start waits no more (a cycle would start its path
+    # again at every repetition, and keep the scope open for ever).
+    repeating = [
+        start
+        for t in live
+        if fired.get(t.id) is not None and t.id in wf.subprocesses
+        for start in wf.subprocesses[t.id].tasks.values()
+        if isinstance(start.task_spec, StartEvent) and start.state == TaskState.WAITING
+    ]
+    for start in repeating:
+        # Not Task.cancel: that would drop the copies of its path already running.
+        start._set_state(TaskState.CANCELLED)
+        wf.event_manager.remove_task(start)
+        _recheck_end(start.workflow)
+    return bool(waiting or repeating)
+
+
+def _trigger(wf: Any, task: Any) -> Any | None:
+    """The event definition that started ``task``'s event subprocess, or None while nothing
+    has (an event subprocess that ended was started by its first start event)."""
+    if task.state == TaskState.COMPLETED:
+        spec = wf.subprocess_specs.get(task.task_spec.spec)
+        starts = getattr(spec, "bpmn_start_events", None) or [None]
+        return getattr(starts[0], "event_definition", None)
+    start = _fired_start(wf, task)
+    return None if start is None else start.task_spec.event_definition
 
 
 def _recheck_end(scope: Any) -> None:
@@ -111,14 +137,23 @@ def _recheck_end(scope: Any) -> None:
 
 
 def _fired_start(wf: Any, task: Any) -> Any | None:
-    """The start event of ``task``'s event subprocess that has been triggered, or None."""
+    """The start event of ``task``'s event subprocess once it has been triggered, or None.
+
+    Triggered: its start event fired, or (a cycle timer, which stays waiting and starts a
+    copy of its path at each repetition) something after it has begun."""
     subprocess = wf.subprocesses.get(task.id)
     if subprocess is None:
         return None
-    for inner in subprocess.tasks.values():
-        if isinstance(inner.task_spec, StartEvent) and inner.has_state(_FIRED):
-            return inner
-    return None
+    starts = [t for t in subprocess.tasks.values() if isinstance(t.task_spec, StartEvent)]
+    for start in starts:
+        if start.has_state(_FIRED):
+            return start
+    begun = any(
+        t.has_state(_BEGUN) and not isinstance(t.task_spec, StartEvent)
+        for t in subprocess.tasks.values()
+        if t.task_spec.name != "Start"
+    )
+    return starts[0] if begun and starts else None
 
 
 def _cancel_all_but(scope: Any, keep: Any) -> None:

@@ -216,8 +216,7 @@ class Engine:
         if not self._timer_due(wf):
             return None
         with self._running(process, instance_id, None):
-            wf.refresh_timers()
-            ready = self._advance(wf)
+            ready = self._fire_in_order(wf)
         return self._facts(wf, process, instance_id, "tick", ready=ready)
 
     def message(
@@ -300,6 +299,35 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _fire_in_order(self, wf: Any) -> list[Any] | None:
+        """Fire the timers due by now in the order they fell due, and run on; what
+        :meth:`_advance` returns after the last.
+
+        A late tick (a worker that was down, dates already past) finds several timers due at
+        once. SpiffWorkflow would fire them all in one go: an escalation due at one hour and
+        the one due at two, or a subprocess's two-day timer after a task inside it had ended
+        the subprocess at one day. Here the timers' clock is pinned at the earliest due time,
+        what is due by then fires and the instance runs on; then the next due time, until now.
+        Timers started on the way count from the time they started at."""
+        now = self._clock.now()
+        ready: list[Any] | None = None
+        last: datetime | None = None
+        for _ in range(MAX_ENGINE_ROUNDS):
+            due = [d for d in waiting_due_times(wf) if d <= now]
+            at = min(due, default=None)
+            if at is None or (last is not None and at <= last):
+                break  # nothing more is due, or what is due did not fire at its own time
+            with self.script_engine.pinned_at(at):
+                wf.refresh_timers()
+                ready = self._advance(wf)
+            if ready is None:
+                return None
+            last = at
+        if ready is None:  # nothing fired at its own time: as SpiffWorkflow would, at now
+            wf.refresh_timers()
+            ready = self._advance(wf)
+        return ready
+
     def _timer_due(self, wf: Any) -> bool:
         """Whether a timer ``wf`` waits on is due by the clock."""
         now = self._clock.now()
@@ -362,8 +390,7 @@ class Engine:
         nothing of it is kept, and the next tick opens the incident."""
         if not self._timer_due(wf):
             return False
-        wf.refresh_timers()
-        if self._advance(wf) is None:
+        if self._fire_in_order(wf) is None:
             raise InputError(
                 f"instance {instance_id!r} of process {process.process_id!r}: a timer "
                 f"that fell due before the {what} led to a service task that failed; "

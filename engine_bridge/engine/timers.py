@@ -31,6 +31,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.util import PendingBpmnEvent
@@ -279,6 +280,14 @@ class ClockedCycleTimer(CycleTimerEventDefinition):  # type: ignore[misc]
             return False
         fired = False
         due = datetime.fromisoformat(value["next"])
+        if due <= task_now(my_task) and _interrupts(my_task):
+            if _interrupted_before(my_task, due):
+                return False
+            # An interrupting timer fires once: its first repetition cancels what it is on.
+            # SpiffWorkflow would start its path at every repetition and cancel nothing.
+            my_task.internal_data.pop("event_value", None)
+            my_task.internal_data["event_fired"] = True
+            return False
         if due <= task_now(my_task) and not _interrupted_before(my_task, due):
             value = dict(value)
             value["next"] = (due + timedelta(seconds=value["duration"])).isoformat()
@@ -286,6 +295,16 @@ class ClockedCycleTimer(CycleTimerEventDefinition):  # type: ignore[misc]
             fired = True
         my_task._set_internal_data(event_value=value)
         return fired
+
+    def update_task(self, my_task: Any) -> None:
+        super().update_task(my_task)
+        if my_task._get_internal_data("event_fired", False) and _interrupts(my_task):
+            # It fired as a plain timer does: its path predicted (SpiffWorkflow leaves a cycle
+            # event without children, adding a copy of its path per repetition instead), and
+            # ready now rather than at the next look.
+            spec = my_task.task_spec
+            super(CatchingEvent, spec)._predict_hook(my_task)
+            spec._update(my_task)
 
     def details(self, my_task: Any) -> Any:
         value = my_task._get_internal_data("event_value")

@@ -151,6 +151,19 @@ def _unread_start_events(root: Any, file: str) -> list[Problem]:
     for start in root.iter(_q("startEvent")):
         if not _executable(start):
             continue
+        reason = _event_subprocess_start_problem(start)
+        if reason is not None:
+            problems.append(
+                Problem(
+                    file,
+                    f"start event {start.get('name') or start.get('id')!r} of an event "
+                    f"subprocess {reason}",
+                    "unsupported-start-event",
+                    element_id=start.get("id"),
+                    line=start.sourceline,
+                )
+            )
+            continue
         for local, what in _UNREAD_STARTS.items():
             if start.find(_q(local)) is None:
                 continue
@@ -167,6 +180,31 @@ def _unread_start_events(root: Any, file: str) -> list[Problem]:
                 )
             )
     return problems
+
+
+_STARTABLE = ("timerEventDefinition", "messageEventDefinition", "signalEventDefinition")
+
+
+def _event_subprocess_start_problem(start: Any) -> str | None:
+    """Why the start event of an event subprocess cannot start it as drawn, or None (also for
+    any other start event, and for error/escalation starts, refused on their own)."""
+    parent = start.getparent()
+    if parent is None or parent.get("triggeredByEvent") != "true":
+        return None
+    if any(start.find(_q(local)) is not None for local in _STARTABLE):
+        return None
+    if start.find(_q("conditionalEventDefinition")) is not None:
+        return (
+            "is started by a condition, which SpiffWorkflow 3.2 evaluates only once, with "
+            "the data its scope started with; start it with a message (bridge.message) or a "
+            "timer instead"
+        )
+    if any(start.find(_q(local)) is not None for local in _UNREAD_STARTS):
+        return None
+    return (
+        "has no event (a timer, message or signal) to start it: it would start at once "
+        "with its scope and interrupt it"
+    )
 
 
 def _receive_tasks_without_message(root: Any, file: str) -> list[Problem]:

@@ -284,3 +284,47 @@ def test_a_completion_after_its_escalation_fell_due_is_refused_naming_the_timer(
     run.clock.advance(timedelta(hours=3))
     with pytest.raises(TaskNotOpenError, match="a timer of the instance fell due before"):
         run.complete("a", "U1")
+
+
+def test_a_late_tick_replays_timers_in_the_order_they_fell_due_across_scopes() -> None:
+    """The inner escalation (1 day, on a task inside the stage) ended the stage before the
+    stage's own 2-day timer fell due: a tick at day 3 takes the path on-time ticks take."""
+    stage = (
+        '<bpmn:subProcess id="stage"><bpmn:startEvent id="s0"/>'
+        + user("review", "'U1'")
+        + '<bpmn:boundaryEvent id="inner" attachedToRef="review">'
+        + timer("timeDuration", '"P1D"')
+        + '</bpmn:boundaryEvent><bpmn:endEvent id="s1"/><bpmn:endEvent id="s2"/>'
+        + chain("s0", "review", "s1")
+        + chain("inner", "s2")
+        + "</bpmn:subProcess>"
+    )
+    xml = definitions(
+        process(
+            "bt",
+            START
+            + stage
+            + '<bpmn:boundaryEvent id="outer" attachedToRef="stage">'
+            + timer("timeDuration", '"P2D"')
+            + "</bpmn:boundaryEvent>"
+            + user("archive", "'A1'")
+            + user("late", "'BOSS'")
+            + END
+            + '<bpmn:endEvent id="end2"/>'
+            + chain("start", "stage", "archive", "end")
+            + chain("outer", "late", "end2"),
+        )
+    )
+    run = run_for(xml)
+    run.tick(timedelta(days=3))
+    assert run.nodes() == ["archive"]
+
+
+def test_an_interrupting_cycle_timer_fires_once_and_cancels_its_task() -> None:
+    """SpiffWorkflow starts a cycle timer's path at every repetition and cancels nothing;
+    an interrupting one fires at its first repetition, as a plain timer would."""
+    run = run_for(boundary(True, timer("timeCycle", '"R/PT1H"')))
+    run.tick(timedelta(minutes=61))
+    assert run.nodes() == ["escalate"]
+    run.tick(timedelta(hours=5))
+    assert run.nodes() == ["escalate"]

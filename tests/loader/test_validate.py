@@ -145,6 +145,34 @@ def test_an_event_naming_an_undeclared_message_names_the_event(write_bpmn: Write
     assert "unknown-reference" not in _codes(validate_paths(write_bpmn("drawn.bpmn", drawn)))
 
 
+@pytest.mark.parametrize(
+    ("definition", "words"),
+    [
+        ("", "has no event"),
+        (
+            "<bpmn:conditionalEventDefinition><bpmn:condition>go</bpmn:condition>"
+            "</bpmn:conditionalEventDefinition>",
+            "started by a condition",
+        ),
+    ],
+    ids=["no-event", "conditional"],
+)
+def test_an_event_subprocess_start_that_cannot_start_it_as_drawn_is_refused(
+    write_bpmn: WriteBpmn, definition: str, words: str
+) -> None:
+    event_subprocess = (
+        '\n    <bpmn:subProcess id="es" triggeredByEvent="true">'
+        f'<bpmn:startEvent id="es_start">{definition}</bpmn:startEvent>'
+        '<bpmn:endEvent id="es_end"/>'
+        '<bpmn:sequenceFlow id="esf" sourceRef="es_start" targetRef="es_end"/></bpmn:subProcess>'
+    )
+    text = definitions(
+        process("p", chain(("a", user_task("a", {"handlers": "'T1'"}))) + event_subprocess)
+    )
+    problem = _only(validate_paths(write_bpmn("es.bpmn", text)), "unsupported-start-event")
+    assert problem.element_id == "es_start" and words in problem.message
+
+
 def test_receive_task_without_a_message_is_refused_unless_its_pool_never_runs(
     write_bpmn: WriteBpmn,
 ) -> None:
