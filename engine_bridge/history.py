@@ -137,6 +137,8 @@ def _action(entry: HistoryEntry) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if p.get("opinion"):
         complete["opinion"] = p["opinion"]
+    if p.get("which"):
+        complete["which"] = p["which"]
     return {"complete": complete}, _expected(outcome)
 
 

@@ -15,8 +15,10 @@ import pytest
 
 from engine_bridge import Bridge
 from engine_bridge.errors import InputError
+from engine_bridge.history import export_history
 from engine_bridge.loader import library
 from engine_bridge.loader.library import analyse_paths
+from engine_bridge.testing.replay import replay
 from tests.services.kit import NS, Harness, opened
 
 TIMER = (
@@ -397,3 +399,21 @@ def test_a_library_gets_a_version_of_its_own_from_this_loader(tmp_path: Path) ->
     assert analysis.version != digest.hexdigest()
     digest.update(f"loader-revision:{library.LOADER_REVISION}".encode())
     assert analysis.version == digest.hexdigest()
+
+
+def test_a_history_completing_the_second_of_two_todos_at_a_node_replays_the_same(
+    harness: Harness,
+) -> None:
+    """Two replies open at one node; the second is completed first. The export says which
+    one (``which``), so a replay completes the same todo and agrees."""
+    bridge = harness.bridge()
+    inst = bridge.start("query", initiator="2023001")
+    bridge.message(inst.id, "withdraw", data={"question": 1})
+    bridge.message(inst.id, "withdraw", data={"question": 2})
+    replies = [t.task_id for t in bridge.todos(inst.id) if t.node_id == "reply_task"]
+    bridge.complete(replies[1], handler="O001")
+    history = export_history(bridge.store, inst.id)
+    completes = [s["complete"] for s in history["steps"] if "complete" in s]
+    assert completes[0]["which"] == 2
+    result = replay(history, harness.workflows)
+    assert result.same, result.lines()

@@ -53,6 +53,8 @@ class CompleteSpec(_Strict):
     handler: str
     data: dict[str, Any] = Field(default_factory=dict)
     opinion: str = ""
+    #: Which of several todos open at ``node`` (1-based, in the order they opened).
+    which: int | None = Field(default=None, ge=1)
 
 
 class OpenSpec(_Strict):
@@ -253,7 +255,7 @@ def run_scenario(
     for i, step in enumerate(scenario.steps, start=1):
         if step.complete is not None:
             c = step.complete
-            task_id = _find_task(bridge, inst.id, c.node, c.handler, i)
+            task_id = _find_task(bridge, inst.id, c.node, c.handler, i, c.which)
             outcome = bridge.complete(task_id, handler=c.handler, data=c.data, opinion=c.opinion)
             last = [outcome]
             rec = ScenarioStep(i, "complete", describe_step(step), last)
@@ -291,13 +293,22 @@ def run_scenario(
     return ScenarioRun(instance_id=inst.id, steps=records, finished=status in ENDED, status=status)
 
 
-def _find_task(bridge: Any, instance_id: str, node: str, handler: str, index: int) -> str:
+def _find_task(
+    bridge: Any, instance_id: str, node: str, handler: str, index: int, which: int | None = None
+) -> str:
     todos = [t for t in bridge.todos(instance_id) if t.node_id == node]
     if not todos:
         open_nodes = sorted({t.node_id for t in bridge.todos(instance_id)}) or ["nothing"]
         raise ScenarioError(
             f"step {index}: no open todo at node {node!r}; open: {', '.join(open_nodes)}"
         )
+    if which is not None:
+        if which > len(todos):
+            raise ScenarioError(
+                f"step {index}: todo {which} at node {node!r} was asked for; "
+                f"{len(todos)} are open there"
+            )
+        return str(todos[which - 1].task_id)
     for t in todos:
         if handler in t.handlers or not t.handlers:
             return str(t.task_id)
