@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["COMPACT", "STRICT", "UTF8", "compact", "strict"]
+__all__ = ["COMPACT", "STRICT", "STRICT_UTF8", "UTF8", "compact", "strict"]
 
 #: Compact UTF-8 text, for what only this library reads back (journal frames, JSON columns).
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -30,6 +30,9 @@ COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 STRICT = json.JSONEncoder(allow_nan=False)
 #: ``json.dumps(..., ensure_ascii=False)``: the centre's request bodies.
 UTF8 = json.JSONEncoder(ensure_ascii=False)
+#: ``STRICT`` without ``\\u`` escapes: text UTF-8 cannot carry (a lone surrogate) stays visible
+#: in what it writes, for data checks that must refuse it.
+STRICT_UTF8 = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 
 _NULL = b"null"
 

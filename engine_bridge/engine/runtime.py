@@ -74,6 +74,7 @@ from engine_bridge.errors import (
     TaskNotOpenError,
 )
 from engine_bridge.facts import Action, StepFacts, Todo, TransactionInfo
+from engine_bridge.json_text import STRICT_UTF8
 from engine_bridge.loader.model import LoadedProcess
 from engine_bridge.services import InstanceInIncidentError, ServiceStop, ServiceTaskError
 
@@ -601,7 +602,7 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
             clean[key] = value  # what the JSON round trip below gives back, without it
             continue
         try:
-            text = _STRICT_UNICODE.encode(value)
+            text = STRICT_UTF8.encode(value)
         except (TypeError, ValueError) as exc:
             raise InvalidDataError(
                 f"{what}: the value of {key!r} is not JSON-serialisable ({exc})"
@@ -610,10 +611,6 @@ def check_data(data: Any, what: str) -> dict[str, Any]:
             _check_text(text, f"{what}: the value of {key!r}")
         clean[key] = json.loads(text)
     return clean
-
-
-#: ``STRICT`` without ``\\u`` escapes, so text UTF-8 cannot carry shows (see _check_text).
-_STRICT_UNICODE = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 
 
 def _check_text(text: str, what: str) -> None:

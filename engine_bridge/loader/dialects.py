@@ -455,9 +455,21 @@ def _declare_error_codes(root: Any) -> None:
     if not any(uri in vendors for uri in root.nsmap.values()):
         return
     declared = {e.get("id") for e in root.iter(bpmn("error"))}
+    taken = {e.get("id") for e in root.iter() if isinstance(e.tag, str) and e.get("id")}
+    made: dict[str, str] = {}  # code -> id of the error declared for it
     for definition in list(root.iter(bpmn("errorEventDefinition"))):
         code = (definition.get("errorRef") or "").strip()
-        if code and code not in declared and ":" not in code:
-            error = root.makeelement(bpmn("error"), {"id": code, "name": code, "errorCode": code})
-            root.insert(0, error)
-            declared.add(code)
+        if not code or code in declared or ":" in code:
+            continue
+        if code not in made:
+            # The code is the id when it is free; another element may hold it (a task
+            # called "reject"), and ids are one space.
+            error_id, n = code, 1
+            while error_id in taken:
+                n += 1
+                error_id = f"{code}_error{n if n > 2 else ''}"
+            taken.add(error_id)
+            made[code] = error_id
+            attributes = {"id": error_id, "name": code, "errorCode": code}
+            root.insert(0, root.makeelement(bpmn("error"), attributes))
+        definition.set("errorRef", made[code])

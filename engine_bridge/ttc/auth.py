@@ -296,7 +296,8 @@ class CenterTokenAuth(httpx.Auth):
         self._secrets = tuple(s for s in secrets if s)
 
     def _header(self, token: str) -> str:
-        self._sent.append(token)
+        if token not in self._sent:  # the same token over and over would push out the others
+            self._sent.append(token)
         return f"{self._scheme} {token}" if self._scheme else token
 
     def redact(self, text: str) -> str:

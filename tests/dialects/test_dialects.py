@@ -673,3 +673,18 @@ def test_activiti_error_code_named_in_error_ref_is_declared() -> None:
     assert problems == []
     (error,) = [e for e in root.iter(f"{BPMN}error") if e.get("id") == "payment_reject"]
     assert error.get("errorCode") == "payment_reject"
+
+
+def test_an_error_code_that_is_also_an_element_id_gets_an_error_of_its_own() -> None:
+    """Ids are one space: the declared error takes another id and the refs follow it."""
+    root = etree.fromstring(
+        b'<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        b'xmlns:activiti="http://activiti.org/bpmn" id="d"><process id="p">'
+        b'<userTask id="reject"/><endEvent id="e"><errorEventDefinition errorRef="reject"/>'
+        b"</endEvent></process></definitions>"
+    )
+    translate_dialects(root, "x.bpmn")
+    (error,) = root.iter(f"{BPMN}error")
+    assert (error.get("id"), error.get("errorCode")) == ("reject_error", "reject")
+    (ref,) = root.iter(f"{BPMN}errorEventDefinition")
+    assert ref.get("errorRef") == "reject_error"
