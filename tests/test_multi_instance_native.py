@@ -57,10 +57,39 @@ AGAIN = bpmn(
 )
 
 
+# A sequential multi-instance subprocess: each person's stage in turn.
+STAGES = bpmn(
+    "stages",
+    '<bpmn:startEvent id="start"/>',
+    '<bpmn:subProcess id="stage"><bpmn:multiInstanceLoopCharacteristics isSequential="true">'
+    "<bpmn:loopDataInputRef>people</bpmn:loopDataInputRef>"
+    '<bpmn:inputDataItem id="person"/></bpmn:multiInstanceLoopCharacteristics>'
+    '<bpmn:startEvent id="s0"/><bpmn:userTask id="sign" camunda:assignee="${person}"/>'
+    '<bpmn:endEvent id="s1"/><bpmn:sequenceFlow id="sa" sourceRef="s0" targetRef="sign"/>'
+    '<bpmn:sequenceFlow id="sb" sourceRef="sign" targetRef="s1"/></bpmn:subProcess>',
+    '<bpmn:userTask id="archive" camunda:assignee="N1"/>',
+    '<bpmn:endEvent id="end"/>',
+    flows=[("start", "stage"), ("stage", "archive"), ("archive", "end")],
+)
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
-    with opened(tmp_path, {"in_turn.bpmn": SEQUENTIAL, "again.bpmn": AGAIN}) as h:
+    files = {"in_turn.bpmn": SEQUENTIAL, "again.bpmn": AGAIN, "stages.bpmn": STAGES}
+    with opened(tmp_path, files) as h:
         yield h
+
+
+def test_a_sequential_multi_instance_subprocess_runs_each_instance_in_turn(
+    harness: Harness,
+) -> None:
+    bridge = harness.bridge()
+    inst = bridge.start("stages", initiator="2023001", data={"people": ["P1", "P2", "P3"]})
+    for person, following in (("P1", ("sign",)), ("P2", ("sign",)), ("P3", ("archive",))):
+        (todo,) = bridge.todos(inst.id)
+        assert todo.handlers == (person,)
+        assert bridge.complete(todo.task_id, handler=person).next_nodes == following
+        harness.assert_in_step(bridge, inst.id)
 
 
 def test_sequential_signers_each_get_their_turn(harness: Harness) -> None:
