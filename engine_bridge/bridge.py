@@ -412,7 +412,9 @@ class Bridge:
             payload=lambda outcome: {
                 "task_id": task_id,
                 "node": _node_of(record.ledger, task_id),
-                "which": _which(record.ledger, task_id),
+                # Only when several are open at the node: a null here would cost the JSON
+                # writer a read back of every completion's entry (json_text.compact).
+                **_which(record.ledger, task_id),
                 "handler": handler,
                 "data": form,
                 "opinion": opinion,
@@ -1014,13 +1016,15 @@ def _node_of(ledger: Ledger, task_id: str) -> str | None:
     return todo.node_id if todo else None
 
 
-def _which(ledger: Ledger, task_id: str) -> int | None:
-    """The todo's place (1-based, in the order they opened) among the todos open at its node,
-    when there are several (two replies of a non-interrupting event subprocess, say): what a
-    replay needs to complete the same one."""
+def _which(ledger: Ledger, task_id: str) -> dict[str, int]:
+    """``{"which": n}``: the todo's place (1-based, in the order they opened) among the todos
+    open at its node when there are several (two replies of a non-interrupting event
+    subprocess, say), what a replay needs to complete the same one; else nothing."""
     node = _node_of(ledger, task_id)
     at_node = [t.todo_id for t in ledger.open if t.node_id == node]
-    return at_node.index(task_id) + 1 if len(at_node) > 1 and task_id in at_node else None
+    if len(at_node) > 1 and task_id in at_node:
+        return {"which": at_node.index(task_id) + 1}
+    return {}
 
 
 def _with_opinion(facts: StepFacts, opinion: str) -> StepFacts:

@@ -40,7 +40,6 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import date, datetime
 from functools import lru_cache
 from types import CodeType
@@ -311,18 +310,15 @@ def _timed(items: Iterator[Any]) -> Iterator[Any]:
         yield item
 
 
-@contextmanager
-def _time_limited() -> Iterator[None]:
-    """Give the BPMN code run in the block ``TIME_LIMIT_SECONDS``; code it calls that is BPMN
-    code too (a script's nested expression) shares the outer deadline."""
+def _start_clock() -> bool:
+    """Give the BPMN code about to run ``TIME_LIMIT_SECONDS``; True when this call set the
+    deadline (and must clear it), False inside BPMN code already running (a script's nested
+    expression shares the outer deadline). A plain function, not a context manager: it runs
+    for every condition a countersign completion evaluates."""
     if getattr(_running, "deadline", None) is not None:
-        yield
-        return
+        return False
     _running.deadline = time.monotonic() + TIME_LIMIT_SECONDS
-    try:
-        yield
-    finally:
-        _running.deadline = None
+    return True
 
 
 class _LoopGuards(ast.NodeTransformer):
@@ -527,11 +523,14 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         scope: dict[str, Any] = dict(external_context or {})
         scope.update(context)
         scope.update(self.globals)  # guards last: task data can never replace them
+        started = _start_clock()
         try:
-            with _time_limited():
-                return eval(code, scope)  # noqa: S307 - RestrictedPython code, guarded scope
+            return eval(code, scope)  # noqa: S307 - RestrictedPython code object, guarded scope
         except ScriptSecurityError as exc:
             raise _requote(exc, source, "eval") from None
+        finally:
+            if started:
+                _running.deadline = None
 
     def execute(
         self,
@@ -541,13 +540,16 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
     ) -> bool:
         source = _prepare(script, "exec")
         code = _compile(source, "exec")
+        started = _start_clock()
         try:
             # The parent runs ``exec`` in the task data (so assignments become task data),
             # puts the guards in last and strips them and every callable out afterwards.
-            with _time_limited():
-                result: bool = super().execute(code, context, dict(external_context or {}))
+            result: bool = super().execute(code, context, dict(external_context or {}))
         except ScriptSecurityError as exc:
             raise _requote(exc, source, "exec") from None
+        finally:
+            if started:
+                _running.deadline = None
         return result
 
 
