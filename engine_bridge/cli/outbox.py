@@ -83,15 +83,17 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("no outbox rows" + (f" with status {args.status}" if args.status else ""))
         return 0
+    places = [f"{row.instance_id}:{row.seq}" for row in rows]
+    width = max(len("INSTANCE:SEQ"), *map(len, places))  # instance ids are 32 characters
     print(
-        f"{'ID':>6}  {'STATUS':<9} {'TRIES':>5}  {'ENDPOINT':<22} {'INSTANCE:SEQ':<30} LAST ERROR"
+        f"{'ID':>6}  {'STATUS':<9} {'TRIES':>5}  {'ENDPOINT':<22} {'INSTANCE:SEQ':<{width}} "
+        "LAST ERROR"
     )
-    for row in rows:
-        where = f"{row.instance_id}:{row.seq}"
+    for row, where in zip(rows, places, strict=True):
         error = (row.last_error or "").replace("\n", " ")
         print(
             f"{row.id:>6}  {row.status:<9} {row.attempts:>5}  {row.endpoint.value:<22} "
-            f"{where:<30} {error[:80]}"
+            f"{where:<{width}} {error[:80]}"
         )
     return 0
 

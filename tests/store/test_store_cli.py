@@ -190,3 +190,14 @@ def test_a_sqlite_uri_filename_is_left_to_sqlite(tmp_path: Path) -> None:
     Store.open(f"sqlite:///{path}").close()
     with Store.open(f"sqlite:///file:{path}?mode=rw&uri=true", create=False) as store:
         assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_outbox_list_keeps_its_columns_for_full_length_instance_ids(
+    store: Store, db_url: str, make_step: StepFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Instance ids are 32 characters: the INSTANCE:SEQ column widens, the next one lines up."""
+    long_id = "0" * 32
+    store.commit_step(make_step(long_id, calls=[(Endpoint.TASK_HANDLE, {"handler": "T001"})]))
+    assert run("outbox", "list", "--database", db_url) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.index("LAST ERROR") == row.index(f"{long_id}:1") + len(f"{long_id}:1") + 1
