@@ -24,7 +24,7 @@ import httpx
 
 from engine_bridge.clock import Clock, SystemClock
 from engine_bridge.crashpoints import crashpoint
-from engine_bridge.engine.runtime import Engine
+from engine_bridge.engine.runtime import Engine, TimersFailedFirst
 from engine_bridge.engine.script_engine import Registry, RestrictedScriptEngine
 from engine_bridge.engine.state import definition_json, load_state
 from engine_bridge.errors import (
@@ -392,18 +392,31 @@ class Bridge:
         if record.status == "incident":
             raise self._in_incident(record, f"todo {task_id!r} cannot be completed")
         form = _check_data(data, what="completion data")
-        loaded, wf = self._checkout(
-            record, state=lambda: self.store.instance_state(record.id, record.version)
-        )
-        facts = self.engine.complete(
-            wf,
-            loaded.process,
-            instance_id=record.id,
-            todo_id=task_id,
-            handler=handler,
-            data=form,
-            opinion=opinion,
-        )
+
+        def state() -> str:
+            return self.store.instance_state(record.id, record.version)
+
+        def run(wf: Any, process: LoadedProcess, timers_first: bool) -> StepFacts:
+            return self.engine.complete(
+                wf,
+                process,
+                instance_id=record.id,
+                todo_id=task_id,
+                handler=handler,
+                data=form,
+                opinion=opinion,
+                timers_first=timers_first,
+            )
+
+        loaded, wf = self._checkout(record, state=state)
+        try:
+            facts = run(wf, loaded.process, True)
+        except TimersFailedFirst as exc:
+            # A timer due before the completion cannot fire (the tick reports it too): the
+            # completion goes ahead on a fresh copy, as if the worker had not noticed it.
+            log.warning("instance %s: %s; completing without it", record.id, exc)
+            loaded, wf = self._checkout(record, state=state)
+            facts = run(wf, loaded.process, False)
         return self._plan_and_write(
             record,
             wf,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -143,3 +144,48 @@ def test_postponing_a_timer_leaves_an_instance_a_step_moved_meanwhile(tmp_path: 
         assert bridge.store.postpone_timer(inst.id, version=record.version, until=later)
         moved = bridge.store.get_instance(inst.id)
         assert (moved.next_timer_at, moved.version) == (later, record.version)
+
+
+REMINDER_THAT_FAILS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://x">
+  <bpmn:process id="nag" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:userTask id="review" camunda:assignee="T001"/>
+    <bpmn:boundaryEvent id="nudge" attachedToRef="review" cancelActivity="false">
+      <bpmn:timerEventDefinition><bpmn:timeDuration>"PT1H"</bpmn:timeDuration>
+      </bpmn:timerEventDefinition></bpmn:boundaryEvent>
+    <bpmn:scriptTask id="note"><bpmn:script>x = manager + 1</bpmn:script></bpmn:scriptTask>
+    <bpmn:userTask id="remind" camunda:assignee="M001"/>
+    <bpmn:endEvent id="end"/><bpmn:endEvent id="end2"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="review"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="nudge" targetRef="note"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="note" targetRef="remind"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="remind" targetRef="end2"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_due_reminder_that_cannot_fire_does_not_block_the_completion(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Timers due before a completion fire first; this one's path fails (as every tick of it
+    does). The completion goes ahead as if the worker had not noticed it, and says so."""
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    (folder / "nag.bpmn").write_text(REMINDER_THAT_FAILS, encoding="utf-8")
+    clock = FakeClock()
+    fake = FakeCenter(clock=clock)
+    with Bridge.open(
+        folder, database=f"sqlite:///{tmp_path / 't.db'}", center=fake.transport(), clock=clock
+    ) as bridge:
+        inst = bridge.start("nag", initiator="1")
+        clock.advance(timedelta(hours=2))
+        with caplog.at_level(logging.WARNING, logger="engine_bridge.bridge"):
+            done = bridge.complete(inst.todos[0].task_id, handler="T001")
+        assert done.finished and done.status == "end"
+        assert any("completing without it" in r.getMessage() for r in caplog.records)
+        assert bridge.instance(inst.id).status == "finished"
+        assert fake.open_todos() == {} or not any(fake.open_todos().values())

@@ -150,6 +150,19 @@ MODELS = {
         + flows("hush_start", "hush_end")
         + "</bpmn:subProcess>",
     ),
+    # a five-hour follow-up whose own one-hour escalation runs only once it has started
+    "nest.bpmn": model(
+        "nest",
+        main_flow(
+            '<bpmn:subProcess id="follow" triggeredByEvent="true">'
+            f'<bpmn:startEvent id="follow_start" isInterrupting="false">{duration("PT5H")}'
+            '</bpmn:startEvent><bpmn:userTask id="follow_task" camunda:assignee="F001"/>'
+            '<bpmn:endEvent id="follow_end"/>'
+            + flows("follow_start", "follow_task", "follow_end")
+            + event_subprocess("hurry", duration("PT1H"), interrupting=True, handler="H001")
+            + "</bpmn:subProcess>"
+        ),
+    ),
     # the event subprocess lives inside an embedded subprocess: its scope is that subprocess
     "nested.bpmn": model(
         "nested",
@@ -368,6 +381,28 @@ def test_an_event_subprocess_a_signal_starts_and_ends_within_one_run_still_inter
     inst = bridge.start("quiet", initiator="2023001")
     out = bridge.complete(inst.todos[0].task_id, handler="T001")
     assert out.finished and out.status == "end" and out.next_nodes == ()
+    harness.assert_in_step(bridge, inst.id)
+
+
+def test_an_event_subprocess_inside_one_waits_only_once_that_one_started(
+    harness: Harness,
+) -> None:
+    bridge = harness.bridge()
+    inst = bridge.start("nest", initiator="2023001")
+    # Nothing before five hours: the inner one-hour escalation is not waiting yet.
+    assert bridge.store.get_instance(inst.id).next_timer_at == harness.clock.now() + timedelta(
+        hours=5
+    )
+    harness.clock.advance(timedelta(hours=1, minutes=1))
+    assert bridge.tick() == []
+    harness.clock.advance(timedelta(hours=4))
+    bridge.tick()
+    assert _nodes(bridge, inst.id) == ["follow_task", "review"]
+    harness.clock.advance(timedelta(hours=1))
+    (out,) = bridge.tick()
+    # The escalation interrupts the follow-up (its scope), not the main flow.
+    assert out.next_nodes == ("hurry_task",)
+    assert _nodes(bridge, inst.id) == ["hurry_task", "review"]
     harness.assert_in_step(bridge, inst.id)
 
 

@@ -50,7 +50,7 @@ from engine_bridge.engine.script_engine import (
     sandbox_names,
 )
 from engine_bridge.engine.state import definition_json, restore_specs
-from engine_bridge.engine.timers import interrupting_timer_due, waiting_due_times
+from engine_bridge.engine.timers import waiting_due_times
 from engine_bridge.engine.todos import (
     MAX_SUMMARY_ITEMS,
     TodoContext,
@@ -78,7 +78,13 @@ from engine_bridge.json_text import STRICT_UTF8
 from engine_bridge.loader.model import LoadedProcess
 from engine_bridge.services import InstanceInIncidentError, ServiceStop, ServiceTaskError
 
-__all__ = ["MAX_ENGINE_ROUNDS", "Engine", "check_data", "initiator_variables"]
+__all__ = [
+    "MAX_ENGINE_ROUNDS",
+    "Engine",
+    "TimersFailedFirst",
+    "check_data",
+    "initiator_variables",
+]
 
 # Rounds of "run engine tasks, complete pass-through tasks" one action may take before the
 # engine gives up: a BPMN loop that never waits for a person or a timer must not hang a worker.
@@ -92,6 +98,11 @@ _STOPPED = "eb_stopped_at_service"
 # On the live workflow object (never saved): the stopped task the last run of the engine left,
 # or None, so asking again after an action does not walk every task of a large instance.
 _LAST_STOP = "_engine_bridge_last_stop"
+
+
+class TimersFailedFirst(EngineError):
+    """A timer that fell due before a completion could not fire; the workflow it was fired in
+    is spoilt (see :meth:`Engine.complete`)."""
 
 
 class Engine:
@@ -157,11 +168,19 @@ class Engine:
         handler: str,
         data: Mapping[str, Any] | None = None,
         opinion: str = "",
+        timers_first: bool = True,
     ) -> StepFacts:
-        """``handler`` completes their share of ``todo_id`` with ``data``; run to the next wait."""
+        """``handler`` completes their share of ``todo_id`` with ``data``; run to the next wait.
+
+        Timers that fell due before the completion (the worker has not ticked yet) fire first,
+        in the order they fell due, as the tick would have fired them; an escalation among
+        them may have cancelled the todo. If one of them cannot fire, ``TimersFailedFirst`` is
+        raised and the workflow is spoilt: the caller completes a fresh copy with
+        ``timers_first=False``, as if the worker had not noticed them (the tick reports them).
+        """
         ctx = self._context(wf, process, instance_id)
         self._refuse_if_stopped(wf, instance_id)
-        fired = interrupting_timer_due(wf) and self._fire_first(wf, process, instance_id)
+        fired = timers_first and self._timer_due(wf) and self._fire_first(wf, process, instance_id)
         try:
             task = self._open_share(wf, ctx, todo_id, handler)
         except TaskNotOpenError as exc:
@@ -369,15 +388,13 @@ class Engine:
         )
 
     def _fire_first(self, wf: Any, process: LoadedProcess, instance_id: str) -> bool:
-        """Before a completion: fire the timers that fell due, one of which cancels something
-        (so the completion may find its todo gone). They fail on the model or the instance's
-        data, never on the completion's: a variable they miss is an EngineError, not the
-        caller's EngineDataError."""
+        """Before a completion: fire the timers that fell due (see :meth:`complete`). They
+        fail on the model or the instance's data, never on the completion's."""
         try:
             with self._running(process, instance_id, None):
                 return self._fire_due_timers(wf, process, instance_id, "completion")
-        except EngineDataError as exc:
-            raise EngineError(
+        except EngineBridgeError as exc:
+            raise TimersFailedFirst(
                 f"{exc} (while firing a timer that fell due before this completion)"
             ) from exc
 

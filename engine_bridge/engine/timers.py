@@ -44,7 +44,6 @@ __all__ = [
     "ClockedDurationTimer",
     "ClockedTimeDateTimer",
     "due_time",
-    "interrupting_timer_due",
     "register_clocked_timers",
     "task_now",
     "waiting_due_times",
@@ -97,25 +96,6 @@ def waiting_due_times(wf: Any) -> list[datetime]:
             values = [definition.details(task).value]
         found += [due for due in map(due_time, values) if due is not None]
     return found
-
-
-def interrupting_timer_due(wf: Any) -> bool:
-    """Whether a timer that cancels something when it fires has fallen due: an interrupting
-    boundary timer, or the timer start of an interrupting event subprocess. An action on an
-    instance lets those fire first (what they cancel may be what the action is about); the
-    other timers wait for the tick, as they always did."""
-    now: datetime | None = None
-    for task in wf.event_manager.tasks.values():
-        spec = task.task_spec
-        definition = getattr(spec, "event_definition", None)
-        if not isinstance(definition, TimerEventDefinition) or not _interrupts(task):
-            continue
-        due = due_time(definition.details(task).value)
-        if now is None:
-            now = task_now(task)
-        if due is not None and due <= now:
-            return True
-    return False
 
 
 def _interrupts(task: Any) -> bool:
@@ -176,7 +156,9 @@ def _interrupted_before(task: Any, due: datetime) -> bool:
             or sibling.has_state(TaskState.FINISHED_MASK)
         ):
             continue
-        other = due_time(sibling._get_internal_data("event_value"))
+        # Worked out now if the sibling has not been looked at yet (both reached at once,
+        # dates already past): the one drawn first is checked before the other has a value.
+        other = due_time(spec.event_definition.value_for(sibling))
         if other is not None and other <= now and (other < due or (other == due and n < place)):
             return True
     return False

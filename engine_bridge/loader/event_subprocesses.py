@@ -42,10 +42,35 @@ def prepare_event_subprocesses(parser: Any, specs: Iterable[Any]) -> None:
                 event_subprocess.connect(spec.end)
         if getattr(start, "trigger_specs", None):
             start.trigger_specs.clear()
+        inner = []
         for task_spec in spec.task_specs.values():
             node = _event_subprocess_node(parser, task_spec)
             if node is not None:
                 task_spec.extensions[EVENT_SUBPROCESS_KEY] = _interrupting(node)
+                inner.append(task_spec)
+        if inner and _is_event_subprocess(parser, spec):
+            _wait_from_trigger(spec, inner)
+
+
+def _is_event_subprocess(parser: Any, spec: Any) -> bool:
+    node = getattr(parser.process_parsers.get(spec.name), "node", None)
+    return node is not None and node.get("triggeredByEvent") == "true"
+
+
+def _wait_from_trigger(spec: Any, inner: list[Any]) -> None:
+    """An event subprocess inside an event subprocess: its scope runs from the outer one's
+    trigger, not from when the outer one starts waiting (SpiffWorkflow creates that at once,
+    with the process). Its inner ones are wired to the outer one's start events instead of
+    to its ``Start``, so they wait only once it has been triggered."""
+    start = spec.start
+    for event_subprocess in inner:
+        # ``outputs`` and ``inputs`` are lists built from names on every read: set them whole.
+        if event_subprocess in start.outputs:
+            start.outputs = [s for s in start.outputs if s is not event_subprocess]
+            event_subprocess.inputs = [s for s in event_subprocess.inputs if s is not start]
+        for start_event in spec.bpmn_start_events:
+            if event_subprocess not in start_event.outputs:
+                start_event.connect(event_subprocess)
 
 
 def _event_subprocess_node(parser: Any, task_spec: Any) -> Any | None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine_bridge.clock import FakeClock
-from engine_bridge.errors import EngineDataError, EngineError, TaskNotOpenError
+from engine_bridge.engine.runtime import TimersFailedFirst
+from engine_bridge.errors import EngineDataError, TaskNotOpenError
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -258,25 +259,28 @@ def _reminder_and_escalation(reminder_handlers: str, escalation_script: str = "x
     )
 
 
-def test_a_completion_does_not_wait_on_a_due_reminder_that_cannot_fire() -> None:
-    """Only timers that cancel something fire before a completion: a due reminder whose
-    handlers name a variable the data lacks is left to the tick, as before, and does not
-    block the person completing the task."""
-    run = run_for(_reminder_and_escalation("manager"))
-    run.clock.advance(timedelta(minutes=90))
-    facts = run.complete("a", "U1")
-    assert facts.finished
-
-
-def test_a_due_escalation_that_cannot_fire_refuses_the_completion_as_an_engine_error() -> None:
-    """The escalation cancels the task, so it fires first; its script names a variable the
-    data lacks: the model's problem, not the completing person's data."""
+def test_a_due_timer_that_cannot_fire_before_a_completion_is_reported_apart() -> None:
+    """The timers due before a completion fire first; one whose path fails (a script naming a
+    variable the data lacks) raises TimersFailedFirst, an EngineError and not the caller's
+    EngineDataError, so the bridge can complete a fresh copy without firing them."""
     run = run_for(_reminder_and_escalation("'MGR'", "x = boss + 1"))
     run.clock.advance(timedelta(hours=3))
-    with pytest.raises(EngineError) as refused:
+    todo = run.todo("a", "U1")
+    with pytest.raises(TimersFailedFirst) as failed:
+        run.engine.complete(
+            run.wf, run.process, instance_id=run.instance_id, todo_id=todo.todo_id, handler="U1"
+        )
+    assert not isinstance(failed.value, EngineDataError)
+    assert "while firing a timer that fell due before this completion" in str(failed.value)
+
+
+def test_due_timers_fire_before_a_completion_in_the_order_they_fell_due() -> None:
+    """A reminder due at one hour and the escalation at two, completion at three: both fired
+    first, so the completion finds its todo cancelled, as ticks on time would have."""
+    run = run_for(_reminder_and_escalation("'MGR'"))
+    run.clock.advance(timedelta(hours=3))
+    with pytest.raises(TaskNotOpenError):
         run.complete("a", "U1")
-    assert not isinstance(refused.value, EngineDataError)
-    assert "while firing a timer that fell due before this completion" in str(refused.value)
 
 
 def test_a_completion_after_its_escalation_fell_due_is_refused_naming_the_timer() -> None:
@@ -328,3 +332,16 @@ def test_an_interrupting_cycle_timer_fires_once_and_cancels_its_task() -> None:
     assert run.nodes() == ["escalate"]
     run.tick(timedelta(hours=5))
     assert run.nodes() == ["escalate"]
+
+
+def test_two_past_dated_escalations_reached_at_once_fire_only_the_earliest() -> None:
+    """Both dates already past when the task is reached: the one drawn first is looked at
+    before the other has worked out its date, and must still give way to it."""
+    later = "2030-01-02T00:00:00+00:00"
+    earlier = "2030-01-01T00:00:00+00:00"
+    run = run_for(
+        two_timers(("late", later, True), ("early", earlier, True)).replace(
+            "timeDuration", "timeDate"
+        )
+    )
+    assert run.nodes() == ["early_todo"]
