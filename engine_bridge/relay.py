@@ -130,6 +130,10 @@ class Relay:
         self._lease_seconds = lease_seconds
         self._policy = policy or RetryPolicy()
         self._already_done = ALREADY_DONE_CODES if already_done is None else already_done
+        #: The level a dead letter is logged at. A sandbox on a temporary database (explain,
+        #: replay) reports each call's verdict itself and lowers it: advice to run
+        #: `engine-bridge outbox retry` on a database that is gone helps nobody.
+        self.dead_letter_level = logging.WARNING
 
     def __repr__(self) -> str:
         return f"Relay(worker_id={self.worker_id!r}, store={self._store!r})"
@@ -290,7 +294,8 @@ class Relay:
     def _dead(
         self, row: OutboxRow, error: str, now: datetime, *, unknown: bool = False
     ) -> DeliveryReport:
-        logger.warning(
+        logger.log(
+            self.dead_letter_level,
             "outbox row %d (%s, instance %s, seq %d) is a dead letter: %s; it blocks the "
             "instance until `engine-bridge outbox retry %d` or `discard %d`",
             row.id,

@@ -4,6 +4,7 @@ sends; without a scenario it follows the default path and stops clearly where da
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,18 @@ def test_the_command_defaults_to_the_library_initiator() -> None:
     from engine_bridge.cli import explain as command
 
     assert command.DEFAULT_INITIATOR == library.DEFAULT_INITIATOR
+
+
+def test_a_refused_call_in_explain_is_not_logged_as_a_dead_letter_to_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The refusal is in the explanation; advice to retry an outbox row of a temporary
+    database that is gone would only mislead."""
+    with caplog.at_level(logging.WARNING):
+        result = explain(
+            WORKFLOWS,
+            scenario=WORKFLOWS / "scenarios" / "or_sign.json",
+            center=FakeCenter(app_id="campus-oa"),
+        )
+    assert result.steps[0].calls[0].verdict.startswith("rejected")
+    assert not [r for r in caplog.records if "dead letter" in r.getMessage()]
