@@ -73,9 +73,26 @@ STAGES = bpmn(
 )
 
 
+# Camunda's form, the task's name naming each instance's place.
+NUMBERED = bpmn(
+    "numbered",
+    '<bpmn:startEvent id="start"/>',
+    '<bpmn:userTask id="sign" name="Signature ${loopCounter}" camunda:assignee="${signer}">'
+    '<bpmn:multiInstanceLoopCharacteristics isSequential="true" '
+    'camunda:collection="${signers}" camunda:elementVariable="signer"/></bpmn:userTask>',
+    '<bpmn:endEvent id="end"/>',
+    flows=[("start", "sign"), ("sign", "end")],
+)
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
-    files = {"in_turn.bpmn": SEQUENTIAL, "again.bpmn": AGAIN, "stages.bpmn": STAGES}
+    files = {
+        "in_turn.bpmn": SEQUENTIAL,
+        "again.bpmn": AGAIN,
+        "stages.bpmn": STAGES,
+        "numbered.bpmn": NUMBERED,
+    }
     with opened(tmp_path, files) as h:
         yield h
 
@@ -150,3 +167,22 @@ def test_a_native_loop_with_a_pre_script_of_its_own_is_left_as_drawn() -> None:
         ".//{http://www.omg.org/spec/BPMN/20100524/MODEL}multiInstanceLoopCharacteristics"
     )
     assert loop is not None and loop.get(f"{spiff}scriptsOnInstances") is None
+
+
+def test_a_juel_task_name_names_each_instance_at_the_centre(harness: Harness) -> None:
+    """Camunda evaluates a task name's expressions for each task: the todos are named
+    Signature 0, Signature 1, while the node keeps the name it was drawn with."""
+    bridge = harness.bridge()
+    inst = bridge.start("numbered", initiator="2023001", data={"signers": ["A1", "A2"]})
+    todo = inst.todos[0]
+    out = bridge.complete(todo.task_id, handler="A1")
+    names = [
+        (t["task_name"], t["node_name"])
+        for t in harness.fake.state()["todos"].values()
+        if t["item"].get("taskId", "").startswith(inst.id)
+    ]
+    assert names == [
+        ("Signature 0", "Signature ${loopCounter}"),
+        ("Signature 1", "Signature ${loopCounter}"),
+    ]
+    assert bridge.complete(out.created[0].task_id, handler="A2").finished

@@ -349,6 +349,7 @@ def _view(anchor: Any, settings: NodeSettings, todo_id: str, ctx: TodoContext) -
         return dict(stored)
     data = {
         **anchor.data,
+        **_instance_names(anchor),  # an instance's own todo may name its place (Task 2)
         **ctx.view_names,
         "instanceId": ctx.instance_id,
         "todoId": todo_id,

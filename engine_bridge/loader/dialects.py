@@ -227,6 +227,29 @@ def _translate_assignment(ctx: _Context, task: Any) -> None:
             _set_property(task, "handlingGroup", handling)
 
 
+_JUEL_IN_NAME = re.compile(r"[$#]\{([^{}]*)\}")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+
+
+def _translate_name(task: Any) -> None:
+    """A task name with JUEL (``My Task ${loopCounter}``), which Camunda and Flowable
+    evaluate for each task, becomes the todo's ``taskName`` template (``My Task
+    {loopCounter}``) when every expression in it is a plain variable; the node's name stays as
+    drawn. Anything more (a call, an operator, braces of its own) is left as text."""
+    name = task.get("name") or ""
+    if not has_juel(name) or "taskName" in _properties(task):
+        return
+    fields = _JUEL_IN_NAME.findall(name)
+    rest = _JUEL_IN_NAME.sub("", name)
+    if not fields or "{" in rest or "}" in rest:
+        return
+    if not all(_DOTTED.fullmatch(f.strip()) for f in fields):
+        return
+    _set_property(
+        task, "taskName", _JUEL_IN_NAME.sub(lambda m: "{" + m.group(1).strip() + "}", name)
+    )
+
+
 # --------------------------------------------------------------------------- multi-instance
 
 
@@ -432,6 +455,7 @@ def translate_dialects(root: Any, file: str) -> list[Problem]:
     for task in list(root.iter(bpmn("userTask"))):
         _copy_vendor_properties(task)
         _translate_assignment(ctx, task)
+        _translate_name(task)
     claimed: dict[str, Any] = {}
     for loop in list(root.iter(bpmn("multiInstanceLoopCharacteristics"))):
         _translate_multi_instance(ctx, loop, claimed)

@@ -274,9 +274,10 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 #: What the loader makes of the same files: raised whenever a translation or a wiring changes
 #: the parsed specs (event subprocesses wired to their scope, ``$INITIATOR``, Activiti error
-#: codes declared), so a library loaded by a newer bridge gets a version of its own and the
-#: definition stored under the old version is never contradicted.
-LOADER_REVISION = 2
+#: codes declared, JUEL task names as taskName templates), so a library loaded by a newer
+#: bridge gets a version of its own and the definition stored under the old version is never
+#: contradicted.
+LOADER_REVISION = 3
 
 
 def _version(sources: Sequence[SourceFile]) -> str:

@@ -688,3 +688,26 @@ def test_an_error_code_that_is_also_an_element_id_gets_an_error_of_its_own() -> 
     assert (error.get("id"), error.get("errorCode")) == ("reject_error", "reject")
     (ref,) = root.iter(f"{BPMN}errorEventDefinition")
     assert ref.get("errorRef") == "reject_error"
+
+
+@pytest.mark.parametrize(
+    ("name", "task_name"),
+    [
+        ("Multi User Task-${loopCounter}", "Multi User Task-{loopCounter}"),
+        ("Review #{request.title} for ${applicant}", "Review {request.title} for {applicant}"),
+        ("Approve ${amount > 10}", None),
+        ("Plain name", None),
+    ],
+)
+def test_a_task_name_with_plain_juel_variables_becomes_the_todo_name(
+    name: str, task_name: str | None
+) -> None:
+    root = etree.fromstring(
+        b'<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">'
+        b'<process id="p"><userTask id="t"/></process></definitions>'
+    )
+    (task,) = root.iter(f"{BPMN}userTask")
+    task.set("name", name)
+    translate_dialects(root, "x.bpmn")
+    assert properties(root, "t").get("taskName") == task_name
+    assert task.get("name") == name  # the node keeps the name it was drawn with
