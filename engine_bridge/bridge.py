@@ -330,20 +330,12 @@ class Bridge:
         ``key`` makes the completion idempotent: a retried call with the same key returns the
         first outcome (``duplicate=True``) and changes nothing.
         """
-        same = {"task_id": task_id, "handler": handler}
-        seen = self._recorded(key, "complete", same=same)
-        if seen is not None:
-            return seen
-        try:
-            return self._complete_new(task_id, handler, data, opinion, key)
-        except EngineBridgeError:
-            # The same keyed completion, sent twice at once, committed by the other caller
-            # after this one looked the key up: the todo is no longer open to this one, and
-            # the first outcome is the answer.
-            seen = self._recorded(key, "complete", same=same)
-            if seen is None:
-                raise
-            return seen
+        return self._once(
+            key,
+            "complete",
+            lambda: self._complete_new(task_id, handler, data, opinion, key),
+            same={"task_id": task_id, "handler": handler},
+        )
 
     def _complete_new(
         self,
@@ -472,20 +464,13 @@ class Bridge:
         first outcome (``duplicate=True``) and changes nothing. A message nothing waits for
         is refused (``InputError``, naming the messages the instance does wait for).
         """
-        same = {"name": name}
-        seen = self._recorded(key, "message", instance_id, same=same)
-        if seen is not None:
-            return seen
-        try:
-            return self._message_new(instance_id, name, data, key)
-        except EngineBridgeError:
-            # The same keyed message, sent twice at once, delivered by the other caller after
-            # this one looked the key up (so nothing waits for it any more, or the commit lost
-            # the race): the first delivery's outcome is the answer.
-            seen = self._recorded(key, "message", instance_id, same=same)
-            if seen is None:
-                raise
-            return seen
+        return self._once(
+            key,
+            "message",
+            lambda: self._message_new(instance_id, name, data, key),
+            instance_id=instance_id,
+            same={"name": name},
+        )
 
     def _message_new(
         self, instance_id: str, name: str, data: Mapping[str, Any] | None, key: str | None
@@ -530,7 +515,6 @@ class Bridge:
         now = self.clock.now()
         handled = failed = 0
         tried: set[str] = set()
-        read: dict[str, int] = {}  # the version each instance was at when this tick read it
         while handled < limit and failed < limit:
             due = self.store.due_instances(now, limit=limit - handled + len(tried))
             fresh = [i for i in due if i not in tried][: limit - handled]
@@ -539,7 +523,7 @@ class Bridge:
             for instance_id in fresh:
                 tried.add(instance_id)
                 try:
-                    outcome = self._tick_one(instance_id, now, read)
+                    outcome = self._tick_one(instance_id, now)
                 except ConflictError:
                     # Another worker fired this timer first and committed; nothing is lost.
                     log.info("tick: instance %s changed under us; skipped", instance_id)
@@ -547,17 +531,13 @@ class Bridge:
                     continue
                 except EngineBridgeError as exc:
                     # One broken instance must not stop the timers of all the others: its
-                    # state is unchanged, it takes no place of this tick's ``limit`` and it
-                    # is looked at again a while later, not first in every tick.
-                    retry_at = now + TIMER_RETRY_DELAY
-                    version = read.get(instance_id)
-                    if version is not None:
-                        self.store.postpone_timer(instance_id, version=version, until=retry_at)
+                    # state is unchanged, it takes no place of this tick's ``limit``, and
+                    # ``_tick_one`` postponed it, so it is not first in every tick.
                     log.warning(
                         "tick: instance %s failed: %s; its timers are tried again at %s",
                         instance_id,
                         exc,
-                        retry_at.isoformat(),
+                        (now + TIMER_RETRY_DELAY).isoformat(),
                     )
                     failed += 1
                     if failed >= limit:
@@ -571,18 +551,26 @@ class Bridge:
             self._after_commit()
         return outcomes
 
-    def _tick_one(self, instance_id: str, now: datetime, read: dict[str, int]) -> Outcome | None:
+    def _tick_one(self, instance_id: str, now: datetime) -> Outcome | None:
+        """Fire the instance's due timers; when that fails (not a writer that got there
+        first), its next look is postponed by ``TIMER_RETRY_DELAY`` before the error goes on."""
         record = self.store.get_instance(instance_id)
-        read[instance_id] = record.version
         if record.status != "running":
             return None
-        loaded, wf = self._checkout(record)
-        facts = self.engine.tick(wf, loaded.process, instance_id=record.id)
-        if facts is None:
-            return None
-        return self._step(
-            record, wf, facts, kind="tick", payload={"at": now.isoformat()}, deliver=False
-        )
+        try:
+            loaded, wf = self._checkout(record)
+            facts = self.engine.tick(wf, loaded.process, instance_id=record.id)
+            if facts is None:
+                return None
+            return self._step(
+                record, wf, facts, kind="tick", payload={"at": now.isoformat()}, deliver=False
+            )
+        except ConflictError:
+            raise
+        except EngineBridgeError:
+            until = now + TIMER_RETRY_DELAY
+            self.store.postpone_timer(instance_id, version=record.version, until=until)
+            raise
 
     def deliver(self) -> DeliveryReport:
         """Send every outbox row that is due now; returns the relay's report. Rows that fail
@@ -683,6 +671,32 @@ class Bridge:
         )
 
     # ------------------------------------------------------------------ internals
+    def _once(
+        self,
+        key: str | None,
+        kind: str,
+        action: Callable[[], Outcome],
+        *,
+        instance_id: str | None = None,
+        same: Mapping[str, str],
+    ) -> Outcome:
+        """Run ``action`` unless ``key`` names one already recorded (its first outcome then).
+
+        The same keyed action sent twice at once: the other caller may commit after this one
+        looked the key up, and this one is refused (the todo is no longer open, nothing waits
+        for the message any more, or its commit lost the race); the first outcome is then
+        the answer."""
+        seen = self._recorded(key, kind, instance_id, same=same)
+        if seen is not None:
+            return seen
+        try:
+            return action()
+        except EngineBridgeError:
+            seen = self._recorded(key, kind, instance_id, same=same)
+            if seen is None:
+                raise
+            return seen
+
     def _recorded(
         self,
         key: str | None,

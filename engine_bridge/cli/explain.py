@@ -70,30 +70,21 @@ def _explain(args: argparse.Namespace) -> int:
         return 2
     # Imported here: every engine-bridge command loads this module to register it.
     from engine_bridge.explain import explain, render_text
-    from engine_bridge.testing.scenario import load_scenario
 
-    scenario = None
-    if args.scenario is not None:
-        try:  # the file given on the command line: unreadable or malformed is a usage error
-            scenario = load_scenario(args.scenario)
-        except ScenarioError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if args.process is not None and scenario.process != args.process:
-            print(
-                f"error: the scenario runs process {scenario.process!r}, not {args.process!r}; "
-                "drop --process or pick the matching scenario",
-                file=sys.stderr,
-            )
-            return 2
-    result = explain(
-        [Path(f) for f in args.files],
-        args.process,
-        scenario=scenario,
-        data=data,
-        initiator=args.initiator,
-        max_steps=args.max_steps,
-    )
+    try:
+        result = explain(
+            [Path(f) for f in args.files],
+            args.process,
+            scenario=args.scenario,
+            data=data,
+            initiator=args.initiator,
+            max_steps=args.max_steps,
+        )
+    except ScenarioError as exc:
+        # Raised before anything runs: the scenario file given on the command line cannot
+        # be read or is malformed, or runs another process than --process.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.format == "json":
         json.dump(result.to_json(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

@@ -18,7 +18,7 @@ wires every one to its scope's start: ``loader.event_subprocesses``). Left at th
 - a non-interrupting event subprocess started by something other than a timer is armed again
   once triggered, so the next message (signal, escalation) starts another instance of it.
 
-Only event subprocesses marked by the loader (``EVENT_SUBPROCESS_KEY``) are handled, so an
+Only event subprocesses marked by the loader (``is_event_subprocess``) are handled, so an
 instance stored before the mark existed runs as it did.
 """
 
@@ -30,9 +30,9 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.util.task import TaskState
 
-from engine_bridge.loader.event_subprocesses import EVENT_SUBPROCESS_KEY
+from engine_bridge.loader.event_subprocesses import interrupts_scope, is_event_subprocess
 
-__all__ = ["has_event_subprocesses", "settle_event_subprocesses"]
+__all__ = ["settle_event_subprocesses"]
 
 _FIRED = TaskState.READY | TaskState.STARTED | TaskState.COMPLETED | TaskState.ERROR
 _BEGUN = _FIRED | TaskState.WAITING
@@ -41,17 +41,12 @@ _REARMED = "eb_rearmed"  # internal data of one that has been armed again
 _ATTRIBUTE = "_eb_event_subprocesses"  # cached on the workflow spec: does any scope have one
 
 
-def _marked(task_spec: Any) -> bool:
-    extensions = getattr(task_spec, "extensions", None)
-    return isinstance(extensions, dict) and EVENT_SUBPROCESS_KEY in extensions
-
-
-def has_event_subprocesses(wf: Any) -> bool:
+def _has_event_subprocesses(wf: Any) -> bool:
     """Whether any scope of ``wf`` has a marked event subprocess (worked out once per spec)."""
     known = getattr(wf.spec, _ATTRIBUTE, None)
     if known is None:
         specs = [wf.spec, *wf.subprocess_specs.values()]
-        known = any(_marked(ts) for spec in specs for ts in spec.task_specs.values())
+        known = any(is_event_subprocess(ts) for spec in specs for ts in spec.task_specs.values())
         setattr(wf.spec, _ATTRIBUTE, known)
     return bool(known)
 
@@ -59,7 +54,7 @@ def has_event_subprocesses(wf: Any) -> bool:
 def settle_event_subprocesses(wf: Any) -> bool:
     """Apply the rules above to every scope of ``wf``; True when a task was cancelled or an
     event subprocess armed again (the engine then has more to run)."""
-    if not has_event_subprocesses(wf):
+    if not _has_event_subprocesses(wf):
         return False
     changed = False
     for scope in [wf, *list(wf.subprocesses.values())]:
@@ -70,7 +65,7 @@ def settle_event_subprocesses(wf: Any) -> bool:
 
 
 def _settle_scope(wf: Any, scope: Any) -> bool:
-    marked = [t for t in scope.tasks.values() if _marked(t.task_spec)]
+    marked = [t for t in scope.tasks.values() if is_event_subprocess(t.task_spec)]
     if not marked:
         return False
     fired: dict[Any, Any] = {}
@@ -82,7 +77,7 @@ def _settle_scope(wf: Any, scope: Any) -> bool:
         trigger = fired[task.id] = _trigger(wf, task)
         if trigger is None:
             continue
-        if task.task_spec.extensions[EVENT_SUBPROCESS_KEY]:
+        if interrupts_scope(task.task_spec):
             if not task.internal_data.get(_INTERRUPTED):
                 task.internal_data[_INTERRUPTED] = True
                 _cancel_all_but(scope, task)
@@ -182,7 +177,7 @@ def _main_flow_ended(scope: Any) -> bool:
     for task in scope.tasks.values():
         if not task.has_state(TaskState.DEFINITE_MASK):
             continue
-        if task.task_spec.name in ending or _marked(task.task_spec):
+        if task.task_spec.name in ending or is_event_subprocess(task.task_spec):
             continue
         return False
     return True

@@ -180,7 +180,9 @@ class Engine:
         """
         ctx = self._context(wf, process, instance_id)
         self._refuse_if_stopped(wf, instance_id)
-        fired = timers_first and self._timer_due(wf) and self._fire_first(wf, process, instance_id)
+        fired = timers_first and self._timer_due(wf)
+        if fired:
+            self._fire_first(wf, process, instance_id)
         try:
             task = self._open_share(wf, ctx, todo_id, handler)
         except TaskNotOpenError as exc:
@@ -258,7 +260,8 @@ class Engine:
         if not isinstance(name, str) or not name:
             raise InvalidDataError(f"a message name must be a non-empty string, not {name!r}")
         with self._running(process, instance_id, None):
-            self._fire_due_timers(wf, process, instance_id, "message")
+            if self._timer_due(wf):
+                self._fire_due_timers(wf, process, instance_id, "message")
             caught = deliver_message(wf, name, payload)
             if not caught:
                 awaited = awaited_messages(wf)
@@ -333,20 +336,16 @@ class Engine:
         ready: list[Any] | None = None
         last: datetime | None = None
         for _ in range(MAX_ENGINE_ROUNDS):
-            due = [d for d in waiting_due_times(wf) if d <= now]
-            at = min(due, default=None)
+            at = min((d for d in waiting_due_times(wf) if d <= now), default=None)
             if at is None or (last is not None and at <= last):
                 break  # nothing more is due, or what is due did not fire at its own time
             with self.script_engine.pinned_at(at):
                 wf.refresh_timers()
                 ready = self._advance(wf)
             if ready is None:
-                return None
+                return None  # a service stopped it
             last = at
-        if ready is None:  # nothing fired at its own time: as SpiffWorkflow would, at now
-            wf.refresh_timers()
-            ready = self._advance(wf)
-        return ready
+        return ready if last is not None else self._advance(wf)  # nothing was due after all
 
     def _timer_due(self, wf: Any) -> bool:
         """Whether a timer ``wf`` waits on is due by the clock."""
@@ -387,12 +386,12 @@ class Engine:
             view_names=view_names,
         )
 
-    def _fire_first(self, wf: Any, process: LoadedProcess, instance_id: str) -> bool:
+    def _fire_first(self, wf: Any, process: LoadedProcess, instance_id: str) -> None:
         """Before a completion: fire the timers that fell due (see :meth:`complete`). They
         fail on the model or the instance's data, never on the completion's."""
         try:
             with self._running(process, instance_id, None):
-                return self._fire_due_timers(wf, process, instance_id, "completion")
+                self._fire_due_timers(wf, process, instance_id, "completion")
         except EngineBridgeError as exc:
             raise TimersFailedFirst(
                 f"{exc} (while firing a timer that fell due before this completion)"
@@ -400,14 +399,12 @@ class Engine:
 
     def _fire_due_timers(
         self, wf: Any, process: LoadedProcess, instance_id: str, what: str
-    ) -> bool:
-        """Fire the timers that fell due before this action came, as the worker's next tick
-        would have: the action happens after them (an escalation that fell due cancelled
-        the todo being completed; an event-based gateway takes the branch whose event came
-        first). True when one was due. A service that fails on the way refuses the action;
-        nothing of it is kept, and the next tick opens the incident."""
-        if not self._timer_due(wf):
-            return False
+    ) -> None:
+        """Fire the timers that fell due before this action came (the caller saw one due), as
+        the worker's next tick would have: the action happens after them (an escalation that
+        fell due cancelled the todo being completed; an event-based gateway takes the branch
+        whose event came first). A service that fails on the way refuses the action; nothing
+        of it is kept, and the next tick opens the incident."""
         if self._fire_in_order(wf) is None:
             raise InputError(
                 f"instance {instance_id!r} of process {process.process_id!r}: a timer "
@@ -415,7 +412,6 @@ class Engine:
                 f"the {what} is refused. Let the worker's tick fire the timer, then "
                 "resolve the incident"
             )
-        return True
 
     def _open_share(self, wf: Any, ctx: TodoContext, todo_id: str, handler: str) -> Any:
         """The READY task ``handler`` completes for ``todo_id``; refuse anything else."""

@@ -347,8 +347,7 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> CodeType:
     if finder.found:
         what = ", ".join(sorted({f"{n}()" if n != "import" else "import" for n in finder.found}))
         raise ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: uses {what}")
-    if any(isinstance(node, ast.While) for node in ast.walk(tree)):
-        tree = _LoopGuards().visit(tree)  # the same node, its loops guarded
+    tree = _LoopGuards().visit(tree)  # the same node, its while loops guarded
     restricted = compile_restricted_eval if mode == "eval" else compile_restricted_exec
     compiled = restricted(tree)
     if compiled.errors or compiled.code is None:

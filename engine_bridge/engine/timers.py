@@ -37,7 +37,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.util import PendingBpmnEvent
 from SpiffWorkflow.util.task import TaskState
 
-from engine_bridge.loader.event_subprocesses import EVENT_SUBPROCESS_KEY
+from engine_bridge.loader.event_subprocesses import interrupts_scope
 
 __all__ = [
     "ClockedCycleTimer",
@@ -104,8 +104,7 @@ def _interrupts(task: Any) -> bool:
         return bool(spec.cancel_activity)
     if isinstance(spec, StartEvent) and task.workflow is not task.workflow.top_workflow:
         owner = task.workflow.top_workflow.get_task_from_id(task.workflow.parent_task_id)
-        extensions = getattr(owner.task_spec, "extensions", None) or {}
-        return bool(extensions.get(EVENT_SUBPROCESS_KEY, False))
+        return interrupts_scope(owner.task_spec)
     return False
 
 
@@ -262,15 +261,13 @@ class ClockedCycleTimer(CycleTimerEventDefinition):  # type: ignore[misc]
             return False
         fired = False
         due = datetime.fromisoformat(value["next"])
-        if due <= task_now(my_task) and _interrupts(my_task):
-            if _interrupted_before(my_task, due):
-                return False
-            # An interrupting timer fires once: its first repetition cancels what it is on.
-            # SpiffWorkflow would start its path at every repetition and cancel nothing.
-            my_task.internal_data.pop("event_value", None)
-            my_task.internal_data["event_fired"] = True
-            return False
         if due <= task_now(my_task) and not _interrupted_before(my_task, due):
+            if _interrupts(my_task):
+                # An interrupting timer fires once: its first repetition cancels what it is
+                # on. SpiffWorkflow would start its path at every repetition, cancelling none.
+                my_task.internal_data.pop("event_value", None)
+                my_task.internal_data["event_fired"] = True
+                return False
             value = dict(value)
             value["next"] = (due + timedelta(seconds=value["duration"])).isoformat()
             value["cycles"] -= 1

@@ -22,12 +22,29 @@ from typing import Any
 
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
 
-__all__ = ["EVENT_SUBPROCESS_KEY", "prepare_event_subprocesses"]
+__all__ = [
+    "EVENT_SUBPROCESS_KEY",
+    "interrupts_scope",
+    "is_event_subprocess",
+    "prepare_event_subprocesses",
+]
 
 #: Extension key on an event subprocess's task spec: True when it interrupts its scope.
 EVENT_SUBPROCESS_KEY = "eb_interrupting"
 
 _BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+
+
+def is_event_subprocess(task_spec: Any) -> bool:
+    """Whether ``task_spec`` is an event subprocess the loader marked (specs stored before the
+    mark carry none and run as SpiffWorkflow alone runs them)."""
+    extensions = getattr(task_spec, "extensions", None)
+    return isinstance(extensions, dict) and EVENT_SUBPROCESS_KEY in extensions
+
+
+def interrupts_scope(task_spec: Any) -> bool:
+    """Whether ``task_spec`` is a marked event subprocess that interrupts its scope."""
+    return is_event_subprocess(task_spec) and bool(task_spec.extensions[EVENT_SUBPROCESS_KEY])
 
 
 def prepare_event_subprocesses(parser: Any, specs: Iterable[Any]) -> None:

@@ -147,64 +147,52 @@ _UNREAD_STARTS = {
 
 
 def _unread_start_events(root: Any, file: str) -> list[Problem]:
-    problems: list[Problem] = []
-    for start in root.iter(_q("startEvent")):
-        if not _executable(start):
-            continue
-        reason = _event_subprocess_start_problem(start)
-        if reason is not None:
-            problems.append(
-                Problem(
-                    file,
-                    f"start event {start.get('name') or start.get('id')!r} of an event "
-                    f"subprocess {reason}",
-                    "unsupported-start-event",
-                    element_id=start.get("id"),
-                    line=start.sourceline,
-                )
-            )
-            continue
-        for local, what in _UNREAD_STARTS.items():
-            if start.find(_q(local)) is None:
-                continue
-            problems.append(
-                Problem(
-                    file,
-                    f"start event {start.get('name') or start.get('id')!r} is started by {what}, "
-                    "which SpiffWorkflow 3.2 does not support: it would start at once, with "
-                    "its process or subprocess. Catch it with a boundary event on a "
-                    "subprocess instead",
-                    "unsupported-start-event",
-                    element_id=start.get("id"),
-                    line=start.sourceline,
-                )
-            )
-    return problems
+    return [
+        Problem(
+            file,
+            f"start event {start.get('name') or start.get('id')!r} {reason}",
+            "unsupported-start-event",
+            element_id=start.get("id"),
+            line=start.sourceline,
+        )
+        for start in root.iter(_q("startEvent"))
+        if _executable(start) and (reason := _start_event_problem(start)) is not None
+    ]
 
 
 _STARTABLE = ("timerEventDefinition", "messageEventDefinition", "signalEventDefinition")
 
 
-def _event_subprocess_start_problem(start: Any) -> str | None:
-    """Why the start event of an event subprocess cannot start it as drawn, or None (also for
-    any other start event, and for error/escalation starts, refused on their own)."""
+def _start_event_problem(start: Any) -> str | None:
+    """Why ``start`` cannot start what it starts as drawn (said after "start event 'x'"), or
+    None: an error/escalation/compensation definition SpiffWorkflow does not read, or an
+    event subprocess's start with no event or a condition."""
+    unread = next((what for local, what in _UNREAD_STARTS.items() if _has(start, local)), None)
+    if unread is not None:
+        return (
+            f"is started by {unread}, which SpiffWorkflow 3.2 does not support: it would "
+            "start at once, with its process or subprocess. Catch it with a boundary event on "
+            "a subprocess instead"
+        )
     parent = start.getparent()
     if parent is None or parent.get("triggeredByEvent") != "true":
         return None
-    if any(start.find(_q(local)) is not None for local in _STARTABLE):
+    if any(_has(start, local) for local in _STARTABLE):
         return None
-    if start.find(_q("conditionalEventDefinition")) is not None:
+    if _has(start, "conditionalEventDefinition"):
         return (
-            "is started by a condition, which SpiffWorkflow 3.2 evaluates only once, with "
-            "the data its scope started with; start it with a message (bridge.message) or a "
-            "timer instead"
+            "of an event subprocess is started by a condition, which SpiffWorkflow 3.2 "
+            "evaluates only once, with the data its scope started with; start it with a "
+            "message (bridge.message) or a timer instead"
         )
-    if any(start.find(_q(local)) is not None for local in _UNREAD_STARTS):
-        return None
     return (
-        "has no event (a timer, message or signal) to start it: it would start at once "
-        "with its scope and interrupt it"
+        "of an event subprocess has no event (a timer, message or signal) to start it: it "
+        "would start at once with its scope and interrupt it"
     )
+
+
+def _has(element: Any, local: str) -> bool:
+    return element.find(_q(local)) is not None
 
 
 def _receive_tasks_without_message(root: Any, file: str) -> list[Problem]:
@@ -229,9 +217,8 @@ def _executable(element: Any) -> bool:
     """Whether ``element`` is in a process someone may start or call: a pool drawn for
     documentation (``isExecutable="false"``) is never run, so what would misbehave in it
     does no harm."""
-    for ancestor in element.iterancestors(_q("process")):
-        return bool(ancestor.get("isExecutable", "true") != "false")
-    return True
+    process = next(element.iterancestors(_q("process")), None)
+    return process is None or process.get("isExecutable", "true") != "false"
 
 
 #: Attributes that name another element of the file, and the element kind they must name.
