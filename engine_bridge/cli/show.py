@@ -7,8 +7,9 @@
     engine-bridge show --database URL --html index.html      # every instance (--limit, --status)
 
 The diagram comes from the BPMN file's BPMNDI (``--workflows``: where the instance's process is
-defined), coloured by what the stored instance did: done, waiting (with who may act), in
-progress, cancelled, not reached. Reading only: the database is not migrated or written.
+defined), coloured by what the stored instance did: done, waiting (with who may act), waiting
+for its timer, message or signal, in progress, cancelled, not reached. Reading only: the
+database is not migrated or written.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def register(subparsers: Any) -> None:
         "show",
         help="draw an instance or a BPMN file as SVG; list instances on an HTML page",
         description="Render the diagram of an instance (coloured by state: done, waiting with "
-        "its handlers, in progress, cancelled, not reached) or of a BPMN file, as SVG and/or a "
-        "self-contained HTML page. Without a target, --html lists every instance.",
+        "its handlers, waiting for an event, in progress, cancelled, not reached) or of a BPMN "
+        "file, as SVG and/or a self-contained HTML page. Without a target, --html lists every "
+        "instance.",
     )
     parser.add_argument(
         "target", nargs="?", metavar="INSTANCE_OR_FILE", help="an instance id or a .bpmn file"

@@ -45,12 +45,14 @@ STYLES: Mapping[State, StateStyle] = {
     "done": StateStyle("#e6f4ea", "#1e8e3e", 2.0),
     "waiting": StateStyle("#fff4ce", "#e37400", 3.0),
     "active": StateStyle("#e8f0fe", "#1a73e8", 2.0),
+    "armed": StateStyle("#f3e8fd", "#9334e6", 2.0),
     "cancelled": StateStyle("#fce8e6", "#c5221f", 2.0, "6 3"),
     "not-reached": StateStyle("#ffffff", "#80868b", 1.5),
 }
 LEGEND: Mapping[State, str] = {
     "waiting": "waiting (handlers below)",
     "active": "in progress",
+    "armed": "waiting for its timer, message or signal",
     "done": "done",
     "cancelled": "cancelled",
     "not-reached": "not reached",
@@ -58,7 +60,7 @@ LEGEND: Mapping[State, str] = {
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _EVENT_LETTERS = {"conditional": "≡", "link": "→", "compensate": "«", "multiple": "*"}
-_REACHED = frozenset({"done", "waiting", "active", "cancelled"})
+_REACHED = frozenset({"done", "waiting", "active", "armed", "cancelled"})
 _MAX_HANDLERS = 4
 
 

@@ -261,6 +261,24 @@ def test_timer_that_never_fired_is_not_reached(bridge: Bridge) -> None:
     assert states["review"] == "done" and states["review_timeout"] == "not-reached"
 
 
+def test_events_waiting_for_their_trigger_are_armed_not_in_progress(bridge: Bridge) -> None:
+    """A message boundary on a waiting task, then an event-based gateway's message and timer
+    catches: each waits for its event, drawn as "armed" with its own legend entry."""
+    data = {"venue": "体育馆", "date": "2026-12-10", "manager": "M001"}
+    inst = bridge.start("venue_booking", initiator="2023001", data=data)
+    svg = render_instance_svg(bridge, inst.id)
+    states = node_states(parse_svg(svg))
+    assert states["manager_review"] == "waiting" and states["withdrawn"] == "armed"
+    assert "waiting for its timer, message or signal" in svg
+    bridge.complete(inst.todos[0].task_id, handler="M001")
+    states = node_states(parse_svg(render_instance_svg(bridge, inst.id)))
+    assert states["paid"] == "armed" and states["unpaid"] == "armed"
+    assert states["withdrawn"] == "not-reached" and states["manager_review"] == "done"
+    bridge.cancel(inst.id, by="2023001")
+    states = node_states(parse_svg(render_instance_svg(bridge, inst.id)))
+    assert "armed" not in states.values()
+
+
 def test_subprocess_and_called_process_are_drawn(bridge: Bridge) -> None:
     """Inside an embedded subprocess the waiting task is shown, the container in progress;
     once the call activity runs, the called process is drawn as a second picture."""
