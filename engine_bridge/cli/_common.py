@@ -20,10 +20,13 @@ from engine_bridge.store.database import missing_sqlite_file
 
 __all__ = [
     "DATABASE_ENV",
+    "add_credential_arguments",
     "add_database_argument",
     "add_listing_arguments",
     "add_workflows_argument",
+    "credentials",
     "load_mapping",
+    "missing_credentials",
     "open_for_reading",
     "read_json_data",
     "require_existing_database",
@@ -41,6 +44,42 @@ def add_database_argument(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"database URL (default: ${DATABASE_ENV} or {DEFAULT_DATABASE_URL}); "
         "e.g. postgresql+psycopg://user@host:5432/dbname",
+    )
+
+
+CLIENT_ID_ENV = "ENGINE_BRIDGE_CLIENT_ID"
+CLIENT_SECRET_ENV = "ENGINE_BRIDGE_CLIENT_SECRET"  # noqa: S105 (a variable name)
+
+
+def add_credential_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--client-id``, ``--client-secret`` and ``--app-id``: how a command reaches a centre."""
+    parser.add_argument("--client-id", help=f"POA client id (or {CLIENT_ID_ENV})")
+    parser.add_argument("--client-secret", help=f"POA client secret (or {CLIENT_SECRET_ENV})")
+    parser.add_argument("--app-id", help="TTC app id (or ENGINE_BRIDGE_APP_ID)")
+
+
+def credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The client id and secret from the options, else from the environment."""
+    return (
+        args.client_id or os.environ.get(CLIENT_ID_ENV),
+        args.client_secret or os.environ.get(CLIENT_SECRET_ENV),
+    )
+
+
+def missing_credentials(args: argparse.Namespace) -> str | None:
+    """Why the centre could not be reached with what was given, or None: asked before any work,
+    so a command does not run to its first call and leave everything undelivered."""
+    client_id, secret = credentials(args)
+    if client_id and secret:
+        return None
+    missing = " and ".join(
+        option
+        for option, value in (("--client-id", client_id), ("--client-secret", secret))
+        if not value
+    )
+    return (
+        f"--center needs the client's credentials: --client-id and --client-secret (or "
+        f"{CLIENT_ID_ENV} and {CLIENT_SECRET_ENV}); {missing} not given"
     )
 
 

@@ -4,12 +4,12 @@ transcript of every centre call."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from engine_bridge.cli._common import add_credential_arguments, missing_credentials
 from engine_bridge.clock import FakeClock
 from engine_bridge.errors import EngineBridgeError, ScenarioError
 from engine_bridge.testing.scenario import describe_step, load_scenario, run_scenario
@@ -30,9 +30,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scenario", required=True, help="scenario file (JSON or YAML)")
     p.add_argument("--transcript", help="write one JSON line per centre call to this file")
     p.add_argument("--center", help="base URL of a real (or fake) to-do centre")
-    p.add_argument("--client-id", help="POA client id (or ENGINE_BRIDGE_CLIENT_ID)")
-    p.add_argument("--client-secret", help="POA client secret (or ENGINE_BRIDGE_CLIENT_SECRET)")
-    p.add_argument("--app-id", help="TTC app id (or ENGINE_BRIDGE_APP_ID)")
+    add_credential_arguments(p)
     p.add_argument("--database", help="database URL (default: a temporary SQLite file)")
     p.set_defaults(func=_run)
 
@@ -41,15 +39,9 @@ def _run(args: argparse.Namespace) -> int:
     from engine_bridge.bridge import Bridge
     from engine_bridge.testing.fake_center import FakeCenter
 
-    if args.center and not (
-        (args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID"))
-        and (args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET"))
-    ):
-        print(
-            "error: --center needs the client's credentials: --client-id and --client-secret "
-            "(or ENGINE_BRIDGE_CLIENT_ID and ENGINE_BRIDGE_CLIENT_SECRET)",
-            file=sys.stderr,
-        )
+    problem = missing_credentials(args) if args.center else None
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         scenario = load_scenario(args.scenario)

@@ -24,7 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine_bridge.cli._common import add_workflows_argument, require_existing_database
+from engine_bridge.cli._common import (
+    add_credential_arguments,
+    add_workflows_argument,
+    credentials,
+    missing_credentials,
+    require_existing_database,
+)
 
 __all__ = ["register"]
 
@@ -51,9 +57,7 @@ def register(subparsers: Any) -> None:
         required=False,
         help="the centre's base URL (or ENGINE_BRIDGE_CENTER)",
     )
-    p.add_argument("--client-id", help="POA client id (or ENGINE_BRIDGE_CLIENT_ID)")
-    p.add_argument("--client-secret", help="POA client secret (or ENGINE_BRIDGE_CLIENT_SECRET)")
-    p.add_argument("--app-id", help="TTC app id (or ENGINE_BRIDGE_APP_ID)")
+    add_credential_arguments(p)
     p.add_argument("--worker-id", help="name of this worker in claims (default host:pid:random)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between idle rounds (1)")
     p.add_argument("--batch-size", type=int, default=50, help="rows claimed per round (50)")
@@ -110,11 +114,7 @@ def _problem(args: argparse.Namespace) -> str | None:
         )
     if args.max_attempts < 1 or args.retry_base <= 0 or args.retry_cap < args.retry_base:
         return "--max-attempts must be >= 1 and 0 < --retry-base <= --retry-cap"
-    if not (args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID")):
-        return "--client-id (or ENGINE_BRIDGE_CLIENT_ID) is required"
-    if not (args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET")):
-        return "--client-secret (or ENGINE_BRIDGE_CLIENT_SECRET) is required"
-    return None
+    return missing_credentials(args)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -141,11 +141,12 @@ def _worker(args: argparse.Namespace) -> int:
 
     clock = SystemClock()
     app_id = args.app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or "engine-bridge"
+    client_id, client_secret = credentials(args)
     client = TTCClient(
         args.center,
         app_id=app_id,
-        client_id=args.client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID"),
-        client_secret=args.client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET"),
+        client_id=client_id,
+        client_secret=client_secret,
         timeout=args.timeout,
     )
     bridge: Any = None

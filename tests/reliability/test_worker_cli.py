@@ -215,6 +215,16 @@ def test_worker_refuses_unsafe_or_missing_settings() -> None:
     assert "--lease-seconds (5) must exceed --timeout (10)" in short.stderr
     missing = engine_bridge("worker", env={"ENGINE_BRIDGE_CENTER": ""})
     assert missing.returncode == 2 and "--center URL" in missing.stderr
+    no_secret = engine_bridge(
+        "worker", "--center", "http://127.0.0.1:9", "--client-id", "x",
+        env={"ENGINE_BRIDGE_CLIENT_SECRET": ""},
+    )  # fmt: skip
+    assert no_secret.returncode == 2 and "--client-secret not given" in no_secret.stderr
+    from_env = engine_bridge(
+        "worker", "--center", "http://127.0.0.1:9", "--timeout", "10", "--lease-seconds", "5",
+        env={"ENGINE_BRIDGE_CLIENT_ID": "x", "ENGINE_BRIDGE_CLIENT_SECRET": "y"},
+    )  # fmt: skip
+    assert from_env.returncode == 2 and "--lease-seconds (5)" in from_env.stderr  # passed
 
 
 def test_a_worker_given_a_database_that_does_not_exist_refuses_and_creates_nothing(
