@@ -19,7 +19,7 @@ from engine_bridge.history import export_history
 from engine_bridge.loader import library
 from engine_bridge.loader.library import analyse_paths
 from engine_bridge.testing.replay import replay
-from tests.services.kit import NS, Harness, opened
+from tests.services.kit import NS, Harness, opened, stored_workflow
 
 TIMER = (
     '<bpmn:timerEventDefinition><bpmn:timeDuration>"P3D"</bpmn:timeDuration>'
@@ -111,6 +111,29 @@ MODELS = {
         + flows("start", "review", "alarm", "archive", "end")
         + event_subprocess(
             "stop",
+            '<bpmn:signalEventDefinition signalRef="s_alarm"/>',
+            interrupting=True,
+            handler="O001",
+        ),
+    ),
+    # the signal's interruption stops the steps right after the throw: the notice is not sent,
+    # the parallel bookkeeping script does not run
+    "loud.bpmn": model(
+        "loud",
+        '<bpmn:startEvent id="start"/>'
+        '<bpmn:userTask id="review" camunda:assignee="T001"/>'
+        '<bpmn:parallelGateway id="fork"/>'
+        '<bpmn:intermediateThrowEvent id="alarm">'
+        '<bpmn:signalEventDefinition signalRef="s_alarm"/></bpmn:intermediateThrowEvent>'
+        '<bpmn:serviceTask id="notice" camunda:class="org.example.Notice"/>'
+        '<bpmn:scriptTask id="keep" scriptFormat="python"><bpmn:script>kept = True'
+        "</bpmn:script></bpmn:scriptTask>"
+        '<bpmn:parallelGateway id="join"/>'
+        '<bpmn:userTask id="archive" camunda:assignee="T002"/><bpmn:endEvent id="end"/>'
+        + flows("start", "review", "fork", "alarm", "notice", "join", "archive", "end")
+        + flows("fork", "keep", "join")
+        + event_subprocess(
+            "halt",
             '<bpmn:signalEventDefinition signalRef="s_alarm"/>',
             interrupting=True,
             handler="O001",
@@ -299,6 +322,26 @@ def test_a_signal_thrown_in_the_instance_triggers_its_event_subprocess(harness: 
     assert _nodes(bridge, inst.id) == ["stop_task"]
     harness.assert_in_step(bridge, inst.id)
     assert bridge.complete(_todo(bridge, inst.id, "stop_task"), handler="O001").finished
+    harness.assert_in_step(bridge, inst.id)
+
+
+def test_a_signal_thrown_in_the_instance_stops_the_steps_after_the_throw(
+    harness: Harness,
+) -> None:
+    """The interruption is applied as the signal is caught, not when the engine comes to rest:
+    the service task after the throw is not called, the script beside it does not run."""
+    called: list[object] = []
+    bridge = harness.bridge(services={"org.example.Notice": lambda data: called.append(data)})
+    inst = bridge.start("loud", initiator="2023001")
+    out = bridge.complete(inst.todos[0].task_id, handler="T001")
+    assert out.next_nodes == ("halt_task",) and not out.finished
+    assert called == []
+    assert _nodes(bridge, inst.id) == ["halt_task"]
+    harness.assert_in_step(bridge, inst.id)
+    wf = stored_workflow(bridge, inst.id)
+    assert not any("kept" in t.data for t in wf.get_tasks())
+    assert bridge.complete(_todo(bridge, inst.id, "halt_task"), handler="O001").finished
+    assert called == []
     harness.assert_in_step(bridge, inst.id)
 
 

@@ -18,6 +18,11 @@ wires every one to its scope's start: ``loader.event_subprocesses``). Left at th
 - a non-interrupting event subprocess started by something other than a timer is armed again
   once triggered, so the next message (signal, escalation) starts another instance of it.
 
+A signal thrown inside the instance starts its event subprocess in the middle of an engine run.
+:func:`run_engine_steps` applies the rules right after every throw, and stops SpiffWorkflow's
+run there: its list of READY tasks was taken before the throw, so it would still run a script
+or call a service the interruption has just cancelled.
+
 Only event subprocesses marked by the loader (``is_event_subprocess``) are handled, so an
 instance stored before the mark existed runs as it did.
 """
@@ -27,12 +32,13 @@ from __future__ import annotations
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.loader.event_subprocesses import interrupts_scope, is_event_subprocess
 
-__all__ = ["settle_event_subprocesses"]
+__all__ = ["run_engine_steps", "settle_event_subprocesses"]
 
 _FIRED = TaskState.READY | TaskState.STARTED | TaskState.COMPLETED | TaskState.ERROR
 _BEGUN = _FIRED | TaskState.WAITING
@@ -49,6 +55,29 @@ def _has_event_subprocesses(wf: Any) -> bool:
         known = any(is_event_subprocess(ts) for spec in specs for ts in spec.task_specs.values())
         setattr(wf.spec, _ATTRIBUTE, known)
     return bool(known)
+
+
+class _SettledMidRun(Exception):
+    """A throw was caught by an event subprocess and the rules applied: the engine run must
+    start again from the tasks that are READY now."""
+
+
+def run_engine_steps(wf: Any) -> bool:
+    """``wf.do_engine_steps()``, left as soon as a throw has changed what may run; True then
+    (the caller runs the engine again)."""
+    if not _has_event_subprocesses(wf):
+        wf.do_engine_steps()
+        return False
+
+    def after(task: Any) -> None:
+        if isinstance(task.task_spec, ThrowingEvent) and settle_event_subprocesses(wf):
+            raise _SettledMidRun
+
+    try:
+        wf.do_engine_steps(did_complete_task=after)
+    except _SettledMidRun:
+        return True
+    return False
 
 
 def settle_event_subprocesses(wf: Any) -> bool:

@@ -41,7 +41,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.clock import Clock
 from engine_bridge.engine.countersign import BridgeScriptEngine, instances, parallel_parent
-from engine_bridge.engine.event_subprocesses import settle_event_subprocesses
+from engine_bridge.engine.event_subprocesses import run_engine_steps, settle_event_subprocesses
 from engine_bridge.engine.messages import awaited_messages, deliver_message
 from engine_bridge.engine.scan import is_finished, ready_by_kind, resting_ready
 from engine_bridge.engine.script_engine import (
@@ -484,7 +484,8 @@ class Engine:
             try:
                 resting = resting_ready(wf)
                 if resting is None:
-                    wf.do_engine_steps()
+                    if run_engine_steps(wf):
+                        continue  # a throw interrupted a scope: run what is READY now
                 elif wf.event_manager.tasks:
                     wf.refresh_timers()  # all that do_engine_steps would do
                     resting = None  # a timer may have fired
