@@ -60,6 +60,8 @@ __all__ = ["Bridge"]
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "sqlite:///engine_bridge.db"
+#: The app id calls go out under when none is configured (tests, the fake centre, the CLI).
+DEFAULT_APP_ID = "engine-bridge"
 #: How long an instance whose timer failed to fire waits before a tick looks at it again.
 TIMER_RETRY_DELAY = timedelta(minutes=1)
 _LOCAL_CENTER = "http://to-do-centre.invalid"
@@ -168,7 +170,14 @@ class Bridge:
         """
         library = WorkflowLibrary.load(workflows, transforms=(translate_dialects,))
         store = Store.open(database, durable=durable)
-        app = app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or "engine-bridge"
+        app = app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or DEFAULT_APP_ID
+        if isinstance(center, str) and app == DEFAULT_APP_ID:
+            log.warning(
+                "no app_id given (nor ENGINE_BRIDGE_APP_ID): calls to %s go out under appId "
+                "%r, which the centre refuses unless it is registered so",
+                center,
+                DEFAULT_APP_ID,
+            )
         sender = _make_sender(
             center,
             app_id=app,

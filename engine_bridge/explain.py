@@ -108,12 +108,13 @@ def explain(
     initiator: str = DEFAULT_INITIATOR,
     max_steps: int = 50,
     center: FakeCenter | None = None,
+    app_id: str | None = None,
 ) -> Explanation:
     """Explain ``scenario``, or the default path of ``process_id`` started with ``data``.
 
     ``center`` is the fake centre to explain against (a fresh ``FakeCenter`` by default); one
-    configured like the real centre, e.g. with its registered ``app_id``, shows what it would
-    refuse."""
+    configured like the real centre (its faults; its registered ``app_id``, which the sandbox
+    then sends under unless ``app_id`` names another) shows what it would refuse."""
     spec = as_scenario(scenario) if scenario is not None else None
     if spec is not None and process_id is not None and spec.process != process_id:
         raise ScenarioError(
@@ -122,7 +123,7 @@ def explain(
         )
     if spec is None and process_id is None:
         raise ScenarioError("name the process to explain (--process ID) or give a --scenario")
-    with Sandbox(workflows, center=center) as sandbox:
+    with Sandbox(workflows, center=center, app_id=app_id) as sandbox:
         if spec is not None:
             recording = sandbox.run(spec, raise_errors=False)
             steps = recording.steps

@@ -46,6 +46,7 @@ from engine_bridge.facts import Endpoint
 from engine_bridge.retry import RetryPolicy
 from engine_bridge.store import OutboxRow, Store
 from engine_bridge.ttc.results import BatchResult, ItemResult
+from engine_bridge.wire import with_app_id
 
 __all__ = ["ALREADY_DONE_CODES", "CenterSender", "DeliveryReport", "Relay"]
 
@@ -181,9 +182,16 @@ class Relay:
                 break
         return total
 
+    def _items(self, rows: list[OutboxRow]) -> list[Mapping[str, Any]]:
+        """The rows' items under the client's app id (``wire.with_app_id``)."""
+        app_id = getattr(self._client, "app_id", None)
+        if not isinstance(app_id, str) or not app_id:
+            return [row.item for row in rows]
+        return [with_app_id(row.item, app_id) for row in rows]
+
     def _deliver(self, endpoint: Endpoint, rows: list[OutboxRow]) -> DeliveryReport:
         try:
-            result = self._client.send(endpoint, [row.item for row in rows])
+            result = self._client.send(endpoint, self._items(rows))
         except InputError as exc:
             # The client validates every element before sending anything. Find the element
             # it refuses by sending the rows one by one; that one can never pass.

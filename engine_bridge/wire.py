@@ -20,6 +20,7 @@ __all__ = [
     "URL_FIELDS",
     "creation_object",
     "format_time",
+    "with_app_id",
 ]
 
 #: ``yyyy-MM-dd HH:mm:ss``, the only time format the centre documents.
@@ -105,3 +106,28 @@ def creation_object(
     fields.extend((wire, _url(keys, todo.urls, transaction.urls)) for wire, keys in URL_FIELDS)
     fields.append(("actions", [dict(action) for action in actions]))
     return {key: value for key, value in fields if value not in ("", [], None)}
+
+
+def with_app_id(item: Mapping[str, Any], app_id: str) -> Mapping[str, Any]:
+    """``item`` as the client for ``app_id`` sends it: its ``appId`` and its ``next[]`` todos'
+    are that client's.
+
+    The app id names the deployment (like the centre's URL), not the step: a call queued by a
+    process that had none configured (a CLI command, a service started without
+    ``ENGINE_BRIDGE_APP_ID``) must not be refused for ever once the worker's is right. Only
+    keys the item has are set (``updateTransaction`` carries none); an item already right is
+    returned as it is.
+    """
+    todos = item.get("next")
+    todos = todos if isinstance(todos, list) else []
+    nested = any(isinstance(t, Mapping) and t.get("appId", app_id) != app_id for t in todos)
+    if item.get("appId", app_id) == app_id and not nested:
+        return item
+    fixed = dict(item)
+    if "appId" in fixed:
+        fixed["appId"] = app_id
+    if nested:
+        fixed["next"] = [
+            {**t, "appId": app_id} if isinstance(t, Mapping) and "appId" in t else t for t in todos
+        ]
+    return fixed

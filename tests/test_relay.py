@@ -10,6 +10,7 @@ import json
 import random
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -387,3 +388,70 @@ def test_drain_stops_when_nothing_is_deliverable_now(
     report = relay.drain(max_rounds=50)
     assert (report.rounds, report.calls) == (2, 1)
     assert relay.drain(max_rounds=1).rounds == 1
+
+
+def test_calls_go_out_under_the_sending_clients_app_id(
+    store: Store, clock: FakeClock, tmp_path: Any
+) -> None:
+    """The app id is the deployment's, like the URL: a call queued by a bridge that had none
+    (a CLI command, a misconfigured service) goes out under the worker's, top level and in
+    ``next[]``; a dead letter from a wrong app id is mended by fixing it and retrying."""
+    center = FakeCenter(clock=clock, app_id="REAL-APP")
+    commit(store, clock, "i1", [(ADD, {**new_todo("i1:a"), "appId": "engine-bridge"})])
+
+    def client_for(app_id: str) -> TTCClient:
+        return TTCClient(
+            BASE,
+            app_id=app_id,
+            client_id="test-client",
+            client_secret="test-secret",
+            transport=center.transport(),
+        )
+
+    wrong = client_for("engine-bridge")
+    assert relay_for(store, wrong, clock).drain().dead == 1
+    (dead,) = store.outbox(status="dead")
+    store.retry_dead(dead.id, now=clock.now())
+    withdraw = {
+        "appId": "engine-bridge",
+        "taskId": "i1:a",
+        "creator": "system",
+        "createTime": "2026-01-01 08:00:00",
+        "status": "next",
+        "next": [{**new_todo("i1:b"), "appId": "engine-bridge", "previousTaskId": "i1:a"}],
+    }
+    commit(store, clock, "i1", [(Endpoint.TASK_WITHDRAW, withdraw)], expected=1)
+    right = client_for("REAL-APP")
+    report = relay_for(store, right, clock).drain()
+    assert report.delivered == 2 and report.dead == 0, report
+    assert center.open_todos() == {"i1:b": ["T001"]}
+    (sent,) = centre_calls(center, "taskWithdraw")
+    assert sent[0]["appId"] == "REAL-APP" and sent[0]["next"][0]["appId"] == "REAL-APP"
+    # what is stored is left as planned: only the request carries the sender's app id
+    assert store.outbox(status="delivered")[-1].item["appId"] == "engine-bridge"
+
+
+def test_a_bridge_for_a_real_centre_without_an_app_id_says_so(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from engine_bridge.bridge import Bridge
+
+    monkeypatch.delenv("ENGINE_BRIDGE_APP_ID", raising=False)
+    workflows = Path(__file__).resolve().parents[1] / "workflows"
+    database = f"sqlite:///{tmp_path / 'b.db'}"
+    for app_id, warned in ((None, True), ("REAL-APP", False)):
+        caplog.clear()
+        with (
+            caplog.at_level("WARNING", logger="engine_bridge"),
+            Bridge.open(
+                workflows,
+                database=database,
+                center="http://127.0.0.1:9",
+                client_id="c",
+                client_secret="s",
+                app_id=app_id,
+            ),
+        ):
+            pass
+        said = [r.getMessage() for r in caplog.records if "no app_id given" in r.getMessage()]
+        assert bool(said) is warned, said

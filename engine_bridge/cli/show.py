@@ -101,7 +101,7 @@ def _show_file(args: argparse.Namespace, path: Path) -> int:
 
 def _bridge(args: argparse.Namespace) -> Any:
     # Imported here: loading SpiffWorkflow and the library is only needed for instances.
-    from engine_bridge.bridge import Bridge
+    from engine_bridge.bridge import DEFAULT_APP_ID, Bridge
     from engine_bridge.loader.dialects import translate_dialects
     from engine_bridge.loader.library import WorkflowLibrary
 
@@ -110,7 +110,7 @@ def _bridge(args: argparse.Namespace) -> Any:
     )
     store = open_for_reading(args.database)
     return Bridge(
-        library=library, store=store, sender=None, clock=SystemClock(), app_id="engine-bridge"
+        library=library, store=store, sender=None, clock=SystemClock(), app_id=DEFAULT_APP_ID
     )
 
 

@@ -238,6 +238,11 @@ class FakeCenter:
 
     # ------------------------------------------------------------------ public surface
 
+    @property
+    def app_id(self) -> str | None:
+        """The app id this centre accepts (None: any)."""
+        return self._app_id
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request in-process (the ``httpx.MockTransport`` handler).
 

@@ -221,10 +221,23 @@ def step_differences(
     ``actual_so_far`` is every call of this run up to and including the step (raw or
     comparable), of which the last ``step_count`` belong to the step. Ids are numbered over the
     whole run so far on both sides, so they line up as long as earlier steps matched.
+    ``appId`` is not compared (see ``_sans_app_id``).
     """
-    normalized = comparable(actual_so_far)
+    normalized = comparable(_sans_app_id(actual_so_far))
     mine = normalized[len(normalized) - step_count :] if step_count else []
-    return field_differences(expected_step, mine, labels=labels, first_call=first_call)
+    expected = _sans_app_id(expected_step)
+    return field_differences(expected, mine, labels=labels, first_call=first_call)
+
+
+def _sans_app_id(value: Any) -> Any:
+    """``value`` without ``appId`` anywhere. The app id names the deployment a step ran in
+    (production's, for an exported history), not what the process did; the sandbox that
+    replays it has its own."""
+    if isinstance(value, Mapping):
+        return {k: _sans_app_id(v) for k, v in value.items() if k != "appId"}
+    if isinstance(value, list):
+        return [_sans_app_id(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------------- the files

@@ -159,7 +159,7 @@ class Sandbox:
                 _paths(workflows),
                 database=database,
                 center=self.center.transport(),
-                app_id=app_id,
+                app_id=app_id or self.center.app_id,
                 clock=self.clock,
                 exchange_hook=self.recorder,
             )

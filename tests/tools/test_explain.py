@@ -196,11 +196,23 @@ def test_calls_the_centre_refuses_are_marked_with_its_answer() -> None:
         WORKFLOWS,
         scenario=WORKFLOWS / "scenarios" / "or_sign.json",
         center=FakeCenter(app_id="campus-oa"),
+        app_id="engine-bridge",
     )
     verdicts = [c.verdict for s in result.steps for c in s.calls]
     assert verdicts[0].startswith("rejected: 2001 appId is illegal")
     assert all(v.startswith("not delivered") for v in verdicts[1:]) and len(verdicts) == 3
     assert "!! rejected: 2001" in render_text(result)
+
+
+def test_a_centre_registered_under_its_own_app_id_is_sent_under_it() -> None:
+    """The sandbox sends under the app id the centre was registered with: what is explained
+    is the process, not the sandbox's configuration."""
+    result = explain(
+        WORKFLOWS,
+        scenario=WORKFLOWS / "scenarios" / "or_sign.json",
+        center=FakeCenter(app_id="campus-oa"),
+    )
+    assert [c.verdict for s in result.steps for c in s.calls] == ["accepted"] * 3
 
 
 def test_the_command_defaults_to_the_library_initiator() -> None:
@@ -221,6 +233,7 @@ def test_a_refused_call_in_explain_is_not_logged_as_a_dead_letter_to_retry(
             WORKFLOWS,
             scenario=WORKFLOWS / "scenarios" / "or_sign.json",
             center=FakeCenter(app_id="campus-oa"),
+            app_id="engine-bridge",
         )
     assert result.steps[0].calls[0].verdict.startswith("rejected")
     assert not [r for r in caplog.records if "dead letter" in r.getMessage()]

@@ -241,6 +241,26 @@ def test_every_sample_history_replays_the_same_against_unchanged_workflows(
     assert result.steps_compared == 1 + sum(1 for s in doc["steps"] if "expect" not in s)
 
 
+def test_a_history_recorded_under_a_production_app_id_replays_the_same(tmp_path: Path) -> None:
+    """The app id names the deployment that recorded the history, not what the process did."""
+    clock = FakeClock()
+    center = FakeCenter(clock=clock, app_id="REAL-APP")
+    with Bridge.open(
+        WORKFLOWS,
+        database=f"sqlite:///{tmp_path / 'prod.db'}",
+        center=center.transport(),
+        app_id="REAL-APP",
+        clock=clock,
+    ) as bridge:
+        result = run_scenario(
+            bridge, load_scenario(WORKFLOWS / "scenarios" / "leave_approval_long.json")
+        )
+        doc = export_history(bridge.store, result.instance_id)
+    assert center.open_todos() == {} and bridge.store.outbox(status="dead") == []
+    replayed = replay(doc, WORKFLOWS, source="prod")
+    assert replayed.same, "\n".join(replayed.lines())
+
+
 def test_a_changed_dean_threshold_diverges_at_the_counselor_step(live: Any, tmp_path: Path) -> None:
     """With the dean needed only above 5 days, the counselor's approval of a 5-day leave ends
     the process: step 2 now sends ``end`` where ``next`` + the dean's todo was recorded."""
