@@ -12,8 +12,11 @@ own ``WorkflowTaskException`` path so the engine reports it like any other task 
 Time is bounded: a script or expression that runs longer than ``TIME_LIMIT_SECONDS`` (a
 ``while True:``, nested loops over the largest ``range``) is stopped with a
 ``ScriptSecurityError``, so it cannot hold a worker for ever; the action fails and the instance
-stays as it was. Every ``while`` body of BPMN code starts with a call of the loop guard, and
-its ``for`` loops and comprehensions iterate through one, each checking the deadline. What this
+stays as it was. Every ``while`` body and function of BPMN code starts with a call of the loop
+guard, every lambda calls it, and its ``for`` loops, comprehensions and the builtins that loop
+in C (``map``, ``max``, ``sorted``…) iterate through one, each checking the deadline. BPMN code
+may not bind the guard's name (nor any other name of the sandbox's), and the exceptions that
+end a process (``SystemExit``, ``KeyboardInterrupt``) are not among its builtins. What this
 does NOT bound: memory, and a single operation done in C (``[0] * 10**9`` still allocates);
 ``range`` is capped. Deploy workers with operating-system limits if authors are not trusted
 at all.
@@ -184,6 +187,41 @@ def _inplacevar(op: str, target: Any, value: Any) -> Any:
     return func(target, value)
 
 
+def _ends_the_process(value: Any) -> bool:
+    """SystemExit, KeyboardInterrupt, GeneratorExit, BaseException: raised by BPMN code they
+    pass every ``except Exception`` and end the worker that runs it."""
+    return (
+        isinstance(value, type)
+        and issubclass(value, BaseException)
+        and not issubclass(value, Exception)
+    )
+
+
+def _timed_iterable(
+    function: Callable[..., Any], *, at: int = 0, alone: bool = False
+) -> Callable[..., Any]:
+    """``function`` (``max``, ``sorted``…) with the iterable it loops over (positional
+    argument ``at``; with ``alone``, only when it is the one positional argument, as in
+    ``max(xs)`` against ``max(a, b)``) read through the deadline check: its loop runs in C and
+    may call a builtin per item (``max(xs, key=sum)``), which no guard in the code sees."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > at and not (alone and len(args) > 1):
+            args = (*args[:at], _timed(iter(args[at])), *args[at + 1 :])
+        return function(*args, **kwargs)
+
+    call.__name__ = function.__name__
+    return call
+
+
+def _timed_map(function: Any, *iterables: Any) -> Iterator[Any]:
+    return map(function, *(_timed(iter(i)) for i in iterables))
+
+
+def _timed_zip(*iterables: Any, strict: bool = False) -> Iterator[Any]:
+    return zip(*(_timed(iter(i)) for i in iterables), strict=strict)
+
+
 def _build_builtins() -> dict[str, Any]:
     allowed = {
         name: value
@@ -191,26 +229,27 @@ def _build_builtins() -> dict[str, Any]:
         # no classes, no attribute writes, no object identity tricks
         if name not in {"__build_class__", "setattr", "delattr", "id", "hash"}
         and not name.startswith("_")
+        and not _ends_the_process(value)
     }
     allowed.update(
         {
-            "all": all,
-            "any": any,
+            "all": _timed_iterable(all),
+            "any": _timed_iterable(any),
             "dict": dict,
-            "enumerate": enumerate,
-            "filter": filter,
+            "enumerate": _timed_iterable(enumerate),
+            "filter": _timed_iterable(filter, at=1),
             "frozenset": frozenset,
             "list": list,
-            "map": map,
-            "max": max,
-            "min": min,
+            "map": _timed_map,
+            "max": _timed_iterable(max, alone=True),
+            "min": _timed_iterable(min, alone=True),
             "range": _bounded_range,
             "reversed": reversed,
             "set": set,
-            "sorted": sorted,
-            "sum": sum,
+            "sorted": _timed_iterable(sorted),
+            "sum": _timed_iterable(sum),
             "tuple": tuple,
-            "zip": zip,
+            "zip": _timed_zip,
         }
     )
     for name in _FORBIDDEN_CALLS:
@@ -322,15 +361,57 @@ def _start_clock() -> bool:
 
 
 class _LoopGuards(ast.NodeTransformer):
-    """Put a call of the loop guard at the top of every ``while`` body, on the loop's own
-    line (so tracebacks keep their line numbers): RestrictedPython guards ``for`` loops and
-    comprehensions (``_getiter_``), nothing guards ``while True:``."""
+    """Put a call of the loop guard at the top of every ``while`` body and every function,
+    on the statement's own line (so tracebacks keep their line numbers), and into every
+    lambda: RestrictedPython guards ``for`` loops and comprehensions (``_getiter_``), nothing
+    guards ``while True:`` or a recursion that branches (``f(n-1) + f(n-1)``), and a lambda
+    is what a builtin's loop in C calls (``map(lambda…)``)."""
+
+    @staticmethod
+    def _call() -> ast.Call:
+        return ast.Call(ast.Name(LOOP_GUARD, ast.Load()), [], [])
+
+    def _guard_body(self, node: ast.While | ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        statement = ast.Expr(self._call())
+        node.body.insert(0, ast.fix_missing_locations(ast.copy_location(statement, node)))
 
     def visit_While(self, node: ast.While) -> ast.While:
         self.generic_visit(node)
-        call = ast.Expr(ast.Call(ast.Name(LOOP_GUARD, ast.Load()), [], []))
-        node.body.insert(0, ast.fix_missing_locations(ast.copy_location(call, node)))
+        self._guard_body(node)
         return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        self.generic_visit(node)
+        self._guard_body(node)
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
+        self.generic_visit(node)
+        # lambda …: (eb_loop_guard(), body)[1]
+        pair = ast.Tuple([self._call(), node.body], ast.Load())
+        body = ast.Subscript(pair, ast.Constant(1), ast.Load())
+        node.body = ast.fix_missing_locations(ast.copy_location(body, node.body))
+        return node
+
+
+def _bound_names(tree: ast.AST) -> Iterator[str]:
+    """Every name ``tree`` binds: assigned, deleted, defined, a parameter, an ``except … as``,
+    a ``global``/``nonlocal``, a pattern's capture."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            yield node.id
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield node.name
+        elif isinstance(node, ast.arg):
+            yield node.arg
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            yield node.name
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            yield node.rest
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            yield from node.names
+        elif isinstance(node, ast.alias):
+            yield node.asname or node.name
 
 
 @lru_cache(maxsize=4096)
@@ -347,7 +428,13 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> CodeType:
     if finder.found:
         what = ", ".join(sorted({f"{n}()" if n != "import" else "import" for n in finder.found}))
         raise ScriptSecurityError(f"BPMN {_kind(mode)} {source!r} was refused: uses {what}")
-    tree = _LoopGuards().visit(tree)  # the same node, its while loops guarded
+    taken = sorted(set(_bound_names(tree)) & sandbox_names())
+    if taken:
+        raise ScriptSecurityError(
+            f"BPMN {_kind(mode)} {source!r} was refused: it binds {', '.join(taken)}, a name "
+            "of the sandbox's own"
+        )
+    tree = _LoopGuards().visit(tree)  # the same node, its loops and functions guarded
     restricted = compile_restricted_eval if mode == "eval" else compile_restricted_exec
     compiled = restricted(tree)
     if compiled.errors or compiled.code is None:

@@ -276,8 +276,25 @@ def short_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
         "n = 0\nwhile n >= 0:\n    n += 1",
         "for a in range(10000):\n    for b in range(10000):\n        pass",
         "total = sum(1 for a in range(10000) for b in range(10000))",
+        "m = max(map(lambda a: max(map(lambda b: b, range(10000))), range(10000)))",
+        "t = sum(map(sum, [range(10000)] * 100000))",
+        "m = max([range(10000)] * 100000, key=sum)",
+        "m = sorted([range(10000)] * 100000, key=sum)",
+        "def f(n):\n    return 0 if n == 0 else f(n - 1) + f(n - 1)\nx = f(40)",
+        "m = max(filter(lambda a: sum(range(10000)) &lt; 0, range(10000)))",
     ],
-    ids=["while-one-line", "while-block", "nested-for", "nested-comprehension"],
+    ids=[
+        "while-one-line",
+        "while-block",
+        "nested-for",
+        "nested-comprehension",
+        "nested-map-lambda",
+        "map-of-builtin",
+        "max-key-builtin",
+        "sorted-key-builtin",
+        "recursion",
+        "filter-lambda",
+    ],
 )
 def test_a_script_that_does_not_end_is_stopped_at_the_time_limit(script: str) -> None:
     """A runaway script task would hold a worker for ever: it is stopped with a
@@ -301,6 +318,59 @@ def test_an_expression_that_does_not_end_is_stopped_and_the_limit_ends_with_it()
         evaluate_expression("sum(1 for a in range(10000) for b in range(10000))", {})
     # The deadline went with the expression: a later long-ish loop of its own is fine.
     assert evaluate_expression("sum(x for x in range(5000))", {}) == sum(range(5000))
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "def eb_loop_guard():\n    pass\nwhile True:\n    pass",
+        "eb_loop_guard = len\nwhile True:\n    pass",
+        "resolve_bean = 1",
+        "for eb_loop_guard in [1]:\n    pass",
+        "def f(eb_loop_guard):\n    pass",
+    ],
+)
+def test_the_sandbox_names_cannot_be_bound_by_bpmn_code(script: str) -> None:
+    """Redefining the loop guard switched the time limit off."""
+    with pytest.raises(ScriptSecurityError, match="sandbox"):
+        script_engine.check_script(script)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "raise SystemExit(7)",
+        "raise KeyboardInterrupt",
+        "raise GeneratorExit",
+        "raise BaseException('x')",
+        "x = (i for i in [1]).throw(SystemExit)",
+    ],
+)
+def test_bpmn_code_cannot_stop_the_process_that_runs_it(code: str) -> None:
+    """SystemExit and KeyboardInterrupt pass every ``except Exception``: raised by a script
+    they ended the worker (which started again and died on the same due timer)."""
+    env = script_engine.RestrictedEnvironment()
+    with pytest.raises(Exception) as failed:
+        env.execute(code, {})
+    assert isinstance(failed.value, NameError | ScriptSecurityError), failed.value
+
+
+def test_the_iterating_builtins_still_answer_as_python_does() -> None:
+    env = script_engine.RestrictedEnvironment()
+    data: dict[str, Any] = {"xs": [3, 1, 2], "words": ["b", "a"]}
+    env.execute(
+        "a = max(xs)\nb = max(4, 5)\nc = min(xs, default=0)\nd = sorted(xs, reverse=True)\n"
+        "e = sum(xs, 10)\nf = list(map(lambda x, y: x + y, xs, xs))\ng = list(zip(xs, words))\n"
+        "h = list(enumerate(words, 1))\ni = list(filter(None, [0, 1, 2]))\nj = any(xs)\n"
+        "k = all([])\nl = max([], default=None)\nm = min('cab')",
+        data,
+    )
+    assert [data[k] for k in "abcdefghijklm"] == [
+        3, 5, 1, [3, 2, 1], 16, [6, 2, 4], [(3, "b"), (1, "a")], [(1, "b"), (2, "a")],
+        [1, 2], True, True, None, "a",
+    ]  # fmt: skip
+    with pytest.raises(TypeError):
+        env.execute("x = max(5)", {})
 
 
 def test_ending_loops_run_as_written_and_keep_their_line_numbers() -> None:
