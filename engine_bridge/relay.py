@@ -60,7 +60,7 @@ CODE_NO_TASK = 2004
 
 #: Per endpoint, the item codes that mean "this was already done": a resent create finds its
 #: todo existing, a resent handle/withdraw/terminate finds it finished, a resent delete finds
-#: nothing. The codes are those of the fake centre (docs/fake-center.md); pass
+#: nothing, a resent transaction finish finds the transaction ended. The codes are those of the fake centre (docs/fake-center.md); pass
 #: ``already_done=`` to ``Relay`` when a real centre answers differently.
 ALREADY_DONE_CODES: Mapping[Endpoint, frozenset[int]] = {
     Endpoint.ADD_TRANSACTION: frozenset({CODE_EXISTS}),
@@ -70,6 +70,8 @@ ALREADY_DONE_CODES: Mapping[Endpoint, frozenset[int]] = {
     Endpoint.TASK_WITHDRAW: frozenset({CODE_FINISHED}),
     Endpoint.TASK_TERMINATE: frozenset({CODE_FINISHED}),
     Endpoint.DELETE_TASK: frozenset({CODE_NO_TASK}),
+    # the bridge finishes a transaction only once it has nothing open: a resend finds it ended
+    Endpoint.UPDATE_TRANSACTION: frozenset({CODE_FINISHED}),
 }
 
 

@@ -2,7 +2,7 @@
 
 For each centre endpoint the bridge sends (``addTransaction`` when an instance starts,
 ``taskHandle`` for completions, ``taskWithdraw`` when a timer closes a todo, ``taskTerminate``
-when the business cancels), a real Bridge + Relay talk to the fake centre over a loopback
+when the business cancels, ``updateTransaction`` when a process ends with nothing open), a real Bridge + Relay talk to the fake centre over a loopback
 socket while the centre misbehaves on that endpoint:
 
 * on the first attempt, or the first three: the relay ends with the row delivered, with no
@@ -51,6 +51,7 @@ LEAVE = {
     "days": 5,
 }
 ESCALATION = {"title": "实验室开放申请", "reviewer": "T001", "supervisor": "S001"}
+BOOKING = {"venue": "体育馆", "date": "2026-12-10", "manager": "M001"}
 WHEN: dict[str, Any] = {"first": (1,), "first_three": (1, 2, 3), "every": "all"}
 
 # Attempts the relay needs when the fault hits the first one / the first three.
@@ -143,6 +144,12 @@ FLOWS: dict[str, tuple[list[Step], list[Step], list[Step]]] = {
         [complete("escalate", "S001")],
     ),
     "taskTerminate": ([start("leave_approval", LEAVE)], [cancel], []),
+    # unpaid for three days, the booking lapses with nothing open: the transaction is finished
+    "todo/updateTransaction": (
+        [start("venue_booking", BOOKING), complete("manager_review", "M001")],
+        [tick(73)],
+        [],
+    ),
 }
 
 
