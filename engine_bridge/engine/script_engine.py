@@ -26,10 +26,10 @@ from ``spiffworkflow:properties``) and :func:`render_template` (``{var}`` placeh
 names, summaries and URLs), which share the same sandbox.
 
 Expressions translated from JUEL call two kinds of names besides task data: the helpers
-``juel_empty`` / ``juel_str`` and ``resolve_bean(name, *args)`` for bean calls such as
-``#{svc.findEditor(id)}``. A :class:`Registry` holds the user's resolvers for the latter; every
-environment reads one, so a resolver registered on a bridge reaches gateway conditions, timers
-and handler expressions alike.
+``juel_bool`` / ``juel_empty`` / ``juel_str`` and ``resolve_bean(name, *args)`` for bean calls
+such as ``#{svc.findEditor(id)}``. A :class:`Registry` holds the user's resolvers for the
+latter; every environment reads one, so a resolver registered on a bridge reaches gateway
+conditions, timers and handler expressions alike.
 """
 
 from __future__ import annotations

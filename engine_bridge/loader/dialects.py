@@ -11,7 +11,8 @@ rest of the bridge knows only spiffworkflow properties and Python expressions:
   ``inputDataItem``; JUEL completion conditions and cardinalities → Python. Without an output
   collection, a post-script on each instance keeps the element variable out of the process
   data (loops drawn in SpiffWorkflow's own form get it too).
-* conditions, timers — JUEL → Python; a bare ISO 8601 timer literal → a quoted string.
+* conditions, timers — JUEL → Python (a condition's value coerced to a bool as EL does); a bare
+  ISO 8601 timer literal → a quoted string.
 * start events — ``initiator="x"`` → property ``initiatorVariable`` (the engine stores the
   initiator under that name, as the vendor engines do).
 * service, send, business-rule and foreign-script tasks → :mod:`engine_bridge.loader.services`.
@@ -81,11 +82,12 @@ class _Context:
             )
         )
 
-    def juel(self, element: Any, what: str, text: str) -> str | None:
-        """Translate ``text``; on failure report it and return None. Bean calls are reported
-        as warnings so validation can require a resolver for each."""
+    def juel(self, element: Any, what: str, text: str, *, condition: bool = False) -> str | None:
+        """Translate ``text`` (as a condition, coerced to a bool, with ``condition``); on
+        failure report it and return None. Bean calls are reported as warnings so validation
+        can require a resolver for each."""
         try:
-            python = juel_to_python(text)
+            python = juel_to_python(text, condition=condition)
             beans = collect_beans(text)
         except JuelError as exc:
             self.problem(
@@ -391,7 +393,9 @@ def _translate_multi_instance(ctx: _Context, loop: Any, claimed: dict[str, Any])
     ):
         child = _mi_child(loop, local)
         if child is not None and has_juel(child.text):
-            python = ctx.juel(child, what, child.text or "")
+            python = ctx.juel(
+                child, what, child.text or "", condition=local == "completionCondition"
+            )
             if python is not None:
                 child.text = python
 
@@ -412,7 +416,7 @@ def _translate_condition(ctx: _Context, element: Any) -> None:
             "expression (or JUEL) and drop the language attribute",
         )
         return
-    python = ctx.juel(element, "condition", text)
+    python = ctx.juel(element, "condition", text, condition=True)
     if python is not None:
         element.text = python
         element.attrib.pop("language", None)

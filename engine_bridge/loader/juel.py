@@ -14,10 +14,10 @@ JUEL                                            Python
 ==============================================  ==============================================
 ``a == b``, ``!=``, ``<``, ``>``, ``<=``, ``>=``  same operator (Python's comparison, no coercion)
 ``eq ne lt gt le ge``                           the operator above
-``&&`` / ``and``, ``||`` / ``or``,              ``and``, ``or``, ``not``
-``!`` / ``not``
+``&&`` / ``and``, ``||`` / ``or``,              ``and``, ``or``, ``not`` (operands through
+``!`` / ``not``                                 ``juel_bool``, see below)
 ``empty x``                                     ``juel_empty(x)`` (None, "", empty list/dict)
-``c ? a : b``                                   ``(a if c else b)``
+``c ? a : b``                                   ``(a if juel_bool(c) else b)``
 ``+ - * / %``, ``div``, ``mod``                 ``+ - * / %`` (``/`` is true division, as in EL)
 ``'s'``, ``"s"``, ``12``, ``1.5``               Python literals
 ``true false null``                             ``True False None``
@@ -30,10 +30,17 @@ JUEL                                            Python
 ``text ${x} text``                              ``'text ' + juel_str(x) + ' text'``
 ==============================================  ==============================================
 
+Where EL requires a boolean (the operands of ``!``, ``&&`` and ``||``, the condition of
+``c ? a : b``, and the whole of a condition translated with ``condition=True``), a value not
+already boolean goes through ``juel_bool``, EL's coercion to Boolean: null and ``""`` are false,
+a string is true only when it is ``"true"`` in any case (Java's ``Boolean.valueOf``, so the
+``"false"`` an enum form field submits is false), and any other type (a number, a list) is an
+error rather than Python truthiness. Elsewhere values keep their type.
+
 Identifiers starting with ``_``, containing ``$``, or that are Python keywords are refused, so
 no dunder access or Python construct can be spelled through a model. ``resolve_bean`` is supplied
-by the script engine from the resolvers the user registers; ``juel_empty`` and ``juel_str`` are in
-:data:`JUEL_HELPERS` for the script engine to expose.
+by the script engine from the resolvers the user registers; ``juel_bool``, ``juel_empty`` and
+``juel_str`` are in :data:`JUEL_HELPERS` for the script engine to expose.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ __all__ = [
     "JuelError",
     "collect_beans",
     "has_juel",
+    "juel_bool",
     "juel_empty",
     "juel_str",
     "juel_to_python",
@@ -69,6 +77,32 @@ class JuelError(InputError):
         self.reason = message
         self.text = text
         self.position = position
+
+
+def juel_bool(value: object) -> bool:
+    """EL's coercion to Boolean, applied where JUEL requires a boolean.
+
+    null and ``""`` are false, a boolean is itself, a string is true only when it reads
+    ``true`` in any case (Java's ``Boolean.valueOf``: ``"false"``, ``"yes"``, ``" true"`` are
+    false). EL has no coercion from any other type, so a number, list or map is a
+    ``TypeError`` naming the type instead of a guess.
+    """
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.lower() == "true"
+    raise TypeError(
+        f"JUEL needs a boolean here, not the {type(value).__name__} {_short(value)}: EL turns "
+        "only true/false, strings and null into a boolean; compare the value instead "
+        "(e.g. ${x > 0}, ${not empty x})"
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def juel_empty(value: object) -> bool:
@@ -91,7 +125,11 @@ def juel_str(value: object) -> str:
 
 # Names the script engine must make available to translated expressions (besides
 # ``resolve_bean``, which it builds from the user's resolvers).
-JUEL_HELPERS: Mapping[str, Callable[..., Any]] = {"juel_empty": juel_empty, "juel_str": juel_str}
+JUEL_HELPERS: Mapping[str, Callable[..., Any]] = {
+    "juel_bool": juel_bool,
+    "juel_empty": juel_empty,
+    "juel_str": juel_str,
+}
 
 _OPEN = ("${", "#{")
 
@@ -218,6 +256,21 @@ class _Parser:
         self.i = 0
         self.text = text
         self.beans = beans
+        # Python sources this parser emitted for constructs whose value is always a bool
+        # (comparisons, not/and/or, empty, contains, true/false); the same source text always
+        # has the same value, so membership is enough to skip a redundant ``juel_bool``.
+        self.booleans: set[str] = {"True", "False"}
+
+    def known_bool(self, src: str) -> str:
+        """Record that ``src`` always gives a bool; returns it."""
+        self.booleans.add(src)
+        return src
+
+    def coerce(self, src: str) -> str:
+        """``src`` where EL requires a boolean: through ``juel_bool`` unless already one."""
+        if src in self.booleans:
+            return src
+        return self.known_bool(f"juel_bool({src[1:-1] if _outer_parens(src) else src})")
 
     # helpers
     def peek(self) -> _Token:
@@ -247,11 +300,11 @@ class _Parser:
         raise JuelError(f"{message}, found {found}", text=self.text, position=tok.pos)
 
     # grammar
-    def parse(self) -> str:
+    def parse(self, *, condition: bool = False) -> str:
         result = self.ternary()
         if self.peek().kind != "end":
             self.fail("unexpected token", self.peek())
-        return result
+        return self.coerce(result) if condition else result
 
     def ternary(self) -> str:
         cond = self.or_()
@@ -259,31 +312,35 @@ class _Parser:
             then = self.ternary()
             self.expect(":")
             other = self.ternary()
-            return f"({then} if {cond} else {other})"
+            result = f"({then} if {self.coerce(cond)} else {other})"
+            both = then in self.booleans and other in self.booleans
+            return self.known_bool(result) if both else result
         return cond
 
     def or_(self) -> str:
         left = self.and_()
         while self.accept("||", "or"):
-            left = f"({left} or {self.and_()})"
+            right = self.and_()
+            left = self.known_bool(f"({self.coerce(left)} or {self.coerce(right)})")
         return left
 
     def and_(self) -> str:
         left = self.equality()
         while self.accept("&&", "and"):
-            left = f"({left} and {self.equality()})"
+            right = self.equality()
+            left = self.known_bool(f"({self.coerce(left)} and {self.coerce(right)})")
         return left
 
     def equality(self) -> str:
         left = self.relational()
         while tok := self.accept("==", "!=", "eq", "ne"):
-            left = f"({left} {_COMPARE[tok.value]} {self.relational()})"
+            left = self.known_bool(f"({left} {_COMPARE[tok.value]} {self.relational()})")
         return left
 
     def relational(self) -> str:
         left = self.additive()
         while tok := self.accept("<", ">", "<=", ">=", "lt", "gt", "le", "ge"):
-            left = f"({left} {_COMPARE[tok.value]} {self.additive()})"
+            left = self.known_bool(f"({left} {_COMPARE[tok.value]} {self.additive()})")
         return left
 
     def additive(self) -> str:
@@ -300,11 +357,11 @@ class _Parser:
 
     def unary(self) -> str:
         if self.accept("!", "not"):
-            return f"(not {self.unary()})"
+            return self.known_bool(f"(not {self.coerce(self.unary())})")
         if self.accept("-"):
             return f"(-{self.unary()})"
         if self.accept("empty"):
-            return f"juel_empty({self.unary()})"
+            return self.known_bool(f"juel_empty({self.unary()})")
         return self.value()
 
     def value(self) -> str:
@@ -326,7 +383,7 @@ class _Parser:
         if tok.kind == "op" and tok.value == "(":
             inner = self.ternary()
             self.expect(")")
-            return f"({inner})"
+            return self.known_bool(f"({inner})") if inner in self.booleans else f"({inner})"
         if tok.kind == "op" and tok.value == "instanceof":
             self.fail("'instanceof' is not supported", tok)
         self.fail("expected a value", tok)
@@ -364,7 +421,7 @@ class _Parser:
             )
         if not variable:
             return name
-        if keyword.iskeyword(name) or name in {"juel_empty", "juel_str", "resolve_bean"}:
+        if keyword.iskeyword(name) or name in JUEL_HELPERS or name == "resolve_bean":
             raise JuelError(f"{name!r} cannot be used as a name", text=self.text, position=tok.pos)
         if not name.isidentifier():
             raise JuelError(f"{name!r} is not a valid name", text=self.text, position=tok.pos)
@@ -384,7 +441,7 @@ class _Parser:
         if len(path.parts) >= 2:
             method = path.parts[-1]
             target = path.parts[0] + "".join(f"[{p!r}]" for p in path.parts[1:-1])
-            known = _value_method(target, method, args)
+            known = self.value_method(target, method, args)
             if known is not None:
                 return known
         name = ".".join(path.parts)
@@ -405,7 +462,7 @@ class _Parser:
                 name = self.identifier(name_tok, variable=False)
                 if self.accept("("):
                     args = self.arguments()
-                    known = _value_method(current, name, args)
+                    known = self.value_method(current, name, args)
                     if known is None:
                         raise JuelError(
                             f"method {name!r} on a computed value is not supported; "
@@ -421,18 +478,17 @@ class _Parser:
             else:
                 return current
 
-
-def _value_method(target: str, method: str, args: list[str]) -> str | None:
-    """Java methods on collections and strings that models use on variables directly."""
-    if method in ("size", "length") and not args:
-        return f"len({target})"
-    if method == "isEmpty" and not args:
-        return f"juel_empty({target})"
-    if method in ("contains", "containsKey") and len(args) == 1:
-        return f"({args[0]} in {target})"
-    if method == "equals" and len(args) == 1:
-        return f"({target} == {args[0]})"
-    return None
+    def value_method(self, target: str, method: str, args: list[str]) -> str | None:
+        """Java methods on collections and strings that models use on variables directly."""
+        if method in ("size", "length") and not args:
+            return f"len({target})"
+        if method == "isEmpty" and not args:
+            return self.known_bool(f"juel_empty({target})")
+        if method in ("contains", "containsKey") and len(args) == 1:
+            return self.known_bool(f"({args[0]} in {target})")
+        if method == "equals" and len(args) == 1:
+            return self.known_bool(f"({target} == {args[0]})")
+        return None
 
 
 # --------------------------------------------------------------------------- composite text
@@ -491,25 +547,28 @@ def _segments(text: str) -> list[_Segment]:
     return parts
 
 
-def _translate(text: str, beans: list[str]) -> str:
+def _translate(text: str, beans: list[str], *, condition: bool = False) -> str:
     segments = _segments(text)
     stripped = [s for s in segments if not (s.literal and not s.text.strip())]
     if len(stripped) == 1 and not stripped[0].literal:
         # One expression, maybe padded with whitespace: keep its type (bool, list, …).
-        return _expression(stripped[0], text, beans)
+        return _expression(stripped[0], text, beans, condition=condition)
     if not segments:
-        return repr("")
+        return "False" if condition else repr("")  # EL: "" coerced to Boolean is false
     pieces = [
         repr(s.text) if s.literal else f"juel_str({_expression(s, text, beans)})" for s in segments
     ]
-    return pieces[0] if len(pieces) == 1 else "(" + " + ".join(pieces) + ")"
+    joined = pieces[0] if len(pieces) == 1 else " + ".join(pieces)
+    if condition:
+        return f"juel_bool({joined})"
+    return joined if len(pieces) == 1 else f"({joined})"
 
 
-def _expression(segment: _Segment, text: str, beans: list[str]) -> str:
+def _expression(segment: _Segment, text: str, beans: list[str], *, condition: bool = False) -> str:
     if not segment.text.strip():
         raise JuelError("empty expression", text=text, position=segment.pos)
     tokens = _tokenize(segment.text, text, segment.pos)
-    result = _Parser(tokens, text, beans).parse()
+    result = _Parser(tokens, text, beans).parse(condition=condition)
     return result[1:-1] if _outer_parens(result) else result
 
 
@@ -540,13 +599,15 @@ def _outer_parens(src: str) -> bool:
     return True
 
 
-def juel_to_python(text: str) -> str:
+def juel_to_python(text: str, *, condition: bool = False) -> str:
     """Translate a JUEL value (``${…}``, ``#{…}``, or composite text) into Python source.
 
     A single expression keeps its type; text mixed with expressions becomes a string
-    concatenation; plain text becomes a Python string literal. Raises :class:`JuelError`.
+    concatenation; plain text becomes a Python string literal. With ``condition`` (a sequence
+    flow's or event's condition, a completion condition) the result is a bool: a value not
+    already boolean is coerced by ``juel_bool`` as EL does. Raises :class:`JuelError`.
     """
-    return _translate(text, [])
+    return _translate(text, [], condition=condition)
 
 
 def collect_beans(text: str) -> list[str]:

@@ -216,8 +216,8 @@ def test_camunda_job_announcement_with_bean_assignees_lanes_and_services() -> No
         "handlers": "resolve_bean('jobAnnouncementService.findRequester', jobAnnouncementId)"
     }
     assert properties(main, "edit") == {"handlingGroup": "['engineering']"}
-    assert condition(main, "Flow_1gfi885") == "approved"
-    assert condition(main, "Flow_0yjunvn") == "not approved"
+    assert condition(main, "Flow_1gfi885") == "juel_bool(approved)"
+    assert condition(main, "Flow_0yjunvn") == "not juel_bool(approved)"
     assert {(p.code, p.element_id) for p in main_problems} == {
         ("bean-needs-resolver", "review"),
         ("bean-needs-resolver", "correct"),
@@ -400,7 +400,7 @@ def test_sequential_countersign_runs_in_order_and_can_be_visited_again() -> None
     back to the task both work (Spiff would refuse an existing input item)."""
     root, problems = model(sequential_loop("${assigneeList}"))
     assert problems == []
-    assert condition(root, "f_back") == "again"
+    assert condition(root, "f_back") == "juel_bool(again)"
     spec = spiff_parser((root, "inline")).get_spec("p")
     wf = BpmnWorkflow(spec, script_engine=PythonScriptEngine(Environment()))
     wf.task_tree.data["assigneeList"] = ["a", "b"]
@@ -460,7 +460,8 @@ def test_cardinality_and_conditions_in_juel_are_translated() -> None:
     loop = element(root, "u").find(f"{BPMN}multiInstanceLoopCharacteristics")
     assert loop.find(f"{BPMN}loopCardinality").text == "count + 1"
     assert (
-        loop.find(f"{BPMN}completionCondition").text == "(nrOfCompletedInstances == 1) and (not ok)"
+        loop.find(f"{BPMN}completionCondition").text
+        == "(nrOfCompletedInstances == 1) and (not juel_bool(ok))"
     )
 
 

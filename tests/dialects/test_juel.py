@@ -13,6 +13,7 @@ from engine_bridge.loader.juel import (
     JuelError,
     collect_beans,
     has_juel,
+    juel_bool,
     juel_empty,
     juel_str,
     juel_to_python,
@@ -38,11 +39,11 @@ def run(text: str, beans: dict[str, Any] | None = None, **data: Any) -> Any:
     ("text", "expected"),
     [
         ("${deptleaderapprove=='true'}", "deptleaderapprove == 'true'"),
-        ("#{!approved}", "not approved"),
+        ("#{!approved}", "not juel_bool(approved)"),
         ("${applicant}", "applicant"),
         ("${a.b}", "a['b']"),
         ("${a['b'][0]}", "a['b'][0]"),
-        ("${x ? 'yes' : 'no'}", "'yes' if x else 'no'"),
+        ("${x ? 'yes' : 'no'}", "'yes' if juel_bool(x) else 'no'"),
         ("${n div 2}", "n / 2"),
         ("${n mod 2}", "n % 2"),
         ("${empty list}", "juel_empty(list)"),
@@ -123,6 +124,118 @@ def test_empty_is_true_for_null_empty_string_and_empty_collections(
     assert run("${empty v}", v=value) is expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("TRUE", True),
+        ("True", True),
+        ("false", False),
+        ("", False),
+        ("yes", False),
+        ("1", False),
+        (" true", False),
+    ],
+)
+def test_bool_coercion_follows_el(value: Any, expected: bool) -> None:
+    """EL's coercion to Boolean: null and "" are false, a string is Boolean.valueOf."""
+    assert juel_bool(value) is expected
+
+
+@pytest.mark.parametrize("value", [0, 1, 2.5, [], ["x"], {}, {"k": 1}])
+def test_bool_coercion_refuses_what_el_cannot_coerce(value: Any) -> None:
+    """EL has no coercion from a number or a collection to Boolean: no Python truthiness."""
+    with pytest.raises(TypeError, match="JUEL needs a boolean here, not the "):
+        juel_bool(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${!approved}", "not juel_bool(approved)"),
+        ("${a && b}", "juel_bool(a) and juel_bool(b)"),
+        ("${a or b}", "juel_bool(a) or juel_bool(b)"),
+        ("${a ? b : c}", "b if juel_bool(a) else c"),
+        ("${not (a)}", "not juel_bool(a)"),
+        # Values already boolean are left as they are.
+        ("${a == 1 && !(b > 2)}", "(a == 1) and (not ((b > 2)))"),
+        ("${!empty a || a.contains(1)}", "(not juel_empty(a)) or (1 in a)"),
+        ("${!a.equals(b) && true}", "(not (a == b)) and True"),
+        ("${!(a && b)}", "not ((juel_bool(a) and juel_bool(b)))"),
+        # Where no boolean is required, values keep their type.
+        ("${approved}", "approved"),
+        ("${a + 1}", "a + 1"),
+        ("${x ? a : b}", "a if juel_bool(x) else b"),
+        ("${f(a && b)}", "resolve_bean('f', (juel_bool(a) and juel_bool(b)))"),
+    ],
+)
+def test_boolean_positions_coerce_with_juel_bool(text: str, expected: str) -> None:
+    """Operands of ``!``, ``&&``, ``||`` and a ternary's condition go through ``juel_bool``."""
+    assert juel_to_python(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${approved}", "juel_bool(approved)"),
+        ("#{!approved}", "not juel_bool(approved)"),
+        ("${a == 'true'}", "a == 'true'"),
+        ("${empty a}", "juel_empty(a)"),
+        ("${x ? a : false}", "juel_bool(a if juel_bool(x) else False)"),
+        ("${svc.ok(id)}", "juel_bool(resolve_bean('svc.ok', id))"),
+        ("${(approved)}", "juel_bool(approved)"),
+        ("${true}", "True"),
+        (" ${a} ", "juel_bool(a)"),
+        ("is ${a}", "juel_bool('is ' + juel_str(a))"),
+    ],
+)
+def test_a_condition_is_coerced_as_a_whole(text: str, expected: str) -> None:
+    """A condition's value is a bool; the translation adds nothing where it already is one."""
+    assert juel_to_python(text, condition=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "data", "expected"),
+    [
+        ("${!approved}", {"approved": "false"}, True),
+        ("${!approved}", {"approved": "TRUE"}, False),
+        ("${!approved}", {"approved": None}, True),
+        ("${a && b}", {"a": "true", "b": "false"}, False),
+        ("${a && b}", {"a": "true", "b": True}, True),
+        ("${a || b}", {"a": "false", "b": ""}, False),
+        ("${a || b}", {"a": None, "b": "True"}, True),
+        ("${a ? 'yes' : 'no'}", {"a": "false"}, "no"),
+        ("${a ? 'yes' : 'no'}", {"a": "true"}, "yes"),
+        ("${a ? b : c}", {"a": True, "b": 5, "c": 6}, 5),  # branches keep their type
+    ],
+)
+def test_strings_and_null_in_boolean_positions_follow_el(
+    text: str, data: dict[str, Any], expected: Any
+) -> None:
+    """The string "false" (an enum form field's value) is false, not a truthy string."""
+    assert run(text, **data) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("false", False), ("true", True), ("TRUE", True), (None, False), ("", False), (False, False)],
+)
+def test_condition_of_a_bare_variable_is_its_el_boolean(value: Any, expected: bool) -> None:
+    """``${approved}`` as a condition: before, any non-empty string (even "false") was true."""
+    assert evaluate(juel_to_python("${approved}", condition=True), {"approved": value}) is expected
+
+
+def test_a_number_where_a_boolean_is_required_is_an_error_naming_its_type() -> None:
+    """EL refuses to coerce a number to Boolean; so does the translation, clearly."""
+    with pytest.raises(Exception, match="JUEL needs a boolean here, not the int 0"):
+        run("${!count}", count=0)
+    assert run("${count != 0}", count=0) is False
+    assert run("${count + 1}", count=0) == 1  # not a boolean position: untouched
+
+
 def test_composite_text_concatenates_with_juel_string_coercion() -> None:
     """Text around expressions stays; null renders as "" and booleans in lower case."""
     python = juel_to_python("Dear ${name}, approved=${ok} ${missing}!")
@@ -178,6 +291,8 @@ def test_hostile_input_never_yields_an_attribute_access(text: str) -> None:
         ("${__import__}", "names starting with '_' are refused", 2),
         ("${import}", "'import' cannot be used as a name", 2),
         ("${lambda}", "'lambda' cannot be used as a name", 2),
+        ("${juel_bool}", "'juel_bool' cannot be used as a name", 2),
+        ("${!juel_str}", "'juel_str' cannot be used as a name", 3),
         ("${$x}", "'$' in a name is not supported", 2),
         ("${a b}", "unexpected token, found 'b'", 4),
         ("${a +}", "expected a value, found end of expression", 5),

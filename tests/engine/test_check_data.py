@@ -56,7 +56,9 @@ def test_values_json_cannot_take_are_refused_by_name(value: Any) -> None:
         check_data({"ok": 1, "v": value}, "completion data")
 
 
-@pytest.mark.parametrize("key", ["_getattr_", "_write_", "resolve_bean", "juel_str", "__x"])
+@pytest.mark.parametrize(
+    "key", ["_getattr_", "_write_", "resolve_bean", "juel_str", "juel_bool", "__x"]
+)
 def test_names_the_script_sandbox_defines_are_refused_as_keys(key: str) -> None:
     """Data under a sandbox name would make every later script of the instance fail
     ('overwrites a predefined function'): start, completion and message data refuse it."""

@@ -214,6 +214,7 @@ def test_a_result_variable_receives_the_answer_instead_of_a_merge(tmp_path: Path
         (["not", "a", "dict"], "returned list, not a dict or None"),
         ({"__class__": 1}, "returned the key '__class__'"),
         ({"juel_str": 1}, "returned the key 'juel_str'"),  # a sandbox name: scripts would fail
+        ({"juel_bool": 1}, "returned the key 'juel_bool'"),
         ({"_getattr_": 1}, "not a name the script sandbox defines"),
         ({"when": object()}, "returned data that is not JSON"),
     ],
