@@ -60,8 +60,9 @@ CODE_NO_TASK = 2004
 
 #: Per endpoint, the item codes that mean "this was already done": a resent create finds its
 #: todo existing, a resent handle/withdraw/terminate finds it finished, a resent delete finds
-#: nothing, a resent transaction finish finds the transaction ended. The codes are those of the fake centre (docs/fake-center.md); pass
-#: ``already_done=`` to ``Relay`` when a real centre answers differently.
+#: nothing, a resent transaction finish finds the transaction ended. The codes are those of
+#: the fake centre (docs/fake-center.md); pass ``already_done=`` to ``Relay`` when a real
+#: centre answers differently.
 ALREADY_DONE_CODES: Mapping[Endpoint, frozenset[int]] = {
     Endpoint.ADD_TRANSACTION: frozenset({CODE_EXISTS}),
     Endpoint.ADD_TASK: frozenset({CODE_EXISTS}),

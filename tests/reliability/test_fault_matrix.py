@@ -2,8 +2,9 @@
 
 For each centre endpoint the bridge sends (``addTransaction`` when an instance starts,
 ``taskHandle`` for completions, ``taskWithdraw`` when a timer closes a todo, ``taskTerminate``
-when the business cancels, ``updateTransaction`` when a process ends with nothing open), a real Bridge + Relay talk to the fake centre over a loopback
-socket while the centre misbehaves on that endpoint:
+when the business cancels, ``updateTransaction`` when a process ends with nothing open), a
+real Bridge + Relay talk to the fake centre over a loopback socket while the centre misbehaves
+on that endpoint:
 
 * on the first attempt, or the first three: the relay ends with the row delivered, with no
   dead letter and the expected number of attempts;
