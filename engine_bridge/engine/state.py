@@ -34,6 +34,7 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
+from engine_bridge.engine.gateways import register_round_gateways
 from engine_bridge.engine.timers import register_clocked_timers
 from engine_bridge.engine.tree_walk import BridgeSubWorkflow, BridgeWorkflow
 from engine_bridge.errors import EngineError
@@ -69,6 +70,7 @@ class _InstanceOnlyConverter(BpmnWorkflowConverter):  # type: ignore[misc]
 def _build_registry() -> Any:
     registry = BpmnWorkflowSerializer.configure(SPIFF_CONFIG)
     register_clocked_timers(registry)
+    register_round_gateways(registry)
     _InstanceOnlyConverter(BpmnWorkflow, registry)
     # The bridge's workflow classes are written under SpiffWorkflow's names, and those names
     # are read as the bridge's classes (registered last): stored states stay SpiffWorkflow's.
