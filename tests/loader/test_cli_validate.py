@@ -57,6 +57,33 @@ def test_missing_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "no such file" in capsys.readouterr().err
 
 
+def test_missing_path_in_json_format_prints_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tool reading --format json gets JSON even when a path does not exist; exit 2 still."""
+    missing = str(tmp_path / "nope.bpmn")
+    assert main(["validate", "--format", "json", missing]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert report["errors"] == [f"no such file or directory: {missing}"]
+    assert report["files"] == [] and report["problems"] == []
+
+
+def test_strict_warning_is_not_ok_in_text_or_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """Under --strict a warning fails the file: neither ``file: ok`` nor ``"ok": true``."""
+    path = str(CORPUS / "camunda-modeler__illegal-whitespace.bpmn")
+    assert main(["validate", "--strict", path]) == 1
+    out = capsys.readouterr().out
+    assert "warning" in out and f"{path}: ok" not in out
+    assert main(["validate", "--strict", "--format", "json", path]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert report["files"] == [{"file": path, "ok": False}]
+    assert any(p["severity"] == "warning" for p in report["problems"])
+    assert main(["validate", "--format", "json", path]) == 0  # without --strict: ok
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
 def test_no_arguments_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as info:
         main(["validate"])
