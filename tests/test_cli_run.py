@@ -128,6 +128,34 @@ def test_demo_tells_each_sample_as_a_timeline() -> None:
     assert "FAILED" not in out
 
 
+def test_demo_runs_yaml_scenarios_too(tmp_path: Path) -> None:
+    """Scenarios may be JSON or YAML: the demo runs *.json, *.yaml and *.yml files alike, and
+    a malformed one is reported as failed while the others still run."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "workflows"
+    shutil.copytree(WORKFLOWS, folder, ignore=shutil.ignore_patterns("scenarios"))
+    (folder / "scenarios").mkdir()
+    for name, suffix in (("leave_approval_long", ".yaml"), ("or_sign", ".yml")):
+        scenario = json.loads((WORKFLOWS / "scenarios" / f"{name}.json").read_text("utf-8"))
+        text = yaml.safe_dump(scenario, allow_unicode=True)
+        (folder / "scenarios" / f"{name}{suffix}").write_text(text, encoding="utf-8")
+    shutil.copy(WORKFLOWS / "scenarios" / "parallel_review.json", folder / "scenarios")
+    (folder / "scenarios" / "notes.txt").write_text("not a scenario", encoding="utf-8")
+    done = run_cli("demo", "--workflows", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("leave_approval_long", "or_sign", "parallel_review"):
+        assert f"== {name}:" in done.stdout
+    assert "notes" not in done.stdout and "FAILED" not in done.stdout
+    (folder / "scenarios" / "broken.yaml").write_text("process: [", encoding="utf-8")
+    done = run_cli("demo", "--workflows", str(folder))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "== broken\n  FAILED: " in done.stdout and "not valid YAML" in done.stdout
+    assert "== or_sign:" in done.stdout and "Traceback" not in done.stderr
+
+
 def test_run_against_a_centre_that_refuses_the_credentials_fails(tmp_path: Path) -> None:
     """The steps pass, but nothing reached the centre: that is a failure, not a pass."""
     from engine_bridge.testing.fake_center import FakeCenter
