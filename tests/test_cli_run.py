@@ -73,8 +73,25 @@ def test_a_malformed_scenario_is_reported_not_a_traceback(tmp_path: Path) -> Non
     )
     done = run_cli("run", str(WORKFLOWS), "--scenario", str(bad))
     assert done.returncode == 2  # the file given on the command line: a usage error
-    assert "steps.0" in done.stderr
+    assert "step 1: x: Extra inputs are not permitted" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("advance", ["1h", "P9999999999D"])
+def test_a_malformed_tick_duration_is_a_malformed_scenario_naming_its_step(
+    tmp_path: Path, advance: str
+) -> None:
+    """A tick whose duration is not ISO 8601 (or too long) makes the file malformed: exit 2
+    before anything runs, naming the step, as for any other malformed step."""
+    bad = tmp_path / "bad.json"
+    steps = [{"complete": {"node": "review", "handler": "T001"}}, {"tick": {"advance": advance}}]
+    scenario = {"process": "or_sign", "start": {"initiator": "2023001"}, "steps": steps}
+    bad.write_text(json.dumps(scenario), encoding="utf-8")
+    for command in ("run", "explain"):
+        done = run_cli(command, str(WORKFLOWS), "--scenario", str(bad))
+        assert done.returncode == 2, (command, done.stdout + done.stderr)
+        assert f"{bad}: malformed scenario: step 2: tick.advance: " in done.stderr
+        assert repr(advance) in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_scenario_file_holding_a_list_says_what_it_must_hold(tmp_path: Path) -> None:
