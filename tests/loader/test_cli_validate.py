@@ -122,3 +122,47 @@ def test_named_service_handlers_answer_service_tasks(capsys: pytest.CaptureFixtu
     assert "emailAdapter" not in out
     named = ["--service", "emailAdapter", "--service", "task:service_task_publish_on_twitter"]
     assert main(["validate", "--strict", *named, twitter]) == 0
+
+
+def _boundary(event_id: str, definition: str) -> str:
+    return (
+        f'\n    <bpmn:boundaryEvent id="{event_id}" name="On {event_id}" attachedToRef="a">'
+        f"{definition}</bpmn:boundaryEvent>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("definition", "said"),
+    [
+        ("<bpmn:compensateEventDefinition/>", "catches a compensation event, which "),
+        ("", "has no event definition, so it catches nothing"),
+    ],
+)
+def test_an_unsupported_boundary_event_is_one_clean_problem(
+    write_bpmn: WriteBpmn, capsys: pytest.CaptureFixture[str], definition: str, said: str
+) -> None:
+    """SpiffWorkflow refuses it with a NotImplementedError holding the element's whole XML; the
+    report names the boundary event, its line and what it may catch instead."""
+    task = user_task("a", {"handlers": "'T1'"}) + _boundary("comp", definition)
+    path = write_bpmn("boundary.bpmn", definitions(process("p", chain(("a", task)))))
+    assert main(["validate", "--format", "json", str(path)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    [problem] = [p for p in report["problems"] if p["severity"] == "error"]
+    assert problem["element_id"] == "comp" and problem["code"] == "bpmn-invalid"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert 'id="comp"' in lines[problem["line"] - 1]
+    assert problem["message"].startswith(f"boundary event 'On comp' {said}")
+    assert "timer, message, signal, error, escalation, conditional or cancel" in problem["message"]
+    assert "NotImplementedError" not in problem["message"] and "\u003c" not in problem["message"]
+
+
+def test_the_corpus_compensation_boundary_event_is_reported_cleanly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = CORPUS / "activiti__ProcessDiagramGeneratorTest.testAllElements.bpmn"
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    [line] = [row for row in out.splitlines() if "[boundarycompensation1]" in row]
+    assert line.startswith(f"{path}:176: error: boundary event 'Compensate' catches a compensation")
+    assert line.endswith("(bpmn-invalid)")
+    assert "NotImplementedError" not in out and "<boundaryEvent" not in out
