@@ -23,6 +23,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
 
 from engine_bridge.errors import BpmnError, UnknownProcessError
+from engine_bridge.loader.dialects import camunda8_problem
 from engine_bridge.loader.event_subprocesses import prepare_event_subprocesses
 from engine_bridge.loader.model import LoadedProcess, NodeSettings, ProcessSettings
 from engine_bridge.loader.overrides import read_node_overrides
@@ -195,6 +196,12 @@ def _read_source(path: Path, transforms: tuple[TreeTransform, ...]) -> SourceFil
         problems += [p for p in exc.problems if isinstance(p, Problem)]
         source = SourceFile(file, digest, None, {}, tuple(problems))
     else:
+        camunda8 = camunda8_problem(root, file)
+        if camunda8 is not None:  # for another engine: one problem, not one per element
+            source = SourceFile(file, digest, None, {}, (camunda8,))
+            with _lock:
+                _remember(_file_cache, key, source, limit=_CACHE_SIZE * 8)
+            return source
         for transform in transforms:
             try:
                 problems += transform(root, file)
