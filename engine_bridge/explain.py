@@ -110,6 +110,8 @@ def explain(
     center: FakeCenter | None = None,
 ) -> Explanation:
     """Explain ``scenario``, or the default path of ``process_id`` started with ``data``.
+    Without either, the default path of the only executable process in ``workflows``
+    (``ScenarioError``, listing them, when there are several).
 
     ``center`` is the fake centre to explain against (a fresh ``FakeCenter`` by default); one
     configured like the real centre, e.g. with its registered ``app_id``, shows what it would
@@ -120,9 +122,9 @@ def explain(
             f"the scenario runs process {spec.process!r}, not {process_id!r}; "
             "drop --process or pick the matching scenario"
         )
-    if spec is None and process_id is None:
-        raise ScenarioError("name the process to explain (--process ID) or give a --scenario")
     with Sandbox(workflows, center=center) as sandbox:
+        if spec is None and process_id is None:
+            process_id = _only_process(sandbox.bridge.library.process_ids())
         if spec is not None:
             recording = sandbox.run(spec, raise_errors=False)
             steps = recording.steps
@@ -154,6 +156,18 @@ def explain(
         finished=finished,
         open=still_open,
         stopped=stopped,
+    )
+
+
+def _only_process(process_ids: list[str]) -> str:
+    """The process to explain when none is named: the one executable process there is."""
+    if len(process_ids) == 1:
+        return process_ids[0]
+    if not process_ids:
+        raise ScenarioError("the files hold no executable process to explain")
+    raise ScenarioError(
+        f"the files hold {len(process_ids)} executable processes ({', '.join(process_ids)}): "
+        "name one with --process ID, or give a --scenario"
     )
 
 
