@@ -45,9 +45,37 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.advance(timedelta(seconds=max(seconds, 0.0)))
 
-    def advance(self, delta: timedelta) -> datetime:
+    def advance(
+        self,
+        delta: timedelta | None = None,
+        *,
+        weeks: float = 0,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+        milliseconds: float = 0,
+    ) -> datetime:
+        """Move the clock forward by ``delta``, or by the parts given as keywords, as
+        ``timedelta`` takes them (``advance(hours=25)``, ``advance(days=2, minutes=30)``); both
+        together add up. Returns the new time."""
+        step = timedelta(
+            weeks=weeks,
+            days=days,
+            hours=hours,
+            minutes=minutes,
+            seconds=seconds,
+            milliseconds=milliseconds,
+        )
+        if delta is not None:
+            if not isinstance(delta, timedelta):
+                raise TypeError(
+                    f"advance takes a timedelta or keywords such as hours=25, not "
+                    f"{type(delta).__name__} {delta!r}"
+                )
+            step += delta
         with self._lock:
-            self._now += delta
+            self._now += step
             return self._now
 
     def set(self, when: datetime) -> None:

@@ -111,6 +111,8 @@ def explain(
     app_id: str | None = None,
 ) -> Explanation:
     """Explain ``scenario``, or the default path of ``process_id`` started with ``data``.
+    Without either, the default path of the only executable process in ``workflows``
+    (``ScenarioError``, listing them, when there are several).
 
     ``center`` is the fake centre to explain against (a fresh ``FakeCenter`` by default); one
     configured like the real centre (its faults; its registered ``app_id``, which the sandbox
@@ -121,9 +123,9 @@ def explain(
             f"the scenario runs process {spec.process!r}, not {process_id!r}; "
             "drop --process or pick the matching scenario"
         )
-    if spec is None and process_id is None:
-        raise ScenarioError("name the process to explain (--process ID) or give a --scenario")
     with Sandbox(workflows, center=center, app_id=app_id) as sandbox:
+        if spec is None and process_id is None:
+            process_id = _only_process(sandbox.bridge.library.process_ids())
         if spec is not None:
             recording = sandbox.run(spec, raise_errors=False)
             steps = recording.steps
@@ -155,6 +157,18 @@ def explain(
         finished=finished,
         open=still_open,
         stopped=stopped,
+    )
+
+
+def _only_process(process_ids: list[str]) -> str:
+    """The process to explain when none is named: the one executable process there is."""
+    if len(process_ids) == 1:
+        return process_ids[0]
+    if not process_ids:
+        raise ScenarioError("the files hold no executable process to explain")
+    raise ScenarioError(
+        f"the files hold {len(process_ids)} executable processes ({', '.join(process_ids)}): "
+        "name one with --process ID, or give a --scenario"
     )
 
 

@@ -73,8 +73,25 @@ def test_a_malformed_scenario_is_reported_not_a_traceback(tmp_path: Path) -> Non
     )
     done = run_cli("run", str(WORKFLOWS), "--scenario", str(bad))
     assert done.returncode == 2  # the file given on the command line: a usage error
-    assert "steps.0" in done.stderr
+    assert "step 1: x: Extra inputs are not permitted" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("advance", ["1h", "P9999999999D"])
+def test_a_malformed_tick_duration_is_a_malformed_scenario_naming_its_step(
+    tmp_path: Path, advance: str
+) -> None:
+    """A tick whose duration is not ISO 8601 (or too long) makes the file malformed: exit 2
+    before anything runs, naming the step, as for any other malformed step."""
+    bad = tmp_path / "bad.json"
+    steps = [{"complete": {"node": "review", "handler": "T001"}}, {"tick": {"advance": advance}}]
+    scenario = {"process": "or_sign", "start": {"initiator": "2023001"}, "steps": steps}
+    bad.write_text(json.dumps(scenario), encoding="utf-8")
+    for command in ("run", "explain"):
+        done = run_cli(command, str(WORKFLOWS), "--scenario", str(bad))
+        assert done.returncode == 2, (command, done.stdout + done.stderr)
+        assert f"{bad}: malformed scenario: step 2: tick.advance: " in done.stderr
+        assert repr(advance) in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_scenario_file_holding_a_list_says_what_it_must_hold(tmp_path: Path) -> None:
@@ -126,6 +143,34 @@ def test_demo_tells_each_sample_as_a_timeline() -> None:
     assert "taskWithdraw" in out
     assert "taskTerminate" in out
     assert "FAILED" not in out
+
+
+def test_demo_runs_yaml_scenarios_too(tmp_path: Path) -> None:
+    """Scenarios may be JSON or YAML: the demo runs *.json, *.yaml and *.yml files alike, and
+    a malformed one is reported as failed while the others still run."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "workflows"
+    shutil.copytree(WORKFLOWS, folder, ignore=shutil.ignore_patterns("scenarios"))
+    (folder / "scenarios").mkdir()
+    for name, suffix in (("leave_approval_long", ".yaml"), ("or_sign", ".yml")):
+        scenario = json.loads((WORKFLOWS / "scenarios" / f"{name}.json").read_text("utf-8"))
+        text = yaml.safe_dump(scenario, allow_unicode=True)
+        (folder / "scenarios" / f"{name}{suffix}").write_text(text, encoding="utf-8")
+    shutil.copy(WORKFLOWS / "scenarios" / "parallel_review.json", folder / "scenarios")
+    (folder / "scenarios" / "notes.txt").write_text("not a scenario", encoding="utf-8")
+    done = run_cli("demo", "--workflows", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("leave_approval_long", "or_sign", "parallel_review"):
+        assert f"== {name}:" in done.stdout
+    assert "notes" not in done.stdout and "FAILED" not in done.stdout
+    (folder / "scenarios" / "broken.yaml").write_text("process: [", encoding="utf-8")
+    done = run_cli("demo", "--workflows", str(folder))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "== broken\n  FAILED: " in done.stdout and "not valid YAML" in done.stdout
+    assert "== or_sign:" in done.stdout and "Traceback" not in done.stderr
 
 
 def test_run_against_a_centre_that_refuses_the_credentials_fails(tmp_path: Path) -> None:

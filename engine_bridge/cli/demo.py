@@ -20,9 +20,23 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run the sample processes against the fake centre and print a timeline",
     )
-    p.add_argument("--workflows", default="workflows", help="folder with BPMN files and scenarios/")
+    p.add_argument(
+        "--workflows",
+        default="workflows",
+        help="folder with BPMN files and scenarios/ (scenario files: *.json, *.yaml, *.yml)",
+    )
     p.add_argument("--only", help="run only scenarios whose file name contains this text")
     p.set_defaults(func=_demo)
+
+
+SCENARIO_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def scenario_files(folder: Path) -> list[Path]:
+    """The scenario files in ``folder`` (JSON or YAML), sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in SCENARIO_SUFFIXES)
 
 
 def describe_call(call: CenterCall, nodes: dict[str, str] | None = None) -> str:
@@ -66,7 +80,7 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
     folder = Path(args.workflows)
-    scenarios = sorted((folder / "scenarios").glob("*.json")) if folder.is_dir() else []
+    scenarios = scenario_files(folder / "scenarios")
     if args.only:
         scenarios = [s for s in scenarios if args.only in s.name]
     if not scenarios:
@@ -75,7 +89,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(
             f"no scenarios{hint} found in {where}; the demo runs the project's samples: run it "
             "from the engine_bridge checkout, or give --workflows DIR (a folder of BPMN files "
-            "with a scenarios/ folder beside them)",
+            "with a scenarios/ folder of JSON or YAML scenarios beside them)",
             file=sys.stderr,
         )
         return 1
@@ -95,7 +109,12 @@ def _demo(args: argparse.Namespace) -> int:
         )
         try:
             for path in scenarios:
-                scenario = load_scenario(path)
+                try:
+                    scenario = load_scenario(path)
+                except EngineBridgeError as exc:  # a malformed file: say so, run the others
+                    failures += 1
+                    print(f"== {path.stem}\n  FAILED: {exc}\n")
+                    continue
                 print(f"== {path.stem}: {scenario.description or scenario.process}")
 
                 def show(rec: ScenarioStep) -> None:

@@ -1,5 +1,8 @@
-"""``engine-bridge explain FILE... --process ID [--scenario S.json] [--data JSON]``: the centre
+"""``engine-bridge explain FILE... [--process ID] [--scenario S.json] [--data JSON]``: the centre
 calls a path through a process would produce, step by step, without any network.
+
+The process is ``--process``, else the scenario's, else the only executable process in the
+files (with several, ``--process`` is needed and the error lists them).
 
 Without a scenario it follows the default path (start with ``--data``, then complete the first
 open todo as its first handler with no data, until the end) and stops with a clear message
@@ -32,7 +35,11 @@ def register(subparsers: Any) -> None:
         "and handlers). The path is --scenario, or the default path started with --data.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="BPMN files or folders")
-    parser.add_argument("--process", metavar="ID", help="process id (the scenario's by default)")
+    parser.add_argument(
+        "--process",
+        metavar="ID",
+        help="process id (default: the scenario's, or the only executable process in FILE)",
+    )
     parser.add_argument("--scenario", metavar="S.json", help="scenario file (JSON or YAML)")
     parser.add_argument(
         "--data", metavar="JSON", help="start data for the default path: a JSON object or @FILE"
@@ -55,9 +62,6 @@ def register(subparsers: Any) -> None:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    if args.process is None and args.scenario is None:
-        print("error: give --process ID (default path) or --scenario S.json", file=sys.stderr)
-        return 2
     if args.scenario is not None and args.data is not None:
         print("error: --data is for the default path; the scenario has its own", file=sys.stderr)
         return 2
@@ -82,7 +86,8 @@ def _explain(args: argparse.Namespace) -> int:
         )
     except ScenarioError as exc:
         # Raised before anything runs: the scenario file given on the command line cannot
-        # be read or is malformed, or runs another process than --process.
+        # be read or is malformed, or runs another process than --process; or no --process
+        # was given and the files do not hold exactly one executable process.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.format == "json":

@@ -1,7 +1,7 @@
 """``engine-bridge history``: what an instance went through, and that path as a replayable file.
 
 ``show INSTANCE`` lists the recorded actions (start, completions with handler and data, ticks,
-cancels) with their times. ``export INSTANCE [-o FILE]`` writes them as a scenario whose
+messages, cancels) with their times. ``export INSTANCE [-o FILE]`` writes them as a scenario whose
 ``expect`` steps hold what happened (status, next nodes, the normalised centre calls), ready
 for ``engine-bridge replay FILE --workflows NEW_DIR`` before a process change is deployed.
 """
@@ -34,9 +34,10 @@ def register(subparsers: Any) -> None:
     export = commands.add_parser(
         "export",
         help="write the instance's history as a scenario (JSON) for engine-bridge replay",
-        description="Write the recorded actions of INSTANCE as a scenario file: start, "
-        "complete, tick and cancel steps, each followed by an expect step holding its status, "
-        "next nodes and normalised centre calls.",
+        description="Write the recorded actions of INSTANCE as a scenario file: the start, "
+        "then a complete, message, tick or cancel step per action, each followed by an expect "
+        "step holding what happened (status, next nodes, the normalised centre calls). Time "
+        "between actions becomes tick steps.",
     )
     export.add_argument("instance", metavar="INSTANCE", help="instance id")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")

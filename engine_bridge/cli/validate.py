@@ -3,8 +3,10 @@
 Made for people and CI alike: one line per problem (``file:line: severity: message [id]
 (code)``) or ``file: ok``; ``--format json`` for tools. Exit 0 when nothing is an error
 (warnings allowed), 1 when something is, 2 when the command line itself is wrong.
-``--strict`` makes warnings fail too (exit 1). Besides what loading checks, the lint rules of
-``loader.lint`` run (templates, countersigns, flow shape; ``docs/lint.md``).
+``--strict`` makes warnings fail too (exit 1): a file with a warning is then not ``ok``, in
+text or JSON. With ``--format json`` a path that does not exist is reported in JSON too
+(``errors``). Besides what loading checks, the lint rules of ``loader.lint`` run (templates,
+countersigns, flow shape; ``docs/lint.md``).
 
 Files are checked as ``Bridge.open`` loads them: Camunda, Flowable and Activiti models are
 translated first. ``--resolver NAME`` names a bean resolver the running bridge registers (a
@@ -96,8 +98,11 @@ def run(
     err = err or sys.stderr
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
-        for path in missing:
-            print(f"engine-bridge validate: no such file or directory: {path}", file=err)
+        messages = [f"no such file or directory: {path}" for path in missing]
+        for message in messages:
+            print(f"engine-bridge validate: {message}", file=err)
+        if output_format == "json":
+            _print_json_error(messages, out)
         return 2
     problems: list[Problem] = []
     checked: list[str] = []
@@ -111,13 +116,16 @@ def run(
             problems += [p for p in found if p not in problems]
             checked += [s.file for s in analysis.files]
     except Exception as exc:  # the promise is "never a traceback", even on a loader bug
-        print(f"engine-bridge validate: internal error: {type(exc).__name__}: {exc}", file=err)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        print(f"engine-bridge validate: {message}", file=err)
+        if output_format == "json":
+            _print_json_error([message], out)
         return 1
-    if output_format == "json":
-        _print_json(checked, problems, out)
-    else:
-        _print_text(checked, problems, out)
     failing = ("error", "warning") if strict else ("error",)
+    if output_format == "json":
+        _print_json(checked, problems, out, failing)
+    else:
+        _print_text(checked, problems, out, failing)
     return 1 if any(p.severity in failing for p in problems) else 0
 
 
@@ -135,13 +143,16 @@ def _groups(paths: Sequence[str]) -> list[list[str]]:
     return groups
 
 
-def _print_text(checked: list[str], problems: list[Problem], out: TextIO) -> None:
+def _print_text(
+    checked: list[str], problems: list[Problem], out: TextIO, failing: Sequence[str]
+) -> None:
+    """``file: ok`` for every file nothing in ``failing`` (severities) was found in."""
     by_file: dict[str, list[Problem]] = {}
     for problem in problems:
         by_file.setdefault(problem.file, []).append(problem)
     for file in checked:
         found = by_file.pop(file, [])
-        if not any(p.severity == "error" for p in found):
+        if not any(p.severity in failing for p in found):
             print(f"{file}: ok", file=out)
         for problem in found:
             print(str(problem), file=out)
@@ -150,13 +161,25 @@ def _print_text(checked: list[str], problems: list[Problem], out: TextIO) -> Non
             print(str(problem), file=out)
 
 
-def _print_json(checked: list[str], problems: list[Problem], out: TextIO) -> None:
-    errors = {p.file for p in problems if p.severity == "error"}
+def _print_json(
+    checked: list[str], problems: list[Problem], out: TextIO, failing: Sequence[str]
+) -> None:
+    """``ok`` is false for the report and every file a problem in ``failing`` was found in."""
+    failed = {p.file for p in problems if p.severity in failing}
     report = {
-        "ok": not errors,
-        "files": [{"file": f, "ok": f not in errors} for f in checked],
+        "ok": not any(p.severity in failing for p in problems),
+        "files": [{"file": f, "ok": f not in failed} for f in checked],
         "problems": [p.to_json() for p in problems],
     }
+    _write_json(report, out)
+
+
+def _print_json_error(messages: list[str], out: TextIO) -> None:
+    """The report when nothing could be checked: ``ok`` false and why, under ``errors``."""
+    _write_json({"ok": False, "errors": messages, "files": [], "problems": []}, out)
+
+
+def _write_json(report: dict[str, Any], out: TextIO) -> None:
     text = json.dumps(report, ensure_ascii=False, indent=2)
     # Still the same JSON once parsed; safe to embed in HTML (ids may hold markup).
     for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):

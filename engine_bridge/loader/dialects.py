@@ -43,7 +43,11 @@ from engine_bridge.loader.services import (
     vendor_attr,
 )
 
-__all__ = ["translate_dialects"]
+__all__ = ["ZEEBE_NS", "camunda8_problem", "translate_dialects"]
+
+#: Camunda 8's extensions (``zeebe:taskDefinition``, ``zeebe:assignmentDefinition``…): what
+#: Camunda Modeler 5 writes by default. The bridge reads Camunda 7's (``camunda:``) instead.
+ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
 
 _USER_FORM = re.compile(r"^\s*(user|group)\s*\((.*)\)\s*$", re.DOTALL)
 _ISO_PART = r"(?:P[0-9YMWDTHS.,]+|\d{4}-\d{2}-\d{2}(?:T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)"
@@ -448,6 +452,60 @@ def _translate_initiator(ctx: _Context, start: Any) -> None:
             )
             return
         _set_property(start, "initiatorVariable", name.strip())
+
+
+# --------------------------------------------------------------------------- Camunda 8
+
+
+def _zeebe_uses(root: Any) -> list[tuple[Any, str]]:
+    """Each element in the Zeebe namespace, or carrying an attribute in it, with its name."""
+    prefix = f"{{{ZEEBE_NS}}}"
+    uses: list[tuple[Any, str]] = []
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if element.tag.startswith(prefix):
+            uses.append((element, "zeebe:" + element.tag.removeprefix(prefix)))
+        for attribute in element.attrib:
+            if attribute.startswith(prefix):
+                uses.append((element, "zeebe:" + attribute.removeprefix(prefix)))
+    return uses
+
+
+def _model_element(element: Any) -> Any:
+    """The nearest BPMN element with an id that holds ``element`` (itself included)."""
+    while element is not None and not (
+        isinstance(element.tag, str) and element.tag.startswith(bpmn("")) and element.get("id")
+    ):
+        element = element.getparent()
+    return element
+
+
+_CONTAINERS = {bpmn(t) for t in ("definitions", "process", "collaboration", "participant")}
+
+
+def camunda8_problem(root: Any, file: str) -> Problem | None:
+    """A Camunda 8 (Zeebe) model, which the bridge cannot read, as one problem naming an element
+    that uses Zeebe's extensions (a task rather than the process, when one does); None for any
+    other model: a Zeebe namespace declared and not used is not enough. Each of its FEEL
+    expressions (``=counselor``), assignments and job types would otherwise be reported on its
+    own, as missing handlers or invalid Python, when the model is simply for another engine."""
+    uses = [(_model_element(e), name) for e, name in _zeebe_uses(root)]
+    if not uses:
+        return None
+    inside = [(e, name) for e, name in uses if e is not None and e.tag not in _CONTAINERS]
+    element, name = (inside or uses)[0]
+    label = f" on {element.get('name') or element.get('id')!r}" if element is not None else ""
+    return Problem(
+        file=file,
+        element_id=element.get("id") if element is not None else None,
+        line=element.sourceline if element is not None else None,
+        code="camunda8-unsupported",
+        message=(
+            f"a Camunda 8 (Zeebe) model ({name}{label}): engine_bridge reads Camunda 7 models; "
+            "in Camunda Modeler, create a Camunda 7 (Camunda Platform) diagram"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- entry point

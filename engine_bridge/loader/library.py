@@ -23,6 +23,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
 
 from engine_bridge.errors import BpmnError, UnknownProcessError
+from engine_bridge.loader.dialects import camunda8_problem
 from engine_bridge.loader.event_subprocesses import prepare_event_subprocesses
 from engine_bridge.loader.model import LoadedProcess, NodeSettings, ProcessSettings
 from engine_bridge.loader.overrides import read_node_overrides
@@ -195,6 +196,12 @@ def _read_source(path: Path, transforms: tuple[TreeTransform, ...]) -> SourceFil
         problems += [p for p in exc.problems if isinstance(p, Problem)]
         source = SourceFile(file, digest, None, {}, tuple(problems))
     else:
+        camunda8 = camunda8_problem(root, file)
+        if camunda8 is not None:  # for another engine: one problem, not one per element
+            source = SourceFile(file, digest, None, {}, (camunda8,))
+            with _lock:
+                _remember(_file_cache, key, source, limit=_CACHE_SIZE * 8)
+            return source
         for transform in transforms:
             try:
                 problems += transform(root, file)
@@ -211,9 +218,14 @@ def _read_source(path: Path, transforms: tuple[TreeTransform, ...]) -> SourceFil
 
 
 def _spiff_problem(
-    exc: BaseException, default_file: str, lines: Mapping[str, Mapping[str, int]]
+    exc: BaseException,
+    default_file: str,
+    lines: Mapping[str, Mapping[str, int]],
+    roots: Mapping[str, Any] | None = None,
 ) -> Problem:
-    """Map SpiffWorkflow's ValidationException (file_name, id, line_number) to a Problem."""
+    """Map SpiffWorkflow's ValidationException (file_name, id, line_number) to a Problem.
+    ``roots`` (file → parsed document) lets a wrapped parser error be told in the model's
+    words, naming the element, rather than as the exception's repr."""
     if isinstance(exc, ValidationException):
         file = getattr(exc, "file_name", "") or default_file
         element_id = getattr(exc, "id", "") or None
@@ -221,12 +233,60 @@ def _spiff_problem(
         if not isinstance(line, int) or line <= 0:
             line = lines.get(file, {}).get(element_id or "")
         message = str(exc.args[0]) if exc.args else str(exc)
+        wrapped = exc.__cause__ or exc.__context__
+        if (
+            wrapped is not None
+            and not isinstance(wrapped, ValidationException)
+            and message.startswith(f"{type(wrapped).__name__}(")  # SpiffWorkflow's "%r" % ex
+        ):
+            element = _element((roots or {}).get(file), element_id)
+            message = _wrapped_message(wrapped, element)
         return Problem(file, message.strip(), "bpmn-invalid", element_id=element_id, line=line)
     return Problem(
         default_file,
         f"SpiffWorkflow cannot parse this: {type(exc).__name__}: {exc}",
         "bpmn-invalid",
     )
+
+
+#: What SpiffWorkflow 3.2 catches on a boundary event (``BoundaryEventParser``).
+_BOUNDARY_EVENTS = "a timer, message, signal, error, escalation, conditional or cancel event"
+_EVENT_NOUNS = {"compensate": "compensation"}
+
+
+def _element(root: Any, element_id: str | None) -> Any:
+    """The element of ``root`` with this id, or None."""
+    if root is None or not element_id:
+        return None
+    return next((e for e in root.iter() if e.get("id") == element_id), None)
+
+
+def _wrapped_message(wrapped: BaseException, element: Any) -> str:
+    """A parser error SpiffWorkflow wrapped as its repr (the element's whole XML included),
+    in the model's words."""
+    tag = etree.QName(element).localname if element is not None else ""
+    label = repr(element.get("name") or element.get("id")) if element is not None else ""
+    text = str(wrapped.args[0]) if wrapped.args else ""
+    if tag == "boundaryEvent" and text.startswith("Unsupported Catch Event"):
+        names = [
+            etree.QName(child).localname.removesuffix("EventDefinition")
+            for child in element
+            if isinstance(child.tag, str) and child.tag.endswith("EventDefinition")
+        ]
+        kinds = [_EVENT_NOUNS.get(name, name) for name in names]
+        what = (
+            f"catches a {' and '.join(kinds)} event, which SpiffWorkflow 3.2 does not support "
+            "on a boundary event"
+            if kinds
+            else "has no event definition, so it catches nothing"
+        )
+        return (
+            f"boundary event {label} {what}: a boundary event catches {_BOUNDARY_EVENTS}; "
+            "change it to one of these or remove it"
+        )
+    reason = text.replace(": %r", "").replace("%r", "").strip() or type(wrapped).__name__
+    where = f" {tag} {label}" if element is not None else " this element"
+    return f"SpiffWorkflow cannot parse{where}: {reason}"
 
 
 def _schema_warning(source: SourceFile) -> Problem | None:
@@ -296,6 +356,7 @@ _SUBPROCESS_TAGS = ("subProcess", "transaction", "adHocSubProcess")
 def _analyse_sources(sources: list[SourceFile]) -> Analysis:
     problems: list[Problem] = [p for s in sources for p in s.problems]
     lines = {s.file: s.lines for s in sources}
+    documents = {s.file: s.root for s in sources}
     parser = SpiffBpmnParser()
     defined: dict[str, str] = {}  # process id -> file
     non_executable: dict[str, str] = {}
@@ -331,7 +392,7 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
         try:
             parser.add_bpmn_xml(source.root, filename=source.file)
         except Exception as exc:
-            problems.append(_spiff_problem(exc, source.file, lines))
+            problems.append(_spiff_problem(exc, source.file, lines, documents))
             continue
         for scope in scopes:
             defined[scope.get("id")] = source.file
@@ -359,7 +420,7 @@ def _analyse_sources(sources: list[SourceFile]) -> Analysis:
             spec = parser.get_spec(process_id)
             subs = parser.get_subprocess_specs(process_id, require_call_activity_specs=False)
         except Exception as exc:
-            problems.append(_spiff_problem(exc, file, lines))
+            problems.append(_spiff_problem(exc, file, lines, documents))
             continue
         parsed = [spec, *(s for s in subs.values() if s is not None)]
         prepare_event_subprocesses(parser, parsed)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from engine_bridge.bridge import Bridge
 from engine_bridge.clock import FakeClock
 from engine_bridge.errors import EngineBridgeError, ScenarioError
@@ -37,6 +39,7 @@ from engine_bridge.testing.scenario import (
     describe_step,
     load_scenario,
     run_scenario,
+    validation_problems,
 )
 from engine_bridge.testing.transcript import TranscriptRecorder
 
@@ -110,8 +113,8 @@ def as_scenario(scenario: Scenario | Mapping[str, Any] | str | Path) -> Scenario
     if isinstance(scenario, Mapping):
         try:
             return Scenario.model_validate(dict(scenario))
-        except ValueError as exc:
-            raise ScenarioError(f"malformed scenario: {exc}") from exc
+        except ValidationError as exc:
+            raise ScenarioError(f"malformed scenario: {validation_problems(exc)}") from exc
     return load_scenario(scenario)
 
 

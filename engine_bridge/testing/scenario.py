@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine_bridge.errors import ScenarioError
 from engine_bridge.facts import CenterCall
@@ -78,6 +78,16 @@ class TickSpec(_Strict):
     # False: the clock moves and nothing else happens, as between two requests to a service
     # whose worker has not ticked yet; timers that fell due fire with the next action.
     fire: bool = True
+
+    @field_validator("advance")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        """A malformed duration makes the file malformed: found on loading, with its step."""
+        try:
+            parse_duration(value)
+        except ScenarioError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class MessageSpec(_Strict):
@@ -148,11 +158,23 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'the scenario'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ScenarioError(f"{p}: malformed scenario: {problems}") from exc
+        raise ScenarioError(f"{p}: malformed scenario: {validation_problems(exc)}") from exc
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """What is wrong with a scenario document, each problem where it is: a step by its number
+    as runs report it (``step 1: tick.advance: …``; the start is step 0), other fields by their
+    path (``start.initiator: …``)."""
+    problems = []
+    for error in exc.errors():
+        loc = [str(x) for x in error["loc"]]
+        where = ".".join(loc)
+        if len(loc) >= 2 and loc[0] == "steps" and loc[1].isdigit():
+            field_path = ".".join(loc[2:])
+            where = f"step {int(loc[1]) + 1}" + (f": {field_path}" if field_path else "")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where or 'the scenario'}: {message}")
+    return "; ".join(problems)
 
 
 def _as_json(value: Any) -> Any:
@@ -179,12 +201,15 @@ def parse_duration(text: str) -> timedelta:
     if not m or text.strip() in {"P", "PT"}:
         raise ScenarioError(f"not an ISO 8601 duration: {text!r} (write e.g. PT48H or P2D)")
     parts = {k: float(v) for k, v in m.groupdict().items() if v}
-    return timedelta(
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
-    )
+    try:
+        return timedelta(
+            days=parts.get("d", 0),
+            hours=parts.get("h", 0),
+            minutes=parts.get("m", 0),
+            seconds=parts.get("s", 0),
+        )
+    except OverflowError:
+        raise ScenarioError(f"duration too long: {text!r} (at most 999999999 days)") from None
 
 
 @dataclass

@@ -41,6 +41,7 @@ REASONS: tuple[tuple[str, str], ...] = (
     ("xml-malformed", "empty, malformed, hostile or not BPMN at all"),
     ("xml-dtd-forbidden", "empty, malformed, hostile or not BPMN at all"),
     ("not-bpmn", "empty, malformed, hostile or not BPMN at all"),
+    ("camunda8-unsupported", "Camunda 8 (Zeebe) models: the bridge reads Camunda 7 models"),
     ("duplicate-id", "ids that are not unique"),
     (
         "bpmn-invalid",

@@ -181,12 +181,31 @@ def test_cli_default_path_exit_codes_and_errors() -> None:
     wrong = _cli("explain", str(WORKFLOWS), "--process", "or_sign", "--data", "[1]")
     assert wrong.returncode == 2
     assert "--data must be a JSON object" in wrong.stderr
-    neither = _cli("explain", str(WORKFLOWS))
+    neither = _cli("explain", str(WORKFLOWS))  # 13 processes: which one?
     assert neither.returncode == 2
+    assert "name one with --process ID" in neither.stderr
+    assert "executable processes (camunda_leave, countersign_all, " in neither.stderr
     other = WORKFLOWS / "scenarios" / "leave_approval_long.json"
     mismatch = _cli("explain", str(WORKFLOWS), "--process", "or_sign", "--scenario", str(other))
     assert mismatch.returncode == 2
     assert "runs process 'leave_approval', not 'or_sign'" in mismatch.stderr
+
+
+def test_cli_without_process_explains_the_only_executable_process() -> None:
+    """A file holding one executable process needs no --process: its default path runs."""
+    alone = _cli("explain", str(WORKFLOWS / "or_sign.bpmn"), "--data", '{"title": "x"}')
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.startswith("or_sign: default path")
+    data = ("--data", '{"title": "x"}')
+    named = _cli("explain", str(WORKFLOWS / "or_sign.bpmn"), "--process", "or_sign", *data)
+    assert named.returncode == 0 and named.stdout == alone.stdout
+
+
+def test_explain_without_a_process_takes_the_only_one_or_lists_them() -> None:
+    result = explain(WORKFLOWS / "or_sign.bpmn", data={"title": "x"})
+    assert result.process == "or_sign" and result.finished
+    with pytest.raises(ScenarioError, match=r"13 executable processes \(camunda_leave, "):
+        explain(WORKFLOWS)
 
 
 def test_calls_the_centre_refuses_are_marked_with_its_answer() -> None:

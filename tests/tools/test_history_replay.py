@@ -422,6 +422,18 @@ def test_messages_are_exported_as_message_steps_and_shown(live: Any) -> None:
     )
 
 
+def test_export_help_names_every_step_kind_export_writes(live: Any) -> None:
+    """The help lists each action step export writes: message steps included."""
+    run = live("venue_booking_paid")
+    kinds = {k for s in export_history(run.bridge.store, run.instance_id)["steps"] for k in s}
+    assert "message" in kinds
+    shown = _cli("history", "export", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "complete, message, tick or cancel step per action" in text
+    assert all(kind in text for kind in ("start", "complete", "message", "tick", "cancel"))
+
+
 def test_cli_reports_unknown_instances_and_unreadable_histories(live: Any, tmp_path: Path) -> None:
     run = live("leave_approval_short")
     missing = _cli("history", "export", "nope", "--database", run.database)
