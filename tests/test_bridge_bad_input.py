@@ -302,3 +302,24 @@ def test_completion_data_missing_a_condition_variable_is_an_engine_data_error(
         with pytest.raises(EngineDataError, match="approved"):
             bridge.complete(inst.todos[0].task_id, handler="T001", data={})
         assert [e.kind for e in bridge.history(inst.id)] == ["start"]
+
+
+def test_data_naming_another_initiator_is_refused_and_the_todo_goes_back_to_the_starter(
+    bridge: Bridge, fake: FakeCenter, tmp_path: Path
+) -> None:
+    """``initiator`` and ``instanceId`` are the instance's: a form field of that name must
+    not look as if it chose who the todo goes back to (it was silently obeyed)."""
+    with pytest.raises(InvalidDataError, match="'initiator' to 'evil'"):
+        bridge.start("or_sign", initiator="2023001", data={"title": "t", "initiator": "evil"})
+    inst = bridge.start("or_sign", initiator="2023001", data={"title": "t", "initiator": "2023001"})
+    review = inst.todos[0]
+    before = snapshot(_db(tmp_path))
+    with pytest.raises(InvalidDataError, match="that name is the instance's own"):
+        bridge.complete(review.task_id, handler=review.handlers[0], data={"initiator": "evil"})
+    with pytest.raises(InvalidDataError, match="'instanceId'"):
+        bridge.complete(review.task_id, handler=review.handlers[0], data={"instanceId": "x"})
+    assert snapshot(_db(tmp_path)) == before
+    out = bridge.complete(review.task_id, handler=review.handlers[0])
+    (confirm,) = out.created
+    assert confirm.node_id == "confirm" and confirm.handlers == ("2023001",)
+    assert fake.open_todos() == {confirm.task_id: ["2023001"]}

@@ -143,6 +143,9 @@ class Engine:
                     "out of the start data"
                 )
             start_data[name] = initiator
+        _refuse_other_instance_names(
+            start_data, initiator, instance_id, f"start data of process {process.process_id!r}"
+        )
         spec, subprocess_specs = restore_specs(definition_json(process))
         wf = BridgeWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         wf.task_tree.internal_data[_INSTANCE] = {
@@ -194,6 +197,9 @@ class Engine:
                 "cancelled it (the worker's next tick withdraws the todo)"
             ) from None
         payload = check_data(data or {}, f"completion data of todo {todo_id!r}")
+        _refuse_other_instance_names(
+            payload, ctx.extra["initiator"], instance_id, f"completion data of todo {todo_id!r}"
+        )
         with self._running(process, instance_id, task):
             task.internal_data[_COMPLETED_BY] = {
                 "handler": handler,
@@ -253,10 +259,11 @@ class Engine:
         """The message ``name`` arrives with ``data``: every task waiting for it catches it
         (``engine.messages``), and the instance runs to its next wait. Refused, with the
         names it does wait for, when nothing waits for ``name``."""
-        self._context(wf, process, instance_id)
+        ctx = self._context(wf, process, instance_id)
         self._refuse_if_stopped(wf, instance_id)
         what = f"data of message {name!r} for instance {instance_id!r}"
         payload = check_data(data or {}, what)
+        _refuse_other_instance_names(payload, ctx.extra["initiator"], instance_id, what)
         if not isinstance(name, str) or not name:
             raise InvalidDataError(f"a message name must be a non-empty string, not {name!r}")
         with self._running(process, instance_id, None):
@@ -586,6 +593,23 @@ def initiator_variables(process: LoadedProcess) -> list[str]:
 #: refuses to write one of more than 4300 digits, and the round trip must say so here.
 _SCALARS = frozenset({str, bool, type(None)})
 _INT_MIN, _INT_END = -(2**63), 2**64
+
+
+def _refuse_other_instance_names(
+    data: Mapping[str, Any], initiator: str, instance_id: str, what: str
+) -> None:
+    """``initiator`` and ``instanceId`` are the instance's: handler expressions and templates
+    read them from the instance, whatever the data says. Data that says otherwise is refused
+    rather than silently ignored (a form field named ``initiator`` must not look as if it
+    chose who a todo goes back to); the same value, as an ``initiatorVariable`` stores it,
+    passes."""
+    for name, value in (("initiator", initiator), ("instanceId", instance_id)):
+        if name in data and data[name] != value:
+            raise InvalidDataError(
+                f"{what} sets {name!r} to {data[name]!r}, but that name is the instance's "
+                f"own ({value!r}): handler expressions and templates read it from the "
+                f"instance; give the value another name"
+            )
 
 
 def check_data(data: Any, what: str) -> dict[str, Any]:

@@ -237,7 +237,8 @@ def assignment(task: Any, ctx: TodoContext) -> tuple[tuple[str, ...], tuple[str,
     if stored is not None:
         return tuple(stored), tuple(task.internal_data.get(_GROUPS, ()))
     settings = node_settings(ctx.process, task)
-    data = {**ctx.extra, **task.data, **_instance_names(task)}
+    # The instance's own names (initiator, instanceId) win over task data, as in templates.
+    data = {**task.data, **ctx.extra, **_instance_names(task)}
     handlers = _evaluate_names(settings.handlers, data, settings, "handlers", ctx.registry)
     groups = _evaluate_names(settings.handling_group, data, settings, "handlingGroup", ctx.registry)
     if not groups and settings.handlers is None and settings.handling_group is None:
