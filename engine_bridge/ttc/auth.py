@@ -13,6 +13,7 @@ The token and the client secret never appear in a repr, a log record or an error
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import threading
@@ -40,7 +41,108 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
-_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
+
+# How an answer may echo a character: as itself, JSON-escaped (``\u002f``, ``\/``; one or more
+# backslashes, for JSON quoted inside JSON) or percent-encoded (``%2F``, ``%252F`` when encoded
+# twice, ``%5C%2F`` for a JSON escape URL-encoded), hex digits in either case. ASCII letters
+# and digits are left alone by JSON and by URL encoding, so they are matched as they are, which
+# keeps the patterns small.
+_PERCENT = r"%(?:25)*"
+_BACKSLASHES = rf"(?:\\|{_PERCENT}5[cC])+"
+_U_ESCAPE = rf"{_BACKSLASHES}u"
+_SHORT_ESCAPES = {
+    "/": "/",
+    '"': '"',
+    "\\": "\\",
+    "\b": "b",
+    "\f": "f",
+    "\n": "n",
+    "\r": "r",
+    "\t": "t",
+}
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def _hex(value: int, digits: int) -> str:
+    """``value`` as hex digits, each matching either case."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{value:0{digits}x}")
+
+
+def _char_forms(char: str) -> str:
+    """A pattern matching ``char`` in any escaped form an answer may use, or as itself (last,
+    so that a JSON escape ``\\"`` goes whole rather than leaving its backslash behind)."""
+    forms = []
+    units = char.encode("utf-16-be")
+    forms.append(
+        "".join(
+            _U_ESCAPE + _hex(int.from_bytes(units[i : i + 2]), 4) for i in range(0, len(units), 2)
+        )
+    )
+    percent = "".join(_PERCENT + _hex(byte, 2) for byte in char.encode("utf-8"))
+    if char in _SHORT_ESCAPES:
+        short = _SHORT_ESCAPES[char]
+        if short in _PLAIN:
+            forms.append(_BACKSLASHES + short)
+        else:  # ``\/``, ``\"``, ``\\``, the second character maybe URL-encoded too
+            forms.append(f"{_BACKSLASHES}(?:{re.escape(short)}|{percent})")
+    forms.append(percent)
+    if char == " ":
+        forms.append(r"\+")  # form encoding (``quote_plus``)
+    forms.append(re.escape(char))
+    return "(?:" + "|".join(forms) + ")"
+
+
+def _shape(secret: str) -> str:
+    """A pattern matching ``secret`` with any mix of raw and escaped characters."""
+    parts: list[str] = []
+    run = ""
+    for char in secret:
+        if char in _PLAIN:
+            run += char
+            continue
+        if run:
+            parts.append(re.escape(run))
+            run = ""
+        parts.append(_char_forms(char))
+    if run:
+        parts.append(re.escape(run))
+    return "".join(parts)
+
+
+@functools.lru_cache(maxsize=4)
+def _secrets_pattern(secrets: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern matching any of ``secrets`` (longest first, so that a secret containing
+    another goes whole), raw, JSON-escaped or percent-encoded."""
+    return re.compile("|".join(_shape(s) for s in secrets))
+
+
+# Anything shaped like a JWT: ``eyJ`` (a JSON header in base64url), then payload and signature.
+# JSON and URL encoding leave base64url letters and digits alone; ``-``, ``_`` and the dots
+# may come escaped (the escaped dot is not a base64url character, so the parts split one way).
+_ESCAPED_ASCII = rf"(?:{_U_ESCAPE}00|{_PERCENT})"
+_B64URL = rf"(?:[\w-]|{_ESCAPED_ASCII}(?:2[dD]|5[fF]))"
+_DOT = rf"(?:\.|{_ESCAPED_ASCII}2[eE])"
+_JWT = re.compile(rf"eyJ{_B64URL}+{_DOT}{_B64URL}+{_DOT}{_B64URL}*")
+# A text without any of these holds no escaped form: replacing the raw secrets is enough.
+_ESCAPE_MARKS = ("\\", "%", "+")
+
+
+def redact_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    r"""``text`` with each of ``secrets`` (those of 4 characters or more) and anything shaped
+    like a JWT replaced by ``[redacted]``, whether they appear as they are, JSON-escaped
+    (``\/``, ``\u002f``, ``\uXXXX`` for any character but an ASCII letter or digit) or
+    URL-encoded (``%2F``, ``+`` for a space), in any mix.
+
+    Meant for error paths: the first text with an escape character in it after the secrets
+    change builds (and caches) one pattern for them."""
+    secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+    if secrets and any(mark in text for mark in _ESCAPE_MARKS):
+        text = _secrets_pattern(secrets).sub(REDACTED, text)
+    else:
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+    return _JWT.sub(REDACTED, text)
+
 
 DEFAULT_SCOPE = "ttc:v1:writeTtc,ttc:v1:writeTransaction"
 #: Used when the token answer gives no lifetime (the docs' sample says 3600).
@@ -302,11 +404,9 @@ class CenterTokenAuth(httpx.Auth):
 
     def redact(self, text: str) -> str:
         """``text`` with every token lately sent, the client's secrets and anything shaped
-        like a JWT replaced by ``[redacted]``: for centre answers quoted in errors."""
-        for secret in (*self._sent, *self._secrets):
-            if len(secret) >= 4:
-                text = text.replace(secret, REDACTED)
-        return _JWT.sub(REDACTED, text)
+        like a JWT replaced by ``[redacted]``, raw, JSON-escaped or URL-encoded: for every
+        text of a centre answer that may reach an error, a result, a log or the store."""
+        return redact_secrets(text, (*self._sent, *self._secrets))
 
     def sync_auth_flow(
         self, request: httpx.Request

@@ -274,11 +274,14 @@ class TTCClient(_ClientCore):
         if not body:
             return BatchResult(endpoint, [])
         if SPECS[endpoint].batch:
-            return read_batch(endpoint, body, self._exchange(endpoint.path, body))
+            return read_batch(
+                endpoint, body, self._exchange(endpoint.path, body), redact=self._auth.redact
+            )
         results: list[ItemResult] = []
         envelopes = []
         for item in body:
-            result, envelope = read_single(endpoint, item, self._exchange(endpoint.path, item))
+            payload = self._exchange(endpoint.path, item)
+            result, envelope = read_single(endpoint, item, payload, redact=self._auth.redact)
             results.append(result)
             envelopes.append(envelope)
         return BatchResult(endpoint, results, tuple(envelopes))
@@ -393,12 +396,13 @@ class AsyncTTCClient(_ClientCore):
         if not body:
             return BatchResult(endpoint, [])
         if SPECS[endpoint].batch:
-            return read_batch(endpoint, body, await self._exchange(endpoint.path, body))
+            payload = await self._exchange(endpoint.path, body)
+            return read_batch(endpoint, body, payload, redact=self._auth.redact)
         results: list[ItemResult] = []
         envelopes = []
         for item in body:
             payload = await self._exchange(endpoint.path, item)
-            result, envelope = read_single(endpoint, item, payload)
+            result, envelope = read_single(endpoint, item, payload, redact=self._auth.redact)
             results.append(result)
             envelopes.append(envelope)
         return BatchResult(endpoint, results, tuple(envelopes))

@@ -7,7 +7,7 @@ classification are written, and tested, once. Nothing here touches the network.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +40,13 @@ from engine_bridge.ttc.results import BatchResult, ItemResult, item_key, match_e
 __all__ = [
     "SPECS",
     "EndpointSpec",
+    "Redact",
     "classify_status",
     "decode_json",
     "parse_envelope",
     "prepare_body",
     "read_batch",
+    "read_envelope",
     "read_single",
     "shorten",
 ]
@@ -184,25 +186,53 @@ def decode_json(path: str, content: bytes, *, shown: str | None = None) -> Any:
         ) from None
 
 
-def parse_envelope(path: str, payload: Any) -> Envelope:
+Redact = Callable[[str], str]
+"""Takes the access tokens and secrets out of a text from the centre's answer."""
+
+
+def parse_envelope(path: str, payload: Any, *, redact: Redact) -> Envelope:
     try:
         return Envelope.model_validate(payload)
     except ValidationError as exc:
         raise CenterProtocolError(
             f"the centre's answer to {path} is not the documented envelope "
-            f"{{code, message, data: {{errorIds}}}}: {_describe(exc)}; {RETRY_HELPS} only "
-            "if this was a passing gateway fault"
+            f"{{code, message, data: {{errorIds}}}}: {redact(_describe(exc))}; {RETRY_HELPS} "
+            "only if this was a passing gateway fault"
         ) from None
 
 
-def read_batch(endpoint: Endpoint, body: Sequence[Mapping[str, Any]], payload: Any) -> BatchResult:
+def _redact_tree(value: Any, redact: Redact) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact(str(k)): _redact_tree(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v, redact) for v in value]
+    return value
+
+
+def read_envelope(path: str, payload: Any, *, redact: Redact) -> Envelope:
+    """The envelope of a 2xx answer. When it reports a failure (outer ``code`` other than 0, or
+    ``errorIds``), every text in it has been through ``redact``: those texts go on into errors,
+    results, logs and the outbox's stored errors, and a gateway may echo the token it was sent.
+    An answer reporting success is taken as it is (nothing of it is quoted anywhere)."""
+    envelope = parse_envelope(path, payload, redact=redact)
+    if envelope.code == 0 and not envelope.error_ids:
+        return envelope
+    return parse_envelope(path, _redact_tree(payload, redact), redact=redact)
+
+
+def read_batch(
+    endpoint: Endpoint, body: Sequence[Mapping[str, Any]], payload: Any, *, redact: Redact
+) -> BatchResult:
     """Turn the parsed answer of an array-body call into per-element results.
 
     An outer ``code`` other than 0 is, per the docs, an unknown error: nothing is known about
-    which elements were applied, so the whole call is rejected (retryable).
+    which elements were applied, so the whole call is rejected (retryable). The centre's
+    messages reach the error and the results only through ``redact``.
     """
     path = endpoint.path
-    envelope = parse_envelope(path, payload)
+    envelope = read_envelope(path, payload, redact=redact)
     if envelope.code != 0:
         raise CenterRejectedError(
             f"the centre rejected the whole {endpoint.value} call with code {envelope.code}"
@@ -216,11 +246,12 @@ def read_batch(endpoint: Endpoint, body: Sequence[Mapping[str, Any]], payload: A
 
 
 def read_single(
-    endpoint: Endpoint, item: Mapping[str, Any], payload: Any
+    endpoint: Endpoint, item: Mapping[str, Any], payload: Any, *, redact: Redact
 ) -> tuple[ItemResult, Envelope]:
     """The answer of the single-object urge call: an outer ``code`` other than 0 is that
-    element's failure (the docs' ``催办失败:taskId不存在`` comes back as code 500)."""
-    envelope = parse_envelope(endpoint.path, payload)
+    element's failure (the docs' ``催办失败:taskId不存在`` comes back as code 500), its message
+    passed through ``redact``."""
+    envelope = read_envelope(endpoint.path, payload, redact=redact)
     key = item_key(endpoint, item)
     if envelope.code == 0:
         return ItemResult(key, ok=True), envelope
