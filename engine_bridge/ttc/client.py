@@ -55,6 +55,7 @@ from engine_bridge.ttc.protocol import (
     prepare_body,
     read_batch,
     read_single,
+    redact_tree,
     shorten,
 )
 from engine_bridge.ttc.results import BatchResult, ItemResult
@@ -156,8 +157,10 @@ class _ClientCore:
         return decode_json(path, content, shown=shown)
 
     def _notify(self, path: str, sent: Any, payload: Any) -> None:
+        # The hook writes transcripts (`engine-bridge run --transcript`), which are shared
+        # and kept: a gateway echoing the token must not put it there either.
         if self._hook is not None:
-            self._hook(path, sent, payload)
+            self._hook(path, sent, redact_tree(payload, self._auth.redact))
 
 
 class TTCClient(_ClientCore):

@@ -48,6 +48,7 @@ __all__ = [
     "read_batch",
     "read_envelope",
     "read_single",
+    "redact_tree",
     "shorten",
 ]
 
@@ -201,13 +202,14 @@ def parse_envelope(path: str, payload: Any, *, redact: Redact) -> Envelope:
         ) from None
 
 
-def _redact_tree(value: Any, redact: Redact) -> Any:
+def redact_tree(value: Any, redact: Redact) -> Any:
+    """``value`` (parsed JSON) with every text in it, keys included, through ``redact``."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
-        return {redact(str(k)): _redact_tree(v, redact) for k, v in value.items()}
+        return {redact(str(k)): redact_tree(v, redact) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact_tree(v, redact) for v in value]
+        return [redact_tree(v, redact) for v in value]
     return value
 
 
@@ -219,7 +221,7 @@ def read_envelope(path: str, payload: Any, *, redact: Redact) -> Envelope:
     envelope = parse_envelope(path, payload, redact=redact)
     if envelope.code == 0 and not envelope.error_ids:
         return envelope
-    return parse_envelope(path, _redact_tree(payload, redact), redact=redact)
+    return parse_envelope(path, redact_tree(payload, redact), redact=redact)
 
 
 def read_batch(

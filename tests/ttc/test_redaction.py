@@ -193,12 +193,14 @@ def test_echoed_tokens_reach_no_error_result_log_or_stored_row(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
+    heard: list[str] = []  # what a transcript would write
     client = TTCClient(
         BASE,
         app_id=APP_ID,
         client_id="client",
         client_secret=SECRET,
         transport=httpx.MockTransport(EchoingCentre(token)),
+        exchange_hook=lambda path, sent, answer: heard.append(json.dumps(answer)),
     )
     with client:
         # The client itself: the error of a 2xx outer-code answer, and the per-item results.
@@ -248,6 +250,8 @@ def test_echoed_tokens_reach_no_error_result_log_or_stored_row(
     texts.extend(record.getMessage() for record in caplog.records)
     texts.extend(str(record.exc_info) for record in caplog.records if record.exc_info)
     assert any(REDACTED in record.getMessage() for record in caplog.records)
+    assert heard and all(REDACTED in answer for answer in heard[:4])
+    texts.extend(heard)
     assert leaks(token, texts) == []
 
 
