@@ -297,11 +297,19 @@ class Bridge:
             # refused start writes nothing at all.
             definition=None if definition_key in self._definitions else definition,
         )
-        version = self.store.commit_step(
-            step,
-            incident=_incident_change(stop, was="running", status="running"),
-            claim=claim,
-        )
+        try:
+            version = self.store.commit_step(
+                step,
+                incident=_incident_change(stop, was="running", status="running"),
+                claim=claim,
+            )
+        except ConflictError:
+            # A request with the same business key committed first (a resend racing the
+            # first): it gets the first instance, as a resend after the commit does.
+            raced = None if key is None else self.store.find_by_key(process_id, key)
+            if raced is None:
+                raise
+            return self._instance(raced, duplicate=True)
         self._definitions[definition_key] = definition
         _log_stop(instance_id, stop)
         self.instances.checkin(

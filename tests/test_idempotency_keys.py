@@ -59,6 +59,30 @@ def test_a_completion_resent_while_the_first_commits_gets_the_first_outcome(
     assert [e.kind for e in first.history(inst.id)] == ["start", "complete"]
 
 
+def test_a_start_resent_while_the_first_commits_gets_the_first_instance(
+    harness: Harness,
+) -> None:
+    """Two requests starting the same business key: the one that loses the race answers
+    with the instance the other committed (it raised ConflictError)."""
+    first, second = harness.bridge(), harness.bridge()
+    original = second.store.find_by_key
+    answers: list[Any] = []
+
+    def racing(process_id: str, key: str) -> Any:
+        found = original(process_id, key)
+        if not answers:
+            answers.append(first.start(process_id, initiator="2023001", data=LEAVE, key=key))
+        return found
+
+    second.store.find_by_key = racing  # type: ignore[method-assign]
+    again = second.start("leave_approval", initiator="2023001", data=LEAVE, key="biz-7")
+    assert again.duplicate and not answers[0].duplicate
+    assert again.id == answers[0].id
+    assert [t.task_id for t in again.todos] == [t.task_id for t in answers[0].todos]
+    assert len(first.store.list_instances()) == 1
+    harness.assert_in_step(first, again.id)
+
+
 def test_a_message_resent_while_the_first_commits_gets_the_first_outcome(
     harness: Harness,
 ) -> None:
