@@ -292,7 +292,7 @@ class Relay:
             return self._dead(
                 row, f"{error} (gave up after {row.attempts} attempt(s))", now, unknown=unknown
             )
-        self._store.mark_retry(
+        kept = self._store.mark_retry(
             row.id,
             worker=self.worker_id,
             error=error,
@@ -300,11 +300,15 @@ class Relay:
             now=now,
             outcome_unknown=unknown,
         )
-        return DeliveryReport(retried=1)
+        return DeliveryReport(retried=1) if kept else self._taken_over(row, error)
 
     def _dead(
         self, row: OutboxRow, error: str, now: datetime, *, unknown: bool = False
     ) -> DeliveryReport:
+        if not self._store.mark_dead(
+            row.id, worker=self.worker_id, error=error, now=now, outcome_unknown=unknown
+        ):
+            return self._taken_over(row, error)
         logger.log(
             self.dead_letter_level,
             "outbox row %d (%s, instance %s, seq %d) is a dead letter: %s; it blocks the "
@@ -317,7 +321,17 @@ class Relay:
             row.id,
             row.id,
         )
-        self._store.mark_dead(
-            row.id, worker=self.worker_id, error=error, now=now, outcome_unknown=unknown
-        )
         return DeliveryReport(dead=1)
+
+    def _taken_over(self, row: OutboxRow, error: str) -> DeliveryReport:
+        """This relay's claim ran out while it was sending and another relay took the row:
+        the row's outcome is that relay's, and this attempt's is not reported as one."""
+        logger.info(
+            "outbox row %d (%s, instance %s): the claim ran out while sending (%s); another "
+            "worker has the row now, so this attempt's outcome is dropped",
+            row.id,
+            row.endpoint.value,
+            row.instance_id,
+            error,
+        )
+        return DeliveryReport()

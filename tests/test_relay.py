@@ -455,3 +455,29 @@ def test_a_bridge_for_a_real_centre_without_an_app_id_says_so(
             pass
         said = [r.getMessage() for r in caplog.records if "no app_id given" in r.getMessage()]
         assert bool(said) is warned, said
+
+
+def test_a_relay_whose_claim_ran_out_while_sending_reports_no_dead_letter(
+    store: Store, client: TTCClient, center: FakeCenter, clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A send slower than the lease: another relay takes the row and delivers it; the slow
+    relay's refusal (its resend finds the todo existing) is that relay's no longer, and must
+    not be reported or logged as a dead letter of a row that was delivered."""
+    commit(store, clock, "i1", [(ADD, new_todo("i1:a"))])
+
+    class Slow:
+        app_id = APP
+
+        def send(self, endpoint: Endpoint, items: Sequence[Any]) -> Any:
+            clock.advance(timedelta(seconds=LEASE + 1))  # the claim runs out meanwhile
+            assert relay_for(store, client, clock, worker="relay-2").drain().delivered == 1
+            return client.send(endpoint, items)  # answered 2006: the todo exists
+
+    with caplog.at_level("INFO", logger="engine_bridge"):
+        report = relay_for(store, Slow(), clock, worker="relay-1").drain()
+    assert (report.dead, report.retried, report.delivered) == (0, 0, 0), report
+    (row,) = store.outbox()
+    assert row.status == "delivered" and row.errors == []
+    assert not [r for r in caplog.records if "dead letter" in r.getMessage()]
+    assert any("claim ran out" in r.getMessage() for r in caplog.records)

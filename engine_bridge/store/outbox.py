@@ -200,16 +200,17 @@ class Outbox:
         next_attempt_at: datetime,
         now: datetime,
         outcome_unknown: bool = False,
-    ) -> None:
+    ) -> bool:
         """Record a failed attempt and release the row until ``next_attempt_at``.
 
         ``outcome_unknown`` says the centre may have applied the attempt (transport error, lost
-        answer, outer error). Ignored when ``worker`` no longer holds the claim.
+        answer, outer error). Ignored when ``worker`` no longer holds the claim (its lease ran
+        out and another worker took the row): False then.
         """
         with self._db.write() as conn:
             current = self._held(conn, row_id, worker)
             if current is None:
-                return
+                return False
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row_id)
@@ -222,6 +223,7 @@ class Outbox:
                     maybe_applied=bool(current["maybe_applied"]) or outcome_unknown,
                 )
             )
+        return True
 
     def mark_dead(
         self,
@@ -231,14 +233,14 @@ class Outbox:
         error: str,
         now: datetime,
         outcome_unknown: bool = False,
-    ) -> None:
+    ) -> bool:
         """Make the row a dead letter: kept with its request and every attempt's error, and
         blocking its instance until ``retry_dead`` or ``discard``. Ignored when ``worker`` no
-        longer holds the claim."""
+        longer holds the claim: False then."""
         with self._db.write() as conn:
             current = self._held(conn, row_id, worker)
             if current is None:
-                return
+                return False
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row_id)
@@ -251,6 +253,7 @@ class Outbox:
                     maybe_applied=bool(current["maybe_applied"]) or outcome_unknown,
                 )
             )
+        return True
 
     def rows(
         self, *, status: str | None = None, instance_id: str | None = None, limit: int = 100

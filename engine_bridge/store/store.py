@@ -570,8 +570,9 @@ class Store:
         next_attempt_at: datetime,
         now: datetime,
         outcome_unknown: bool = False,
-    ) -> None:
-        self._outbox.mark_retry(
+    ) -> bool:
+        """False when ``worker`` no longer holds the claim (nothing recorded)."""
+        return self._outbox.mark_retry(
             row_id,
             worker=worker,
             error=error,
@@ -588,8 +589,9 @@ class Store:
         error: str,
         now: datetime,
         outcome_unknown: bool = False,
-    ) -> None:
-        self._outbox.mark_dead(
+    ) -> bool:
+        """False when ``worker`` no longer holds the claim (nothing recorded)."""
+        return self._outbox.mark_dead(
             row_id, worker=worker, error=error, now=now, outcome_unknown=outcome_unknown
         )
 
