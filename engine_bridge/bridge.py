@@ -26,7 +26,7 @@ from engine_bridge.clock import Clock, SystemClock
 from engine_bridge.crashpoints import crashpoint
 from engine_bridge.engine.runtime import Engine, TimersFailedFirst
 from engine_bridge.engine.script_engine import Registry, RestrictedScriptEngine
-from engine_bridge.engine.state import definition_json, load_state
+from engine_bridge.engine.state import definition_json, load_state, restore_specs
 from engine_bridge.errors import (
     ConflictError,
     EngineBridgeError,
@@ -41,6 +41,7 @@ from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.library import WorkflowLibrary
 from engine_bridge.loader.model import LoadedProcess
 from engine_bridge.loader.problems import Problem
+from engine_bridge.loader.settings import read_node_settings
 from engine_bridge.planner import plan as plan_calls
 from engine_bridge.relay import CenterSender, DeliveryReport, Relay
 from engine_bridge.results import Instance, OpenTodo, Outcome
@@ -126,6 +127,9 @@ class Bridge:
         )
         self._inline = InlineDelivery(store, self.relay) if self.relay is not None else None
         self._definitions: dict[tuple[str, str], str] = {}
+        # (process id, definition version) → (the current process, it with that version's
+        # node settings): see _as_started
+        self._started_as: dict[tuple[str, str], tuple[LoadedProcess, LoadedProcess]] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -752,10 +756,32 @@ class Bridge:
         if definition is None:
             definition = self.store.get_definition(record.process_id, record.definition_version)
             self._definitions[cache_key] = definition
-        # Node settings come from the loaded files; a running instance of an older version
-        # keeps its own spec (stored once per version) and uses the current settings.
         process = self.library.get(record.process_id)
+        if record.definition_version != process.version:
+            process = self._as_started(process, record.definition_version, definition)
         return _Loaded(process=process, definition=definition)
+
+    def _as_started(self, process: LoadedProcess, version: str, definition: str) -> LoadedProcess:
+        """``process`` with the node settings of the definition an instance started on.
+
+        Running instances keep their definitions: a handlers expression, a todo name or a
+        node override changed in the files since applies to instances started after the
+        change (one started before would meet an expression written for data it never had).
+        Process-wide settings (the centre's type code, the transaction's name) stay the
+        current files'. Worked out once per version.
+        """
+        key = (process.process_id, version)
+        found = self._started_as.get(key)
+        if found is None or found[0] is not process:
+            spec, subprocess_specs = restore_specs(definition)
+            nodes, _ = read_node_settings([spec, *subprocess_specs.values()], {})
+            for node_id, settings in nodes.items():
+                current = process.nodes.get(node_id)
+                if current is not None:  # where the node is now, for error messages
+                    nodes[node_id] = replace(settings, location=current.location)
+            found = (process, replace(process, nodes=nodes))
+            self._started_as[key] = found
+        return found[1]
 
     def _checkout(
         self, record: InstanceRecord, state: Callable[[], str] | None = None

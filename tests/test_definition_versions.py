@@ -43,6 +43,30 @@ def test_a_node_override_added_later_starts_a_new_version_and_old_instances_go_o
         assert out.status == "end"
 
 
+def test_an_instance_keeps_the_handlers_and_names_of_its_own_definition(tmp_path: Path) -> None:
+    """The dean's handlers expression and todo name change in the files while an instance is
+    at the counselor: it reaches the dean with its own definition's (the new expression names
+    a variable its data never had), and a new instance gets the new ones."""
+    folder = tmp_path / "wf"
+    shutil.copytree(WORKFLOWS, folder)
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    data = {**LEAVE, "days": 5}
+    with Bridge.open(folder, database=db, center=FakeCenter().transport()) as bridge:
+        old = bridge.start("leave_approval", initiator="1", data=data)
+    bpmn = folder / "leave_approval.bpmn"
+    text = bpmn.read_text(encoding="utf-8")
+    changed = text.replace('name="handlers" value="dean"', 'name="handlers" value="dean_v2"')
+    assert changed != text
+    bpmn.write_text(changed, encoding="utf-8")
+    with Bridge.open(folder, database=db, center=FakeCenter().transport()) as bridge:
+        out = bridge.complete(old.todos[0].task_id, handler="T001", data={"approved": True})
+        (dean,) = out.created
+        assert dean.node_id == "dean_review" and dean.handlers == ("D001",)
+        new = bridge.start("leave_approval", initiator="1", data={**data, "dean_v2": "D002"})
+        again = bridge.complete(new.todos[0].task_id, handler="T001", data={"approved": True})
+        assert again.created[0].handlers == ("D002",)
+
+
 def test_an_instance_reaching_a_node_the_new_files_renamed_uses_its_own_definition(
     tmp_path: Path,
 ) -> None:
