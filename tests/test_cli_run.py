@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from engine_bridge.errors import ScenarioError
+from engine_bridge.testing.scenario import load_scenario
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 CLI = [sys.executable, "-m", "engine_bridge.cli"]
@@ -114,6 +117,11 @@ def test_run_against_a_centre_without_credentials_names_the_options(tmp_path: Pa
         ("gone.json", None, "cannot read scenario"),
         ("bad.json", '{"process": "x",\n "steps": [}', "bad.json:2: not valid JSON"),
         ("bad.yaml", "process: x\nsteps: [\n", "bad.yaml:3: not valid YAML"),
+        (
+            "alias.yml",
+            "process: &p x\nstart: {initiator: *p}\n",
+            "alias.yml:2: not valid YAML: alias *p",
+        ),
     ],
 )
 def test_an_unreadable_scenario_file_is_a_usage_error_in_one_line(
@@ -126,6 +134,19 @@ def test_an_unreadable_scenario_file_is_a_usage_error_in_one_line(
         done = run_cli(command, str(WORKFLOWS), "--scenario", str(path))
         assert done.returncode == 2, (command, done.stderr)
         assert reported in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(20)
+def test_a_scenario_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """Nine levels of nine aliases: 387 million items once built; refused at the first alias."""
+    levels = "".join(
+        f"    {a}: &{a} [{','.join([f'*{p}'] * 9) if p else ','.join(['x'] * 9)}]\n"
+        for p, a in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+    )
+    path = tmp_path / "bomb.yaml"
+    path.write_text("process: p\nstart:\n  data:\n" + levels)
+    with pytest.raises(ScenarioError, match=r"bomb\.yaml:5: not valid YAML: alias \*a"):
+        load_scenario(path)
 
 
 def test_demo_tells_each_sample_as_a_timeline() -> None:

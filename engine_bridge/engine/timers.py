@@ -18,6 +18,7 @@ back into these classes.
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,10 +41,13 @@ from SpiffWorkflow.util.task import TaskState
 from engine_bridge.loader.event_subprocesses import interrupts_scope
 
 __all__ = [
+    "MIN_CYCLE_PERIOD",
     "ClockedCycleTimer",
     "ClockedDurationTimer",
     "ClockedTimeDateTimer",
+    "cycle_period",
     "due_time",
+    "literal_cycle_too_short",
     "register_clocked_timers",
     "task_now",
     "waiting_due_times",
@@ -222,7 +226,7 @@ class ClockedDurationTimer(_DueOnce, DurationTimerEventDefinition):  # type: ign
 
     def _first_value(self, my_task: Any) -> Any:
         expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-        parsed = TimerEventDefinition.parse_iso_duration(str(expression))
+        parsed = _iso_duration(str(expression))
         start = task_now(my_task)
         delta = TimerEventDefinition.get_timedelta_from_start(parsed, start)
         return (start + delta).isoformat()
@@ -232,18 +236,102 @@ class ClockedDurationTimer(_DueOnce, DurationTimerEventDefinition):  # type: ign
         return PendingBpmnEvent(self.name, DurationTimerEventDefinition.__name__, value)
 
 
+# SpiffWorkflow counts a duration's years and months one month at a time, so ``P9999999Y``
+# would keep the engine busy for hours; past the year 9999 no date can hold the result anyway.
+_MAX_DURATION_MONTHS = 12 * 10_000
+
+
+def _iso_duration(text: str) -> dict[str, Any]:
+    """SpiffWorkflow's parse of an ISO 8601 duration, refusing one longer than any date can
+    reach (a ``ValueError``, before anything counts its months)."""
+    parsed: dict[str, Any] = TimerEventDefinition.parse_iso_duration(text)
+    if parsed.get("years", 0) * 12 + parsed.get("months", 0) > _MAX_DURATION_MONTHS:
+        raise ValueError(f"duration {text!r} reaches past the year 9999")
+    return parsed
+
+
+MIN_CYCLE_PERIOD = timedelta(seconds=1)
+"""The shortest time a ``timeCycle`` may leave between two repetitions.
+
+A cycle fires at most one repetition each time the engine looks at it: a worker ticks about
+once a second, and a late tick replays the repetitions that fell due one at a time, each
+growing the instance by a copy of the timer's path. A period of zero never moves the next
+repetition on, so the engine never comes to rest (``R/PT0S`` on a non-interrupting boundary
+timer makes ``start`` loop for ever); a period of a millisecond makes every tick replay a
+thousand repetitions. Nothing shorter than the worker's own rhythm can be meant, so a second
+is the floor: a cycle of ``PT1S`` or more is taken as written, anything shorter (zero
+included) is refused, at load time when the expression is a literal (``timer-cycle-too-short``)
+and when the timer starts waiting otherwise. A ``timeDuration`` of zero is fine: it fires once,
+at once.
+"""
+
+
+def cycle_period(expression: str, now: datetime | None = None) -> timedelta:
+    """The time between two repetitions of an ISO 8601 cycle (``R3/PT1H`` → one hour).
+
+    Months and years are counted from ``now`` (the host clock if not given). Raises
+    ``ValueError`` (or SpiffWorkflow's plain ``Exception``) if ``expression`` is not a cycle.
+    """
+    return timedelta(seconds=_cycle_start(expression, now or datetime.now(UTC))["duration"])
+
+
+def literal_cycle_too_short(source: str) -> str | None:
+    """Why the ``timeCycle`` expression ``source`` is refused, if it is a string literal
+    (``"R/PT0S"``) naming a cycle shorter than :data:`MIN_CYCLE_PERIOD`; else None.
+
+    Anything else (an expression over task data, a text that is not a cycle) is left to run
+    time, where the same rule applies to the value it gives."""
+    try:
+        value = ast.literal_eval(source.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, str):
+        return None
+    try:
+        period = cycle_period(value)
+    except Exception:  # SpiffWorkflow's parser raises a plain Exception
+        return None
+    reason = _too_short(period)
+    return None if reason is None else f"timeCycle {value!r} {reason}"
+
+
+def _too_short(period: timedelta) -> str | None:
+    if period >= MIN_CYCLE_PERIOD:
+        return None
+    return (
+        f"repeats every {period.total_seconds():g} seconds; a cycle must wait at least "
+        f"{MIN_CYCLE_PERIOD.total_seconds():g} second between repetitions "
+        '(write one such as "R/PT1M")'
+    )
+
+
 def _cycle_start(expression: str, now: datetime) -> dict[str, Any]:
     """Parse ``R<n>/<start>/<duration>``-style cycles; a bare ``R<n>/<duration>`` starts from
     the clock's now (the one case where SpiffWorkflow would read the host clock)."""
     parts = expression.upper().replace("--", "/").strip("R").split("/")
-    if len(parts) == 2 and parts[1].startswith("P"):
+    durations = [_iso_duration(part) for part in parts[1:] if part.startswith("P")]
+    if len(parts) == 2 and durations:
         cycles = int(parts[0]) if parts[0] else -1
-        parsed = TimerEventDefinition.parse_iso_duration(parts[1])
+        parsed = durations[0]
         duration = TimerEventDefinition.get_timedelta_from_start(parsed, now)
         start = now + duration
     else:
         cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval(expression)
     return {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds()}
+
+
+def _refuse_short_cycle(expression: str, value: Any | None, seconds: float) -> None:
+    """Refuse a cycle below :data:`MIN_CYCLE_PERIOD`. A ``ValueError``, as for a cycle that
+    does not parse: the engine reports it as an ``EngineError`` naming the timer's element,
+    and the action that reached the timer is not kept. ``value``: what the expression gave,
+    None if it is not known (a cycle stored earlier)."""
+    reason = _too_short(timedelta(seconds=seconds))
+    if reason is None:
+        return
+    source = expression.strip()
+    literal = value is None or source in (repr(value), f'"{value}"')
+    gives = "" if literal else f" gives {str(value)!r}, which"
+    raise ValueError(f"timeCycle {source}{gives} {reason}")
 
 
 class ClockedCycleTimer(CycleTimerEventDefinition):  # type: ignore[misc]
@@ -254,6 +342,9 @@ class ClockedCycleTimer(CycleTimerEventDefinition):  # type: ignore[misc]
         if value is None:
             expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
             value = _cycle_start(str(expression), task_now(my_task))
+            _refuse_short_cycle(self.expression, expression, value["duration"])
+        elif value["cycles"] != 0:  # stored by a bridge that took any cycle
+            _refuse_short_cycle(self.expression, None, value["duration"])
         if value["cycles"] == 0:
             # Every repetition has fired: the event itself completes.
             my_task.internal_data.pop("event_value", None)

@@ -43,6 +43,7 @@ from engine_bridge.loader.settings import (
     read_process_settings_file,
     split_summary,
 )
+from engine_bridge.loader.syntax import compose_yaml
 from engine_bridge.loader.xml_safety import BPMN_NS, SPIFF_NS
 
 __all__ = [
@@ -276,7 +277,7 @@ def settings_files(paths: Sequence[str | Path]) -> list[Path]:
 def _settings_lines(path: Path) -> dict[tuple[str, str], int]:
     """(process id, key) → line of the key in a YAML/JSON settings file (best effort)."""
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"))
+        node = compose_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     lines: dict[tuple[str, str], int] = {}

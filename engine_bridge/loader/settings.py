@@ -22,7 +22,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 
 from engine_bridge.loader.model import NodeSettings, ProcessSettings, SourceLocation
 from engine_bridge.loader.problems import Problem
-from engine_bridge.loader.syntax import syntax_error
+from engine_bridge.loader.syntax import load_yaml, syntax_error
 
 __all__ = [
     "NODE_PROPERTIES",
@@ -163,7 +163,7 @@ def read_process_settings_file(path: Path) -> tuple[dict[str, dict[str, Any]], l
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         line, reason = syntax_error(exc)
         what = "JSON" if path.suffix == ".json" else "YAML"

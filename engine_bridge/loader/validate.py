@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine_bridge.engine.script_engine import check_expression, check_script
+from engine_bridge.engine.timers import literal_cycle_too_short
 from engine_bridge.errors import ScriptSecurityError
 from engine_bridge.loader.dialects import translate_dialects
 from engine_bridge.loader.model import NodeSettings
@@ -309,10 +310,29 @@ def _expressions(root: Any, file: str) -> list[Problem]:
     return problems
 
 
+def _short_cycles(root: Any, file: str) -> list[Problem]:
+    """A literal ``timeCycle`` repeating faster than the engine allows (see
+    ``engine.timers.MIN_CYCLE_PERIOD``), reported on the event that carries it."""
+    problems: list[Problem] = []
+    for element in root.iter(_q("timeCycle")):
+        reason = literal_cycle_too_short(element.text or "")
+        if reason is not None:
+            definition = element.getparent()
+            event = definition.getparent() if definition is not None else None
+            element_id = event.get("id") if event is not None else None
+            if element_id is None:
+                element_id, _ = _owner_id(element)
+            line = element.sourceline
+            problems.append(
+                Problem(file, reason, "timer-cycle-too-short", element_id=element_id, line=line)
+            )
+    return problems
+
+
 def check_document(root: Any, file: str) -> list[Problem]:
     """Rules that need only one parsed document: unique ids, complete multi-instance
-    countersigns, start events SpiffWorkflow can start by, and conditions/scripts that
-    compile in the restricted engine."""
+    countersigns, start events SpiffWorkflow can start by, conditions/scripts that
+    compile in the restricted engine, and literal timer cycles the engine can keep up with."""
     return [
         *_duplicate_ids(root, file),
         *_multi_instance(root, file),
@@ -320,6 +340,7 @@ def check_document(root: Any, file: str) -> list[Problem]:
         *_receive_tasks_without_message(root, file),
         *_dangling_references(root, file),
         *_expressions(root, file),
+        *_short_cycles(root, file),
     ]
 
 

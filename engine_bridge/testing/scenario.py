@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine_bridge.errors import ScenarioError
 from engine_bridge.facts import CenterCall
-from engine_bridge.loader.syntax import syntax_error
+from engine_bridge.loader.syntax import load_yaml, syntax_error
 from engine_bridge.results import Outcome
 from engine_bridge.testing.golden import calls_as_json, step_differences
 
@@ -143,7 +143,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: it is not UTF-8 text ({exc})") from exc
     try:
-        raw = _as_json(yaml.safe_load(text)) if p.suffix in {".yaml", ".yml"} else json.loads(text)
+        raw = _as_json(load_yaml(text)) if p.suffix in {".yaml", ".yml"} else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         line, reason = syntax_error(exc)
         where = f"{p}:{line}" if line is not None else str(p)

@@ -8,7 +8,7 @@ import pytest
 
 from engine_bridge.clock import FakeClock
 from engine_bridge.engine.runtime import TimersFailedFirst
-from engine_bridge.errors import EngineDataError, TaskNotOpenError
+from engine_bridge.errors import EngineDataError, EngineError, TaskNotOpenError
 
 from .kit import END, START, Run, chain, definitions, flow, load, process, user
 
@@ -345,3 +345,67 @@ def test_two_past_dated_escalations_reached_at_once_fire_only_the_earliest() -> 
         )
     )
     assert run.nodes() == ["early_todo"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "cycle", ['"R/PT0S"', '"R/PT0.001S"', "'R3/PT0.5S'", '"R/2031-03-01T08:00:00Z/PT0S"']
+)
+def test_a_cycle_shorter_than_a_second_is_refused_when_it_starts_waiting(cycle: str) -> None:
+    """R/PT0S never moves its next repetition on, so the engine would fire it for ever (start
+    never returned); a millisecond replays a thousand repetitions at every tick. The action
+    that reaches the timer fails naming the timer and its expression."""
+    run = Run(load(boundary(False, timer("timeCycle", cycle)), "bt"), clock=FakeClock(T0))
+    with pytest.raises(EngineError, match="at least 1 second") as refused:
+        run.start()
+    assert "node 'timeout'" in str(refused.value) and cycle in str(refused.value)
+    assert "stored instance is unchanged" in str(refused.value)
+
+
+@pytest.mark.timeout(20)
+def test_a_cycle_given_by_the_data_is_held_to_the_same_floor() -> None:
+    run = Run(load(boundary(False, timer("timeCycle", "every")), "bt"), clock=FakeClock(T0))
+    with pytest.raises(EngineError, match=r"timeCycle every gives 'R/PT0S', which repeats every 0"):
+        run.start({"every": "R/PT0S"})
+
+
+def test_a_cycle_of_one_second_fires_once_per_second() -> None:
+    run = run_for(boundary(False, timer("timeCycle", '"R/PT1S"')))
+    run.tick(timedelta(seconds=1))
+    assert sorted(run.nodes()) == ["a", "escalate"]
+    assert run.engine.next_timer_at(run.wf) == T0 + timedelta(seconds=2)
+
+
+def test_a_stored_cycle_shorter_than_a_second_is_refused_at_the_next_tick() -> None:
+    """An instance stored before the floor existed fails its tick instead of spinning."""
+    run = run_for(boundary(False, timer("timeCycle", '"R/PT1H"')))
+    (waiting,) = [t for t in run.wf.get_tasks() if t.task_spec.bpmn_id == "timeout"]
+    waiting.internal_data["event_value"]["duration"] = 0.001
+    run.clock.advance(timedelta(hours=1))
+    with pytest.raises(EngineError, match=r"timeCycle \"R/PT1H\" repeats every 0.001 seconds"):
+        run.engine.tick(run.wf, run.process, instance_id=run.instance_id)
+
+
+@pytest.mark.parametrize("duration", ['"PT0S"', '"P0D"'])
+def test_a_zero_duration_is_not_refused_it_fires_at_once(duration: str) -> None:
+    """A duration of nothing is due when it starts waiting: the start itself fires it."""
+    run = run_for(boundary(True, timer("timeDuration", duration)))
+    assert run.nodes() == ["escalate"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("timeCycle", '"R/P9999999Y"'),
+        ("timeCycle", '"R3/2031-03-01T08:00:00Z/P99999999M"'),
+        ("timeDuration", '"P9999999Y"'),
+    ],
+)
+def test_a_duration_beyond_any_date_is_refused_without_counting_its_months(
+    kind: str, value: str
+) -> None:
+    """SpiffWorkflow counts a duration's months one by one: P9999999Y took hours."""
+    run = Run(load(boundary(False, timer(kind, value)), "bt"), clock=FakeClock(T0))
+    with pytest.raises(EngineError, match="reaches past the year 9999"):
+        run.start()

@@ -219,6 +219,46 @@ def test_malformed_settings_yaml_is_one_line_with_its_line(
     assert bad.line == 3 and "\n" not in bad.message and "column" in bad.message
 
 
+# Nine levels of nine: 9**9 (387 million) strings once the aliases are expanded.
+ALIAS_BOMB = "leave:\n  transTypeCode: LEAVE\n  transSummary:\n" + "".join(
+    f"    - &{a} [{','.join([f'*{p}'] * 9) if p else ','.join(['xxxxxxxx'] * 9)}]\n"
+    for p, a in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
+
+
+@pytest.mark.timeout(20)
+def test_settings_yaml_aliases_are_refused_before_they_expand(
+    tmp_path: Path, write_bpmn: WriteBpmn
+) -> None:
+    """An alias bomb of a few hundred bytes would take minutes and every byte of memory to
+    build; the first alias is a settings-invalid error at its line instead."""
+    folder = _library_dir(tmp_path, write_bpmn)
+    (folder / "processes.yaml").write_text(ALIAS_BOMB, encoding="utf-8")
+    assert len(ALIAS_BOMB) < 600
+    (bad,) = [p for p in analyse_paths(folder).problems if p.code == "settings-invalid"]
+    assert (bad.file, bad.line) == (str(folder / "processes.yaml"), 5)
+    assert "alias *a is not accepted" in bad.message and "\n" not in bad.message
+    with pytest.raises(BpmnError, match=r"processes\.yaml:5: .*alias \*a"):
+        WorkflowLibrary.load(folder)
+
+
+def test_a_single_settings_alias_or_merge_key_is_refused_too(
+    tmp_path: Path, write_bpmn: WriteBpmn
+) -> None:
+    folder = _library_dir(tmp_path, write_bpmn)
+    (folder / "processes.yaml").write_text(
+        "base: &base {transTypeName: Leave}\nleave:\n  <<: *base\n  transTypeCode: L\n"
+    )
+    (bad,) = [p for p in analyse_paths(folder).problems if p.code == "settings-invalid"]
+    assert bad.line == 3 and "alias *base" in bad.message
+
+
+def test_a_settings_anchor_without_alias_is_harmless(tmp_path: Path, write_bpmn: WriteBpmn) -> None:
+    folder = _library_dir(tmp_path, write_bpmn)
+    (folder / "processes.yaml").write_text("leave: &l\n  transTypeCode: L\n")
+    assert WorkflowLibrary.load(folder).get("leave").settings.trans_type_code == "L"
+
+
 def test_version_changes_with_content_and_not_otherwise(
     tmp_path: Path, write_bpmn: WriteBpmn
 ) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from bpmn_factory import CORPUS, WriteBpmn, chain, definitions, process, user_task
 
-from engine_bridge.loader import Problem, validate_paths
+from engine_bridge.errors import BpmnError
+from engine_bridge.loader import Problem, WorkflowLibrary, validate_paths
+from engine_bridge.loader.validate import DEFAULT_TRANSFORMS
 
 
 def _codes(problems: list[Problem]) -> list[str]:
@@ -263,3 +265,60 @@ def test_a_plain_task_needs_no_handlers_because_the_engine_passes_through_it(
     path.write_text(definitions(process("plain", body)), encoding="utf-8")
     problems = [p for p in validate_paths([path]) if p.severity == "error"]
     assert problems == []
+
+
+def _cycle_timer(value: str, *, definition_id: str = "") -> str:
+    """A user task with a non-interrupting boundary timer whose timeCycle is ``value``."""
+    id_attr = f' id="{definition_id}"' if definition_id else ""
+    boundary = (
+        '\n    <bpmn:boundaryEvent id="remind" attachedToRef="a" cancelActivity="false">'
+        f"<bpmn:timerEventDefinition{id_attr}>"
+        f"\n      <bpmn:timeCycle>{value}</bpmn:timeCycle>"
+        "\n    </bpmn:timerEventDefinition></bpmn:boundaryEvent>"
+    )
+    task = user_task("a", {"handlers": "'T1'"})
+    return definitions(process("p", chain(("a", task + boundary))))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "&quot;R/PT0S&quot;",
+        "'R3/PT0.5S'",
+        "&quot;R/P0D&quot;",
+        "&quot;R2/2031-03-01T08:00:00Z/PT0S&quot;",
+    ],
+)
+def test_a_literal_cycle_shorter_than_a_second_is_refused(
+    write_bpmn: WriteBpmn, value: str
+) -> None:
+    """A cycle that repeats every 0 s makes the engine fire it for ever; it is refused on the
+    event that carries it, not on its timerEventDefinition's own id."""
+    text = _cycle_timer(value, definition_id="TimerEventDefinition_1")
+    problem = _only(validate_paths(write_bpmn("c.bpmn", text)), "timer-cycle-too-short")
+    assert (problem.element_id, problem.line) == ("remind", _line_of(text, "timeCycle"))
+    assert problem.severity == "error"
+    assert "at least 1 second" in problem.message and "R" in problem.message
+
+
+def test_an_unquoted_iso_cycle_is_checked_once_translated(write_bpmn: WriteBpmn) -> None:
+    """Modellers write ``R/PT0S`` bare; loading quotes it (vendor translation), then checks."""
+    path = write_bpmn("c.bpmn", _cycle_timer("R/PT0S"))
+    problems = validate_paths(path, transforms=DEFAULT_TRANSFORMS)
+    assert _only(problems, "timer-cycle-too-short").element_id == "remind"
+
+
+@pytest.mark.parametrize(
+    "value", ["&quot;R/PT1S&quot;", "&quot;R3/PT1H&quot;", "interval", "&quot;not a cycle&quot;"]
+)
+def test_a_cycle_of_a_second_or_more_or_not_a_literal_is_left_alone(
+    write_bpmn: WriteBpmn, value: str
+) -> None:
+    """A second is enough; an expression over task data is checked when it runs."""
+    problems = validate_paths(write_bpmn("c.bpmn", _cycle_timer(value)))
+    assert "timer-cycle-too-short" not in _codes(problems)
+
+
+def test_loading_refuses_a_too_short_cycle(write_bpmn: WriteBpmn) -> None:
+    with pytest.raises(BpmnError, match="timer-cycle-too-short"):
+        WorkflowLibrary.load(write_bpmn("c.bpmn", _cycle_timer("&quot;R/PT0S&quot;")))
