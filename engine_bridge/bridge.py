@@ -11,6 +11,7 @@ Every action follows the same path, which is what makes the guarantees hold:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -355,7 +356,7 @@ class Bridge:
             key,
             "complete",
             lambda: self._complete_new(task_id, handler, data, opinion, key),
-            same={"task_id": task_id, "handler": handler},
+            same={"task_id": task_id, "handler": handler, "data": data or {}, "opinion": opinion},
         )
 
     def _complete_new(
@@ -490,7 +491,7 @@ class Bridge:
             "message",
             lambda: self._message_new(instance_id, name, data, key),
             instance_id=instance_id,
-            same={"name": name},
+            same={"name": name, "data": data or {}},
         )
 
     def _message_new(
@@ -699,7 +700,7 @@ class Bridge:
         action: Callable[[], Outcome],
         *,
         instance_id: str | None = None,
-        same: Mapping[str, str],
+        same: Mapping[str, Any],
     ) -> Outcome:
         """Run ``action`` unless ``key`` names one already recorded (its first outcome then).
 
@@ -724,7 +725,7 @@ class Bridge:
         kind: str,
         instance_id: str | None = None,
         *,
-        same: Mapping[str, str] | None = None,
+        same: Mapping[str, Any] | None = None,
     ) -> Outcome | None:
         """The first outcome of the action an idempotency key names (``duplicate=True``), or
         None when the key is new (or not given). A key another action used (another kind,
@@ -742,10 +743,20 @@ class Bridge:
                 f"{seen.instance_id!r}; a {kind} needs a key of its own"
             )
         for field, value in (same or {}).items():
-            if seen.payload.get(field) != value:
+            recorded = seen.payload.get(field)
+            if field == "data":
+                # As stored (a JSON round trip): a resend carries the same data; other data
+                # is another action, which the first outcome would wrongly answer.
+                if field in seen.payload and _as_json(recorded) != _as_json(value):
+                    raise InputError(
+                        f"key {key!r} was already used by a {kind} of instance "
+                        f"{seen.instance_id!r} with other data; a resend must carry the same "
+                        f"data, and every other {kind} needs a key of its own"
+                    )
+            elif recorded != value and not (field == "opinion" and field not in seen.payload):
                 raise InputError(
                     f"key {key!r} was already used by a {kind} of instance "
-                    f"{seen.instance_id!r} with {field} {seen.payload.get(field)!r}, not "
+                    f"{seen.instance_id!r} with {field} {recorded!r}, not "
                     f"{value!r}; every {kind} needs a key of its own"
                 )
         return _outcome_from_history(seen)
@@ -1038,6 +1049,11 @@ def _todo_view(instance_id: str, todo: LedgerTodo | Todo) -> OpenTodo:
         handlers=handlers,
         handling_groups=todo.handling_groups,
     )
+
+
+def _as_json(value: Any) -> str:
+    """``value`` as one canonical JSON text, to compare data given now with data stored."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _check_data(data: Mapping[str, Any] | None, *, what: str) -> dict[str, Any]:

@@ -128,9 +128,16 @@ def test_a_used_key_is_refused_for_another_signer_or_another_message(harness: Ha
     bridge.complete(todo, handler="S1", data={"signature": "同意"}, key="sig")
     with pytest.raises(InputError, match="with handler 'S1', not 'S2'"):
         bridge.complete(todo, handler="S2", data={"signature": "同意"}, key="sig")
-    assert bridge.complete(todo, handler="S1", key="sig").duplicate
+    assert bridge.complete(todo, handler="S1", data={"signature": "同意"}, key="sig").duplicate
+    with pytest.raises(InputError, match="with other data"):
+        bridge.complete(todo, handler="S1", data={"signature": "驳回"}, key="sig")
+    with pytest.raises(InputError, match="with opinion ''"):
+        bridge.complete(todo, handler="S1", data={"signature": "同意"}, opinion="x", key="sig")
     pay = bridge.start("payment", initiator="2023001", data={"clerk": "C001"})
     bridge.complete(pay.todos[0].task_id, handler="T001")
     bridge.message(pay.id, "paid", key="m-1")
     with pytest.raises(InputError, match="with name 'paid', not 'refund'"):
         bridge.message(pay.id, "refund", key="m-1")
+    with pytest.raises(InputError, match="with other data"):
+        bridge.message(pay.id, "paid", data={"receipt": "R-2"}, key="m-1")
+    assert bridge.message(pay.id, "paid", key="m-1").duplicate
