@@ -17,6 +17,8 @@ retries only those, and a service can map the rest to a 4xx for its own user.
     │   └── EngineDataError           … because the data lacks a variable the model needs
     │                                 (also an InvalidDataError: the caller's input)
     ├── ConflictError                 another writer changed the instance first (retryable=True)
+    ├── StoreError                    the database could not be read or written: full disk,
+    │                                 read-only file, lost connection; nothing kept (retryable)
     └── CenterError                   the to-do centre call did not succeed
         ├── CenterUnavailableError    timeout, refused or dropped connection, 5xx (retryable)
         ├── CenterRejectedError       answer envelope with outer ``code`` != 0   (retryable)
@@ -44,6 +46,7 @@ __all__ = [
     "NotAHandlerError",
     "ScenarioError",
     "ScriptSecurityError",
+    "StoreError",
     "TaskNotOpenError",
     "UnknownInstanceError",
     "UnknownProcessError",
@@ -134,6 +137,14 @@ class EngineDataError(EngineError, InvalidDataError):
 
 class ConflictError(EngineBridgeError):
     """Another writer committed a change to the same instance first; retry the action."""
+
+    retryable = True
+
+
+class StoreError(EngineBridgeError):
+    """The database could not be read or written (a full disk, a read-only file, a lost
+    connection, a lock held too long). The transaction was rolled back, so nothing of the
+    action was kept; it may pass once the database is back."""
 
     retryable = True
 

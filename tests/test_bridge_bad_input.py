@@ -323,3 +323,25 @@ def test_data_naming_another_initiator_is_refused_and_the_todo_goes_back_to_the_
     (confirm,) = out.created
     assert confirm.node_id == "confirm" and confirm.handlers == ("2023001",)
     assert fake.open_todos() == {confirm.task_id: ["2023001"]}
+
+
+def test_a_database_that_cannot_be_written_is_a_retryable_store_error(tmp_path: Path) -> None:
+    """A full disk or a read-only file: the library's own error (retryable, naming the
+    database), not SQLAlchemy's or the driver's, and nothing of the action kept."""
+    from engine_bridge import StoreError
+
+    db = tmp_path / "b.db"
+    with Bridge.open(WORKFLOWS, database=f"sqlite:///{db}", center=None) as bridge:
+        inst = bridge.start("or_sign", initiator="2023001", data={"title": "t"})
+    before = snapshot(db)
+    read_only = f"sqlite:///file:{db}?mode=ro&uri=true"
+    with Bridge.open(WORKFLOWS, database=read_only, center=None) as bridge:
+        assert [t.node_id for t in bridge.todos(inst.id)] == ["review"]  # reading works
+        review = inst.todos[0]
+        with pytest.raises(StoreError, match="nothing of the action was kept") as failed:
+            bridge.complete(review.task_id, handler=review.handlers[0])
+        assert failed.value.retryable and str(db) in str(failed.value)
+        assert "readonly" in str(failed.value)
+        with pytest.raises(StoreError):
+            bridge.start("or_sign", initiator="2023001", data={"title": "t"})
+    assert snapshot(db) == before

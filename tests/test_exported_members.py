@@ -14,7 +14,8 @@ PUBLIC = {
     "EngineError",
     "FakeClock", "Incident", "InputError", "Instance", "InstanceInIncidentError",
     "InvalidDataError", "ItemResult", "NotAHandlerError", "OpenTodo", "Outcome", "ScenarioError",
-    "ScriptSecurityError", "SystemClock", "TTCClient", "TaskNotOpenError", "UnknownIncidentError",
+    "ScriptSecurityError", "StoreError", "SystemClock", "TTCClient", "TaskNotOpenError",
+    "UnknownIncidentError",
     "UnknownInstanceError", "UnknownProcessError",
 }  # fmt: skip
 

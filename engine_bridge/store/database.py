@@ -17,6 +17,8 @@ claimers by ``SELECT … FOR UPDATE SKIP LOCKED``, and ``upgrade`` by an advisor
 from __future__ import annotations
 
 import os
+import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -25,8 +27,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import OperationalError as SAOperationalError
 
-from engine_bridge.errors import EngineBridgeError
+from engine_bridge.errors import EngineBridgeError, StoreError
 from engine_bridge.store.checkpointer import BACKSTOP_PAGES, Checkpointer
 from engine_bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, schema_version
 from engine_bridge.store.thread_connections import ThreadConnections
@@ -36,6 +39,15 @@ __all__ = ["Database", "SchemaError", "missing_sqlite_file"]
 _WRITE = "engine_bridge_write"
 _UPGRADE_LOCK_KEY = 0x656E67627264  # any constant shared by every engine_bridge process
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _operational(exc: BaseException) -> bool:
+    """SQLAlchemy's or a driver's ``OperationalError`` (psycopg only once something loaded
+    it: a SQLite user never pays for importing it)."""
+    if isinstance(exc, SAOperationalError | sqlite3.OperationalError):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
 
 
 class SchemaError(EngineBridgeError):
@@ -91,7 +103,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error."""
-        with self.engine.connect() as conn:
+        with store_errors(self.url_for_display), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn
@@ -109,6 +121,11 @@ class Database:
         against a crash of the process, and a power loss can lose it and only it, with every
         later durable commit. Use it only for a record whose loss is harmless (a delivery
         mark: the row then goes out again and the centre answers "already done")."""
+        with store_errors(self.url_for_display), self._driver_write(durable=durable) as raw:
+            yield raw
+
+    @contextmanager
+    def _driver_write(self, *, durable: bool) -> Iterator[Any]:
         writers = self._writers
         pooled = None
         if writers is None:
@@ -147,16 +164,17 @@ class Database:
     @contextmanager
     def driver_read(self) -> Iterator[Any]:
         """A read on the driver's own connection; nothing is left open afterwards."""
-        pooled = self.engine.raw_connection()
-        try:
-            yield pooled.driver_connection
-        finally:
-            pooled.close()  # the pool's reset rolls back what a read may have begun
+        with store_errors(self.url_for_display):
+            pooled = self.engine.raw_connection()
+            try:
+                yield pooled.driver_connection
+            finally:
+                pooled.close()  # the pool's reset rolls back what a read may have begun
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only snapshot, rolled back when the block ends."""
-        with self.engine.connect() as conn:
+        with store_errors(self.url_for_display), self.engine.connect() as conn:
             yield conn
 
     def current_version(self) -> int:
@@ -202,6 +220,25 @@ class Database:
         if self._writers is not None:
             self._writers.close()
         self.engine.dispose()
+
+
+@contextmanager
+def store_errors(where: str) -> Iterator[None]:
+    """The database's own failures (SQLAlchemy's or a driver's ``OperationalError``: a full
+    disk, a read-only file, a lost connection, a lock held too long) as ``StoreError``, which
+    callers of the library can catch and retry, naming the database (``where``: its URL
+    without the password).
+    Constraint violations are not among them: the store turns those into ``ConflictError``."""
+    try:
+        yield
+    except Exception as exc:
+        if not _operational(exc):
+            raise
+        reason = getattr(exc, "orig", None) or exc
+        raise StoreError(
+            f"the database {where} failed: {reason}; the transaction was rolled back and "
+            "nothing of the action was kept"
+        ) from exc
 
 
 def missing_sqlite_file(url: str) -> str | None:

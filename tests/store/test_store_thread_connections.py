@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from engine_bridge.errors import StoreError
 from engine_bridge.facts import Endpoint
 from engine_bridge.store import Store
 from engine_bridge.store.database import Database
@@ -75,7 +76,7 @@ def test_a_connection_left_in_a_transaction_is_replaced(db: Database) -> None:
     first = _writer(db)
     assert db._writers is not None
     db._writers._held.driver = _RollbackFails(first)
-    with pytest.raises(sqlite3.OperationalError, match="disk I/O"), db.driver_write() as conn:
+    with pytest.raises(StoreError, match="disk I/O"), db.driver_write() as conn:
         conn.execute("UPDATE schema_version SET version = 999")
         raise RuntimeError("half-way")
     with pytest.raises(sqlite3.ProgrammingError):  # closed, never reused
