@@ -47,6 +47,7 @@ from engine_bridge.engine.scan import is_finished, ready_by_kind, resting_ready
 from engine_bridge.engine.script_engine import (
     RestrictedScriptEngine,
     render_template,
+    render_url,
     sandbox_names,
 )
 from engine_bridge.engine.state import definition_json, restore_specs
@@ -685,7 +686,7 @@ def _render_transaction(
         "summary": [
             render_template(item, data) for item in settings.transaction_summary[:MAX_SUMMARY_ITEMS]
         ],
-        "urls": {key: render_template(url, data) for key, url in settings.urls.items()},
+        "urls": {key: render_url(url, data) for key, url in settings.urls.items()},
     }
 
 

@@ -47,6 +47,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from types import CodeType
 from typing import Any, Literal
+from urllib.parse import quote
 
 from RestrictedPython.compile import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.Guards import (
@@ -76,6 +77,7 @@ __all__ = [
     "check_script",
     "evaluate_expression",
     "render_template",
+    "render_url",
     "sandbox_names",
 ]
 
@@ -782,6 +784,32 @@ def render_template(template: str, data: Mapping[str, Any]) -> str:
     variable renders as ``""``; ``{{`` and ``}}`` are literal braces; anything else inside
     braces (``{x!r}``, ``{x:>9}``, ``{0.__class__}``…) is left in the text as written.
     """
+    return _render(template, data, _as_is)
+
+
+def render_url(template: str, data: Mapping[str, Any]) -> str:
+    """:func:`render_template` for a URL: each value is percent-encoded, so data (a name
+    such as ``x&instanceId=OTHER#``) fills its place in the URL and cannot add parameters,
+    path segments or a fragment to it. A template that is one placeholder and nothing else
+    (``{detail_url}``) takes a whole URL from the data, as it is."""
+    stripped = template.strip()
+    whole = (
+        stripped.startswith("{")
+        and stripped.find("}") == len(stripped) - 1
+        and _valid_field(stripped[1:-1].strip())
+    )
+    return _render(template, data, _as_is if whole else _url_part)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def _url_part(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _render(template: str, data: Mapping[str, Any], encode: Callable[[str], str]) -> str:
     out: list[str] = []
     i, n = 0, len(template)
     while i < n:
@@ -797,7 +825,7 @@ def render_template(template: str, data: Mapping[str, Any]) -> str:
                 break
             field = template[i + 1 : end].strip()
             if _valid_field(field):
-                out.append(_text(_lookup(data, field.split("."))))
+                out.append(encode(_text(_lookup(data, field.split(".")))))
             else:
                 out.append(template[i : end + 1])
             i = end + 1

@@ -37,7 +37,12 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine_bridge.engine.countersign import instances, parallel_parent
 from engine_bridge.engine.scan import ready_tasks
-from engine_bridge.engine.script_engine import Registry, evaluate_expression, render_template
+from engine_bridge.engine.script_engine import (
+    Registry,
+    evaluate_expression,
+    render_template,
+    render_url,
+)
 from engine_bridge.errors import EngineBridgeError, EngineDataError, EngineError
 from engine_bridge.facts import Todo
 from engine_bridge.loader.model import LoadedProcess, NodeSettings
@@ -363,7 +368,7 @@ def _view(anchor: Any, settings: NodeSettings, todo_id: str, ctx: TodoContext) -
         "summary": [
             render_template(item, data) for item in settings.task_summary[:MAX_SUMMARY_ITEMS]
         ],
-        "urls": {key: render_template(url, data) for key, url in settings.urls.items()},
+        "urls": {key: render_url(url, data) for key, url in settings.urls.items()},
     }
     anchor.internal_data[_VIEW] = view
     return view

@@ -263,6 +263,29 @@ def test_render_template(template: str, data: dict[str, Any], expected: str) -> 
     assert render_template(template, data) == expected
 
 
+@pytest.mark.parametrize(
+    ("template", "data", "expected"),
+    [
+        (
+            "https://oa.example.edu/approve?who={name}&id={instanceId}",
+            {"name": "x&instanceId=OTHER#", "instanceId": "abc"},
+            "https://oa.example.edu/approve?who=x%26instanceId%3DOTHER%23&id=abc",
+        ),
+        ("https://oa.example.edu/doc/{doc}/view", {"doc": "../admin"}, "https://oa.example.edu/doc/..%2Fadmin/view"),
+        ("https://oa.example.edu/u/{name}", {"name": "张三 李"}, "https://oa.example.edu/u/%E5%BC%A0%E4%B8%89%20%E6%9D%8E"),
+        ("https://oa.example.edu/r/{id}", {"id": "a1B2-_.~"}, "https://oa.example.edu/r/a1B2-_.~"),
+        (" {detail_url} ", {"detail_url": "https://x.edu/a?b=1&c=2"}, " https://x.edu/a?b=1&c=2 "),
+        ("{{literal}}/{x}", {"x": "a/b"}, "{literal}/a%2Fb"),
+    ],
+)  # fmt: skip
+def test_render_url_keeps_each_value_in_its_place(
+    template: str, data: dict[str, Any], expected: str
+) -> None:
+    """A value may not add parameters, path segments or a fragment to a URL; a template that
+    is one placeholder takes a whole URL from the data."""
+    assert script_engine.render_url(template, data) == expected
+
+
 @pytest.fixture
 def short_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(script_engine, "TIME_LIMIT_SECONDS", 0.2)
