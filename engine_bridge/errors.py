@@ -128,11 +128,12 @@ class EngineError(EngineBridgeError):
 
 
 class EngineDataError(EngineError, InvalidDataError):
-    """A step failed because an expression of the model names a variable the instance's data
-    does not have: start or completion data left it out, or (the engine cannot tell) the
-    model misspells it. Both an engine failure and bad input: a service mapping InputError to
-    a 4xx tells its caller what to send; the message names the element and the variable, so
-    a model's typo is found from it too."""
+    """A step failed on the instance's data: an expression of the model names a variable the
+    data does not have (start or completion data left it out, or, the engine cannot tell, the
+    model misspells it), or the data names one countersign signer twice. Both an engine
+    failure and bad input: a service mapping InputError to a 4xx tells its caller what to
+    send; the message names the element and the variable, so a model's typo is found from it
+    too."""
 
 
 class ConflictError(EngineBridgeError):

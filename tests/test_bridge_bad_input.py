@@ -259,7 +259,7 @@ def test_a_countersign_listing_a_signer_twice_is_refused_before_anything_is_writ
     with Bridge.open(WORKFLOWS, database=f"sqlite:///{db}", center=fake.transport()) as bridge:
         before = snapshot(db)
         data = {"title": "x", "signers": ["T001", "T002", "T001"], "archivist": "A001"}
-        with pytest.raises(EngineError, match="'T001' to sign twice"):
+        with pytest.raises(EngineDataError, match="'T001' to sign twice"):
             bridge.start("countersign_all", initiator="2023001", data=data)
         assert snapshot(db) == before
     assert fake.calls() == []

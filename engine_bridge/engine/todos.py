@@ -550,7 +550,7 @@ def _collect(
                 # The centre holds ONE share per signer of a countersign todo: a second open
                 # instance for the same person could never be told apart.
                 node = spec.bpmn_id or spec.name
-                raise EngineError(
+                raise EngineDataError(
                     f"countersign {node!r} would ask {name!r} to sign twice: every signer "
                     "may appear once among its open instances; remove the duplicate from its "
                     "collection (or use a sequential multi-instance). The stored instance is "
