@@ -174,7 +174,6 @@ class Bridge:
         the centre (README "Guarantees"). For throughput where that risk is acceptable.
         """
         library = WorkflowLibrary.load(workflows, transforms=(translate_dialects,))
-        store = Store.open(database, durable=durable)
         app = app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or DEFAULT_APP_ID
         if isinstance(center, str) and app == DEFAULT_APP_ID:
             log.warning(
@@ -190,19 +189,26 @@ class Bridge:
             client_secret=client_secret,
             exchange_hook=exchange_hook,
         )
-        bridge = cls(
-            library=library,
-            store=store,
-            sender=sender,
-            clock=clock or SystemClock(),
-            app_id=app,
-            system_account=system_account,
-            auto_deliver=auto_deliver,
-            batch_size=batch_size,
-            resolvers=resolvers,
-            services=services,
-            lease_seconds=lease_seconds,
-        )
+        # Opened last: a refused centre URL, credentials or argument leaves no database file
+        # made and no connection open.
+        store = Store.open(database, durable=durable)
+        try:
+            bridge = cls(
+                library=library,
+                store=store,
+                sender=sender,
+                clock=clock or SystemClock(),
+                app_id=app,
+                system_account=system_account,
+                auto_deliver=auto_deliver,
+                batch_size=batch_size,
+                resolvers=resolvers,
+                services=services,
+                lease_seconds=lease_seconds,
+            )
+        except BaseException:
+            store.close()
+            raise
         for problem in missing_service_problems(library, bridge.registry.services):
             # An error for `validate --service`; here the bridge still opens, so a warning.
             log.warning("%s", replace(problem, severity="warning"))

@@ -13,6 +13,7 @@ from engine_bridge import (
     BpmnError,
     EngineDataError,
     EngineError,
+    InputError,
     InvalidDataError,
     NotAHandlerError,
     ScriptSecurityError,
@@ -345,3 +346,14 @@ def test_a_database_that_cannot_be_written_is_a_retryable_store_error(tmp_path: 
         with pytest.raises(StoreError):
             bridge.start("or_sign", initiator="2023001", data={"title": "t"})
     assert snapshot(db) == before
+
+
+@pytest.mark.parametrize(
+    "center", ["", "ftp://poa.example.edu", "poa.example.edu"], ids=["empty", "ftp", "no-scheme"]
+)
+def test_a_refused_centre_url_leaves_no_database_behind(tmp_path: Path, center: str) -> None:
+    db = tmp_path / "new.db"
+    with pytest.raises(InputError):
+        Bridge.open(WORKFLOWS, database=f"sqlite:///{db}", center=center, client_id="c",
+                    client_secret="s")  # fmt: skip
+    assert not db.exists()
