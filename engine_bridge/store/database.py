@@ -121,21 +121,18 @@ class Database:
         against a crash of the process, and a power loss can lose it and only it, with every
         later durable commit. Use it only for a record whose loss is harmless (a delivery
         mark: the row then goes out again and the centre answers "already done")."""
-        with store_errors(self.url_for_display), self._driver_write(durable=durable) as raw:
-            yield raw
-
-    @contextmanager
-    def _driver_write(self, *, durable: bool) -> Iterator[Any]:
         writers = self._writers
         pooled = None
-        if writers is None:
-            pooled = self.engine.raw_connection()
-            raw: Any = pooled.driver_connection
-        else:
-            raw = writers.get()
-        sqlite = self.dialect == "sqlite"
-        relaxed = sqlite and not durable and self.durable
-        try:
+        raw: Any = None
+        relaxed = False
+        try:  # one generator, not two nested: this runs for every step of every instance
+            if writers is None:
+                pooled = self.engine.raw_connection()
+                raw = pooled.driver_connection
+            else:
+                raw = writers.get()
+            sqlite = self.dialect == "sqlite"
+            relaxed = sqlite and not durable and self.durable
             if sqlite:
                 if relaxed:
                     raw.execute("PRAGMA synchronous=NORMAL")
@@ -148,10 +145,13 @@ class Database:
             raw.commit()
             if self.checkpointer is not None:
                 self.checkpointer.committed()
-        except BaseException:
-            if writers is not None and _still_in_transaction(raw):
+        except BaseException as exc:
+            if writers is not None and raw is not None and _still_in_transaction(raw):
                 writers.discard()  # not rolled back: never use it again
                 raw = None
+            failed = _store_error(exc, self.url_for_display)
+            if failed is not None:
+                raise failed from exc
             raise
         finally:
             try:
@@ -232,13 +232,20 @@ def store_errors(where: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not _operational(exc):
+        failed = _store_error(exc, where)
+        if failed is None:
             raise
-        reason = getattr(exc, "orig", None) or exc
-        raise StoreError(
-            f"the database {where} failed: {reason}; the transaction was rolled back and "
-            "nothing of the action was kept"
-        ) from exc
+        raise failed from exc
+
+
+def _store_error(exc: BaseException, where: str) -> StoreError | None:
+    if not _operational(exc):
+        return None
+    reason = getattr(exc, "orig", None) or exc
+    return StoreError(
+        f"the database {where} failed: {reason}; the transaction was rolled back and "
+        "nothing of the action was kept"
+    )
 
 
 def missing_sqlite_file(url: str) -> str | None:
