@@ -152,6 +152,7 @@ class Bridge:
         services: Mapping[str, ServiceFn] | None = None,
         lease_seconds: float = 30.0,
         durable: bool = True,
+        timeout: float = 10.0,
     ) -> Bridge:
         """Load the BPMN files, open (and create) the database, connect the centre.
 
@@ -167,6 +168,9 @@ class Bridge:
         service task no handler answers is logged as a warning (:meth:`check` lists them).
         ``lease_seconds`` is how long this bridge's relay holds a claimed outbox row (keep it
         above the client's timeout); a restarted process re-sends a dead one's rows after it.
+        ``timeout`` is how long, in seconds, the client made here (from a URL or a transport)
+        waits for the centre: with inline delivery an action returns at most about that much
+        later when the centre is slow, its calls then wait in the outbox.
 
         ``durable=False`` makes each step's commit return once it is in the database's log
         instead of on disk: it still survives a crash of the process, but a power loss or an
@@ -182,12 +186,15 @@ class Bridge:
                 center,
                 DEFAULT_APP_ID,
             )
+        if not timeout > 0:
+            raise InputError(f"timeout must be a positive number of seconds, not {timeout!r}")
         sender = _make_sender(
             center,
             app_id=app,
             client_id=client_id,
             client_secret=client_secret,
             exchange_hook=exchange_hook,
+            timeout=timeout,
         )
         # Opened last: a refused centre URL, credentials or argument leaves no database file
         # made and no connection open.
@@ -994,6 +1001,7 @@ def _make_sender(
     client_id: str | None,
     client_secret: str | None,
     exchange_hook: Any,
+    timeout: float,
 ) -> CenterSender | None:
     if center is None:
         return None
@@ -1011,6 +1019,7 @@ def _make_sender(
             client_secret=client_secret or DEFAULT_CLIENT_SECRET,
             transport=center,
             exchange_hook=exchange_hook,
+            timeout=timeout,
         )
     if isinstance(center, str):
         return TTCClient(
@@ -1019,6 +1028,7 @@ def _make_sender(
             client_id=client_id or os.environ.get("ENGINE_BRIDGE_CLIENT_ID"),
             client_secret=client_secret or os.environ.get("ENGINE_BRIDGE_CLIENT_SECRET"),
             exchange_hook=exchange_hook,
+            timeout=timeout,
         )
     raise InvalidDataError(
         f"center must be a TTCClient, an httpx transport, a URL or None, not {type(center)!r}"

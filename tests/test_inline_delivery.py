@@ -11,6 +11,7 @@ import pytest
 
 from engine_bridge.bridge import Bridge
 from engine_bridge.clock import FakeClock
+from engine_bridge.errors import InputError
 from engine_bridge.testing.fake_center import FakeCenter
 from engine_bridge.testing.faults import FaultKind
 
@@ -112,3 +113,26 @@ def test_a_step_with_several_calls_delivers_them_all_in_order(env: Env) -> None:
     sent = [item["taskId"] for c in env.fake.calls("addTransaction") for item in c["body"]]
     assert sent == [call.item["taskId"] for call in started.calls]
     assert [r.status for r in bridge.store.outbox(limit=10)] == ["delivered", "delivered"]
+
+
+def test_a_slow_centre_is_waited_for_no_longer_than_the_bridges_timeout(tmp_path: Path) -> None:
+    """Inline delivery waits for the centre within the action: ``timeout`` bounds that wait,
+    and the call the centre did not answer in time waits in the outbox."""
+    center = FakeCenter()
+    center.faults.add("addTransaction", FaultKind.DELAY, attempts=(1,), delay_seconds=2.0)
+    with (
+        center.serve() as server,
+        Bridge.open(
+            WORKFLOWS,
+            database=f"sqlite:///{tmp_path / 'b.db'}",
+            center=server.url,
+            client_id="test-client",
+            client_secret="test-secret",
+            timeout=0.3,
+        ) as bridge,
+    ):
+        inst = bridge.start("or_sign", initiator="2023001", data={"title": "t"})
+        (row,) = bridge.store.outbox(instance_id=inst.id)
+        assert row.status == "pending" and "timed out" in (row.last_error or "")
+    with pytest.raises(InputError, match="timeout must be a positive"):
+        Bridge.open(WORKFLOWS, database=f"sqlite:///{tmp_path / 'c.db'}", timeout=0)
