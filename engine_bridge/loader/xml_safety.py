@@ -97,11 +97,17 @@ def _has_doctype(root: Any) -> bool:
     return bool(info.doctype or info.system_url or info.public_id or info.internalDTD)
 
 
+#: More attributes than this on one element is refused: a designer writes a few dozen at
+#: most, and some of lxml's and the linter's walks over an element's attributes grow with
+#: their square (200,000 attributes on one element kept `validate` busy for minutes).
+MAX_ATTRIBUTES = 256
+
+
 def parse_bpmn(data: bytes, file: str) -> Any:
     """Parse ``data`` (the bytes of ``file``) and return the ``bpmn:definitions`` element.
 
     Raises BpmnError whose ``problems`` holds one Problem coded ``xml-empty``,
-    ``xml-dtd-forbidden``, ``xml-malformed`` (with the line) or ``not-bpmn``.
+    ``xml-dtd-forbidden``, ``xml-malformed`` (with the line), ``not-bpmn`` or ``xml-too-large``.
     """
     if not data.strip():
         raise refuse(
@@ -133,4 +139,16 @@ def parse_bpmn(data: bytes, file: str) -> Any:
                 line=getattr(root, "sourceline", None),
             )
         )
+    for element in root.iter():
+        if len(element.attrib) > MAX_ATTRIBUTES:
+            raise refuse(
+                Problem(
+                    file,
+                    f"an element has {len(element.attrib)} attributes, more than the "
+                    f"{MAX_ATTRIBUTES} any BPMN element needs; the file is not a diagram "
+                    "export",
+                    "xml-too-large",
+                    line=element.sourceline,
+                )
+            )
     return root

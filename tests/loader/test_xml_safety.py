@@ -214,3 +214,14 @@ def test_a_comment_or_cdata_mentioning_a_declaration_is_fine() -> None:
         b"</definitions>"
     )
     assert parse_bpmn(data, "x.bpmn").get("id") == "d"
+
+
+def test_an_element_with_thousands_of_attributes_is_refused_at_its_line() -> None:
+    """Walks over one element's attributes grow with their square: 200,000 of them kept
+    `validate` busy for minutes. No designer writes more than a few dozen."""
+    many = " ".join(f'a{n}="x"' for n in range(5000))
+    data = definitions(f'<bpmn:process id="p">\n<bpmn:task id="t" {many}/></bpmn:process>')
+    code, line = _code(data.encode())
+    assert code == "xml-too-large" and line == 4
+    fine = " ".join(f'a{n}="x"' for n in range(40))
+    assert parse_bpmn(definitions(f'<bpmn:process id="p" {fine}/>').encode(), "ok.bpmn") is not None
