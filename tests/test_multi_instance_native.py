@@ -186,3 +186,42 @@ def test_a_juel_task_name_names_each_instance_at_the_centre(harness: Harness) ->
         ("Signature 1", "Signature ${loopCounter}"),
     ]
     assert bridge.complete(out.created[0].task_id, handler="A2").finished
+
+
+# A countersign whose number of signers the model computes.
+COUNTED = bpmn(
+    "counted",
+    '<bpmn:startEvent id="start"/>',
+    '<bpmn:userTask id="sign"><bpmn:extensionElements><spiffworkflow:properties>'
+    '<spiffworkflow:property name="handlers" value="approvers[loopCounter]"/>'
+    "</spiffworkflow:properties></bpmn:extensionElements>"
+    '<bpmn:multiInstanceLoopCharacteristics isSequential="false">'
+    "<bpmn:loopCardinality>how_many * 1000</bpmn:loopCardinality>"
+    "</bpmn:multiInstanceLoopCharacteristics></bpmn:userTask>",
+    '<bpmn:endEvent id="end"/>',
+    flows=[("start", "sign"), ("sign", "end")],
+)
+
+
+def test_a_computed_cardinality_over_the_limit_is_refused_before_any_instance(
+    tmp_path: Path,
+) -> None:
+    """The model, not the caller, decides a computed cardinality: 10**7 instances took hours
+    and gigabytes. Over the limit the start fails naming it, and nothing is kept."""
+    from engine_bridge.engine.multi_instance import MAX_CARDINALITY
+    from engine_bridge.errors import EngineError
+
+    with opened(tmp_path, {"counted.bpmn": COUNTED}) as harness:
+        bridge = harness.bridge()
+        people = [f"U{n}" for n in range(3000)]
+        inst = bridge.start(
+            "counted", initiator="2023001", data={"how_many": 3, "approvers": people}
+        )
+        (todo,) = inst.todos
+        assert len(todo.handlers) == 3000
+        too_many = MAX_CARDINALITY // 1000 + 1
+        with pytest.raises(EngineError, match=r"asks for 11,000 instances"):
+            bridge.start(
+                "counted", initiator="2023001", data={"how_many": too_many, "approvers": people}
+            )
+        assert len(bridge.store.list_instances()) == 1

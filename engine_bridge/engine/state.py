@@ -35,6 +35,7 @@ from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
 from engine_bridge.engine.gateways import register_round_gateways
+from engine_bridge.engine.multi_instance import register_multi_instance
 from engine_bridge.engine.timers import register_clocked_timers
 from engine_bridge.engine.tree_walk import BridgeSubWorkflow, BridgeWorkflow
 from engine_bridge.errors import EngineError
@@ -71,6 +72,7 @@ def _build_registry() -> Any:
     registry = BpmnWorkflowSerializer.configure(SPIFF_CONFIG)
     register_clocked_timers(registry)
     register_round_gateways(registry)
+    register_multi_instance(registry)
     _InstanceOnlyConverter(BpmnWorkflow, registry)
     # The bridge's workflow classes are written under SpiffWorkflow's names, and those names
     # are read as the bridge's classes (registered last): stored states stay SpiffWorkflow's.
