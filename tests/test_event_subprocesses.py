@@ -476,6 +476,7 @@ def test_a_library_gets_a_version_of_its_own_from_this_loader(tmp_path: Path) ->
         digest.update(sha.encode())
     assert analysis.version != digest.hexdigest()
     digest.update(f"loader-revision:{library.LOADER_REVISION}".encode())
+    digest.update(f"spiffworkflow:{library.ENGINE_VERSION}".encode())
     assert analysis.version == digest.hexdigest()
 
 

@@ -11,6 +11,7 @@ version.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -334,10 +335,13 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 #: What the loader makes of the same files: raised whenever a translation or a wiring changes
 #: the parsed specs (event subprocesses wired to their scope, ``$INITIATOR``, Activiti error
-#: codes declared, JUEL task names as taskName templates), so a library loaded by a newer
-#: bridge gets a version of its own and the definition stored under the old version is never
-#: contradicted.
-LOADER_REVISION = 3
+#: codes declared, JUEL task names as taskName templates; 4: JUEL's boolean coercion in
+#: conditions), so a library loaded by a newer bridge gets a version of its own and the
+#: definition stored under the old version is never contradicted.
+LOADER_REVISION = 4
+#: The SpiffWorkflow release whose parser and serializer write the definitions: a new one may
+#: write the same files otherwise, so it is part of a library's version too.
+ENGINE_VERSION = importlib.metadata.version("SpiffWorkflow")
 
 
 def _version(sources: Sequence[SourceFile]) -> str:
@@ -347,6 +351,7 @@ def _version(sources: Sequence[SourceFile]) -> str:
     for sha in sorted(s.sha256 for s in sources):
         digest.update(sha.encode())
     digest.update(f"loader-revision:{LOADER_REVISION}".encode())
+    digest.update(f"spiffworkflow:{ENGINE_VERSION}".encode())
     return digest.hexdigest()
 
 
