@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
+from engine_bridge import json_text
 from engine_bridge.clock import Clock, SystemClock
 from engine_bridge.crashpoints import crashpoint
 from engine_bridge.engine.runtime import Engine, TimersFailedFirst
@@ -760,7 +761,7 @@ class Bridge:
             if field == "data":
                 # As stored (a JSON round trip): a resend carries the same data; other data
                 # is another action, which the first outcome would wrongly answer.
-                if field in seen.payload and _as_json(recorded) != _as_json(value):
+                if field in seen.payload and _as_stored(value) != recorded:
                     raise InputError(
                         f"key {key!r} was already used by a {kind} of instance "
                         f"{seen.instance_id!r} with other data; a resend must carry the same "
@@ -1067,9 +1068,15 @@ def _todo_view(instance_id: str, todo: LedgerTodo | Todo) -> OpenTodo:
     )
 
 
-def _as_json(value: Any) -> str:
-    """``value`` as one canonical JSON text, to compare data given now with data stored."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+def _as_stored(value: Any) -> Any:
+    """``value`` as the history stored it (written as JSON and read back: keys become text,
+    tuples lists), to compare data given now with data given before."""
+    if isinstance(value, Mapping):
+        value = dict(value)
+    try:
+        return json.loads(json_text.compact(value))
+    except (TypeError, ValueError):
+        return value  # not storable: the first action could not have been recorded with it
 
 
 def _check_data(data: Mapping[str, Any] | None, *, what: str) -> dict[str, Any]:

@@ -294,8 +294,10 @@ def test_message_command_delivers_once_and_queues_the_calls(tmp_path: Path) -> N
     sent = run_cli(*argv, "--data", '{"receipt": "R-9"}', "--key", "pay-9", "--database", database)
     assert sent.returncode == 0, sent.stderr
     assert "opened issue_permit" in sent.stdout and "1 centre call(s) queued" in sent.stdout
-    again = run_cli(*argv, "--key", "pay-9", "--database", database)
+    again = run_cli(*argv, "--data", '{"receipt": "R-9"}', "--key", "pay-9", "--database", database)
     assert again.returncode == 0 and "already delivered with this key" in again.stdout
+    other = run_cli(*argv, "--key", "pay-9", "--database", database)  # not the same message
+    assert other.returncode == 1 and "with other data" in other.stderr
     wrong = run_cli(*argv[:2], "nope", "--workflows", str(WORKFLOWS), "--database", database)
     assert wrong.returncode == 1 and "is not waiting for message 'nope'" in wrong.stderr
     with Bridge.open(WORKFLOWS, database=database, center=None) as bridge:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -141,3 +142,26 @@ def test_a_used_key_is_refused_for_another_signer_or_another_message(harness: Ha
     with pytest.raises(InputError, match="with other data"):
         bridge.message(pay.id, "paid", data={"receipt": "R-2"}, key="m-1")
     assert bridge.message(pay.id, "paid", key="m-1").duplicate
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {**YES, "x": (1, 2)},
+        {**YES, "x": {1: "a", "b": 2}},
+        {**YES, "x": {1: "a", 2: "b"}},
+        MappingProxyType({**YES, "x": 1}),
+    ],
+    ids=["tuple", "mixed-keys", "int-keys", "mapping-proxy"],
+)
+def test_a_resend_with_the_same_data_is_a_duplicate_however_the_data_is_typed(
+    harness: Harness, data: Any
+) -> None:
+    """The data is compared as the history stored it (JSON: tuples become lists, keys text),
+    so a resend of the very same request is never refused nor fails."""
+    bridge = harness.bridge()
+    inst = bridge.start("leave_approval", initiator="2023001", data=LEAVE)
+    todo = inst.todos[0].task_id
+    first = bridge.complete(todo, handler="T001", data=data, key="typed")
+    again = bridge.complete(todo, handler="T001", data=data, key="typed")
+    assert again.duplicate and again.next_nodes == first.next_nodes

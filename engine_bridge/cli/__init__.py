@@ -49,10 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from engine_bridge.errors import EngineBridgeError
+    from engine_bridge.errors import EngineBridgeError, StoreError
 
     try:
         code: int = func(args)
+    except StoreError as exc:  # the database: missing folder, server down, read-only, full
+        cause: BaseException = exc.__cause__ if exc.__cause__ is not None else exc
+        reason = getattr(cause, "orig", None) or cause
+        print(
+            f"error: the database cannot be used: {str(reason).strip()}; check --database "
+            "(or ENGINE_BRIDGE_DATABASE)",
+            file=sys.stderr,
+        )
+        return 1
     except EngineBridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("instance_id", metavar="INSTANCE")
     parser.add_argument("name", metavar="NAME", help="the message's name (bpmn:message name)")
     parser.add_argument("--data", metavar="JSON", help="the message's data: JSON or @file")
-    parser.add_argument("--key", help="idempotency key: a resend with it changes nothing")
+    parser.add_argument(
+        "--key", help="idempotency key: the same command sent again with it changes nothing"
+    )
     add_workflows_argument(parser, what="the instance's process")
     parser.add_argument(
         "--services",
