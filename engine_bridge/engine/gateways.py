@@ -47,14 +47,41 @@ def previous_firing(spec: Any, task: Any) -> Any | None:
     return None
 
 
-def _in_round(task: Any, begun: Any | None) -> bool:
-    return begun is None or task.is_descendant_of(begun)
+def _under(task: Any, ancestor: Any, begun: Any | None) -> bool:
+    """Whether ``ancestor`` is above ``task``, looking no higher than ``begun``: SpiffWorkflow's
+    ``is_descendant_of`` recurses to the root, which every round of a loop makes deeper
+    (slower each round, and a RecursionError after some two hundred)."""
+    node = task.parent
+    while node is not None:
+        if node is ancestor:
+            return True
+        if node is begun:
+            return False
+        node = node.parent
+    return False
+
+
+def _round_tasks(begun: Any) -> list[Any]:
+    """The tasks of the round ``begun`` began: everything below it."""
+    found: list[Any] = []
+    stack = list(begun.children)
+    while stack:
+        task = stack.pop()
+        found.append(task)
+        stack.extend(task.children)
+    return found
+
+
+def _round_ids(begun: Any | None) -> set[Any] | None:
+    """The ids of the tasks of the round ``begun`` began (None: every task, the first round)."""
+    return None if begun is None else {task.id for task in _round_tasks(begun)}
 
 
 def _merge_round(spec: Any, task: Any) -> None:
     """Bring the data of the round's other arrived branches into the firing join ``task``
     (SpiffWorkflow's merge, of this round's branches only), then its own branch's."""
     begun = previous_firing(spec, task)
+    round_ids = _round_ids(begun)
     arrived = [
         t
         for t in task.workflow.tasks.values()
@@ -62,8 +89,8 @@ def _merge_round(spec: Any, task: Any) -> None:
         and t is not task
         and t.has_state(TaskState.FINISHED_MASK)
         and t.parent is not None
-        and not task.is_descendant_of(t)
-        and _in_round(t, begun)
+        and (round_ids is None or t.id in round_ids)
+        and not _under(task, t, begun)
     ]
     for other in sorted(arrived, key=lambda t: t.last_state_change):
         DeepMerge.merge(task.data, other.parent.data)
@@ -77,15 +104,17 @@ class RoundParallelGateway(ParallelGateway):  # type: ignore[misc]
 
     def _check_threshold_unstructured(self, my_task: Any) -> bool:
         begun = previous_firing(self, my_task)
+        if begun is None:
+            joins = my_task.workflow.get_tasks(spec_name=self.name)
+        else:  # the round's own tasks: an earlier round's branches arrived at earlier firings
+            joins = [t for t in _round_tasks(begun) if t.task_spec is self]
         missing = set(self.inputs)
-        for task in my_task.workflow.get_tasks(spec_name=self.name):
-            if not _in_round(task, begun):
-                continue  # an earlier round's branch: it arrived at an earlier firing
-            if task.is_descendant_of(my_task):
+        for task in joins:
+            if _under(task, my_task, begun):
                 # Reached only after this join fires (a loop through the join itself): the
                 # input it comes by is not waited for.
                 _drop_input_above(task, missing)
-            elif not my_task.is_descendant_of(task) and task.parent.state == TaskState.COMPLETED:
+            elif not _under(my_task, task, begun) and task.parent.state == TaskState.COMPLETED:
                 missing.discard(task.parent.task_spec)
         return not missing
 
