@@ -790,15 +790,18 @@ def render_template(template: str, data: Mapping[str, Any]) -> str:
 def render_url(template: str, data: Mapping[str, Any]) -> str:
     """:func:`render_template` for a URL: each value is percent-encoded, so data (a name
     such as ``x&instanceId=OTHER#``) fills its place in the URL and cannot add parameters,
-    path segments or a fragment to it. A template that is one placeholder and nothing else
-    (``{detail_url}``) takes a whole URL from the data, as it is."""
-    stripped = template.strip()
-    whole = (
+    path segments or a fragment to it. A placeholder the template starts with gives the URL's
+    beginning (``{portal}/view/{instanceId}``, or a whole URL as ``{detail_url}``) and is
+    inserted as it is: the template's author chose to take it from the data."""
+    stripped = template.lstrip()
+    end = stripped.find("}")
+    leading = (
         stripped.startswith("{")
-        and stripped.find("}") == len(stripped) - 1
-        and _valid_field(stripped[1:-1].strip())
+        and not stripped.startswith("{{")
+        and end > 0
+        and _valid_field(stripped[1:end].strip())
     )
-    return _render(template, data, _as_is if whole else _url_part)
+    return _render(template, data, _url_part, leading=leading)
 
 
 def _as_is(text: str) -> str:
@@ -809,7 +812,10 @@ def _url_part(text: str) -> str:
     return quote(text, safe="")
 
 
-def _render(template: str, data: Mapping[str, Any], encode: Callable[[str], str]) -> str:
+def _render(
+    template: str, data: Mapping[str, Any], encode: Callable[[str], str], *, leading: bool = False
+) -> str:
+    """``leading``: the first placeholder's value is inserted as it is, the others encoded."""
     out: list[str] = []
     i, n = 0, len(template)
     while i < n:
@@ -825,7 +831,9 @@ def _render(template: str, data: Mapping[str, Any], encode: Callable[[str], str]
                 break
             field = template[i + 1 : end].strip()
             if _valid_field(field):
-                out.append(encode(_text(_lookup(data, field.split(".")))))
+                value = _text(_lookup(data, field.split(".")))
+                out.append(value if leading else encode(value))
+                leading = False
             else:
                 out.append(template[i : end + 1])
             i = end + 1

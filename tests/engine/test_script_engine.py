@@ -276,13 +276,19 @@ def test_render_template(template: str, data: dict[str, Any], expected: str) -> 
         ("https://oa.example.edu/r/{id}", {"id": "a1B2-_.~"}, "https://oa.example.edu/r/a1B2-_.~"),
         (" {detail_url} ", {"detail_url": "https://x.edu/a?b=1&c=2"}, " https://x.edu/a?b=1&c=2 "),
         ("{{literal}}/{x}", {"x": "a/b"}, "{literal}/a%2Fb"),
+        (
+            "{portal}/view/{id}?by={who}",
+            {"portal": "https://oa.example.edu/app", "id": "a/b", "who": "x&y"},
+            "https://oa.example.edu/app/view/a%2Fb?by=x%26y",
+        ),
+        ("{missing}/x/{id}", {"id": "1"}, "/x/1"),
     ],
 )  # fmt: skip
 def test_render_url_keeps_each_value_in_its_place(
     template: str, data: dict[str, Any], expected: str
 ) -> None:
-    """A value may not add parameters, path segments or a fragment to a URL; a template that
-    is one placeholder takes a whole URL from the data."""
+    """A value may not add parameters, path segments or a fragment to a URL; a placeholder the
+    template starts with gives the URL's beginning (or all of it) as it is."""
     assert script_engine.render_url(template, data) == expected
 
 
