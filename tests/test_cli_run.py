@@ -45,7 +45,7 @@ def test_run_writes_one_transcript_line_per_centre_call(tmp_path: Path) -> None:
     assert lines[1]["request"][0]["next"][0]["nodeId"] == "dean_review"
     assert lines[1]["request"][0]["next"][0]["handlers"] == "D001"
     assert all(line["response"]["code"] == 0 for line in lines)
-    assert "3 centre calls" in done.stdout
+    assert "3 request(s) to the centre" in done.stdout
 
 
 def test_a_failed_expect_exits_1_naming_the_step_and_reason(tmp_path: Path) -> None:
@@ -168,8 +168,8 @@ def test_demo_tells_each_sample_as_a_timeline() -> None:
 
 
 def test_demo_runs_yaml_scenarios_too(tmp_path: Path) -> None:
-    """Scenarios may be JSON or YAML: the demo runs *.json, *.yaml and *.yml files alike, and
-    a malformed one is reported as failed while the others still run."""
+    """Scenarios may be JSON or YAML: the demo runs *.json, *.yaml and *.yml files alike (in
+    any case), and a malformed one is reported as failed while the others still run."""
     import shutil
 
     import yaml
@@ -177,7 +177,7 @@ def test_demo_runs_yaml_scenarios_too(tmp_path: Path) -> None:
     folder = tmp_path / "workflows"
     shutil.copytree(WORKFLOWS, folder, ignore=shutil.ignore_patterns("scenarios"))
     (folder / "scenarios").mkdir()
-    for name, suffix in (("leave_approval_long", ".yaml"), ("or_sign", ".yml")):
+    for name, suffix in (("leave_approval_long", ".yaml"), ("or_sign", ".YML")):
         scenario = json.loads((WORKFLOWS / "scenarios" / f"{name}.json").read_text("utf-8"))
         text = yaml.safe_dump(scenario, allow_unicode=True)
         (folder / "scenarios" / f"{name}{suffix}").write_text(text, encoding="utf-8")
@@ -214,7 +214,7 @@ def test_run_against_a_centre_that_refuses_the_credentials_fails(tmp_path: Path)
         )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "steps passed" in done.stdout
-    assert "centre call(s) were not delivered" in done.stderr
+    assert "centre calls were not delivered" in done.stderr
     assert "not-the-secret" not in done.stdout + done.stderr
 
 

@@ -36,7 +36,8 @@ def scenario_files(folder: Path) -> list[Path]:
     """The scenario files in ``folder`` (JSON or YAML), sorted by name."""
     if not folder.is_dir():
         return []
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in SCENARIO_SUFFIXES)
+    found = (f for f in folder.iterdir() if f.is_file())
+    return sorted(f for f in found if f.suffix.lower() in SCENARIO_SUFFIXES)
 
 
 def describe_call(call: CenterCall, nodes: dict[str, str] | None = None) -> str:

@@ -94,14 +94,15 @@ def _run(args: argparse.Namespace) -> int:
             f" at service task {incidents[0].node_id!r}: {incidents[0].error}" if incidents else ""
         )
         state = f"stopped at an incident{where}"
+    sent = len(recorder.entries)
     print(
         f"{args.scenario}: {len(scenario.steps)} steps passed; instance {result.instance_id} "
-        f"{state}; {len(recorder.entries)} centre calls"
+        f"{state}; {sent} request(s) to the centre"
     )
     if undelivered:
         print(
-            f"error: {undelivered} centre call(s) were not delivered (the centre refused them "
-            "or could not be reached; run with -v to see why)",
+            f"error: {undelivered} of the instance's centre calls were not delivered (the "
+            "centre refused them or could not be reached; run with -v to see why)",
             file=sys.stderr,
         )
         return 1

@@ -142,12 +142,13 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p}: cannot read scenario: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: it is not UTF-8 text ({exc})") from exc
+    is_yaml = p.suffix.lower() in {".yaml", ".yml"}
     try:
-        raw = _as_json(load_yaml(text)) if p.suffix in {".yaml", ".yml"} else json.loads(text)
+        raw = _as_json(load_yaml(text)) if is_yaml else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         line, reason = syntax_error(exc)
         where = f"{p}:{line}" if line is not None else str(p)
-        kind = "YAML" if p.suffix in {".yaml", ".yml"} else "JSON"
+        kind = "YAML" if is_yaml else "JSON"
         raise ScenarioError(f"{where}: not valid {kind}: {reason}") from exc
     if not isinstance(raw, dict):
         raise ScenarioError(
