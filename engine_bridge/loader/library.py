@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lxml import etree  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
@@ -36,6 +37,7 @@ from engine_bridge.loader.settings import (
     read_node_settings,
     read_process_settings_file,
 )
+from engine_bridge.loader.syntax import compose_yaml
 from engine_bridge.loader.validate import check_call_activities, check_document, check_nodes
 from engine_bridge.loader.xml_safety import BPMN_NS, parse_bpmn
 
@@ -515,9 +517,39 @@ def analyse_paths(
         # Overrides change the parsed models, so they are part of what a version names: a
         # stored definition must never change under the same version.
         version = hashlib.sha256(f"{version}\n{overrides!r}".encode()).hexdigest()
-    return replace(
-        analysis, problems=[*problems, *analysis.problems], settings=settings, version=version
-    )
+    found = _with_settings_lines([*problems, *analysis.problems], [f for f, _ in read])
+    return replace(analysis, problems=found, settings=settings, version=version)
+
+
+def _with_settings_lines(problems: list[Problem], settings_files: list[Path]) -> list[Problem]:
+    """The problems, those about a node override given the line of its task id in the
+    settings file (``process: {nodes: {task_id: …}}``): the problems know the task, not
+    where the settings file names it."""
+    wanted = {str(f) for f in settings_files}
+    if not any(p.file in wanted and p.line is None and p.element_id for p in problems):
+        return problems
+    lines = {str(f): _override_lines(f) for f in settings_files}
+    return [
+        replace(p, line=lines[p.file].get(p.element_id or ""))
+        if p.file in lines and p.line is None and p.element_id in lines[p.file]
+        else p
+        for p in problems
+    ]
+
+
+def _override_lines(path: Path) -> dict[str, int]:
+    """Task id → line of its entry under any process's ``nodes`` (best effort)."""
+    try:
+        root = compose_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    lines: dict[str, int] = {}
+    for _, process in root.value if isinstance(root, yaml.MappingNode) else ():
+        for key, nodes in process.value if isinstance(process, yaml.MappingNode) else ():
+            if key.value == "nodes" and isinstance(nodes, yaml.MappingNode):
+                for task_id, _ in nodes.value:
+                    lines.setdefault(str(task_id.value), task_id.start_mark.line + 1)
+    return lines
 
 
 class WorkflowLibrary:

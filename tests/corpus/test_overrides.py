@@ -105,6 +105,10 @@ def test_problems_in_overrides_are_located_in_the_settings_file(tmp_path: Path) 
     }
     assert "its user tasks: a, b" in found[("override-unknown-node", "ghost")].message
     assert found[("settings-unknown-key", "a")].severity == "warning"
+    # each at the line where the settings file names its task
+    text = (folder / "processes.yaml").read_text(encoding="utf-8").splitlines()
+    for (_, task), problem in found.items():
+        assert problem.line is not None and text[problem.line - 1].strip() == f"{task}:"
     assert _node_unchecked(folder, "a").handlers == "['T001']"  # the refused one is not applied
 
 
