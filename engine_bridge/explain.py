@@ -367,4 +367,7 @@ def _todo(item: Mapping[str, Any]) -> str:
     group = item.get("handlingGroup")
     if group:
         who = f"{who} + group {group}" if who else f"group {group}"
-    return f"{item.get('taskId')} {item.get('nodeId')} {item.get('nodeName', '')} → {who}"
+    title = item.get("taskName")
+    # The title the centre shows, when the node's name is not all of it (a taskName template)
+    shown = f' "{title}"' if title and title != item.get("nodeName") else ""
+    return f"{item.get('taskId')} {item.get('nodeId')} {item.get('nodeName', '')}{shown} → {who}"

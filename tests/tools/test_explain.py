@@ -114,13 +114,14 @@ def test_default_path_completes_each_first_todo_as_its_first_handler(tmp_path: P
 
 
 def test_text_shows_who_does_what_endpoint_status_and_next_todos() -> None:
-    """One block per step: the person, the endpoint, the status and the created todos."""
+    """One block per step: the person, the endpoint, the status and the created todos (with
+    the title the centre shows when a taskName template makes it)."""
     text = render_text(
         explain(WORKFLOWS, scenario=WORKFLOWS / "scenarios" / "leave_approval_long.json")
     )
     assert "step 2: T001 completes counselor_review" in text
     assert "taskHandle  status=next  T001 handles T2" in text
-    assert "next: T3 dean_review 学院审批 → D001" in text
+    assert 'next: T3 dean_review 学院审批 "张三的请假申请（5天）" → D001' in text
     assert "taskHandle  status=end  D001 handles T3" in text
     assert "The process ends; nothing is left open at the centre. 3 centre calls." in text
 
