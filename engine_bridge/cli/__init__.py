@@ -47,21 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
     from engine_bridge.errors import EngineBridgeError, StoreError
 
     try:
         code: int = func(args)
     except StoreError as exc:  # the database: missing folder, server down, read-only, full
-        cause: BaseException = exc.__cause__ if exc.__cause__ is not None else exc
-        reason = getattr(cause, "orig", None) or cause
-        print(
-            f"error: the database cannot be used: {str(reason).strip()}; check --database "
-            "(or ENGINE_BRIDGE_DATABASE)",
-            file=sys.stderr,
-        )
-        return 1
+        return _database_unusable(exc.__cause__ if exc.__cause__ is not None else exc)
     except EngineBridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -76,15 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
-    except SQLAlchemyError as exc:  # the database: missing folder, server down, refused
-        reason = exc.orig if isinstance(exc, DBAPIError) else exc
-        print(
-            f"error: the database cannot be used: {str(reason).strip()}; check --database "
-            "(or ENGINE_BRIDGE_DATABASE)",
-            file=sys.stderr,
-        )
-        return 1
+    except SQLAlchemyError as exc:  # the database, before the store's own errors apply
+        return _database_unusable(exc)
     return code
+
+
+def _database_unusable(exc: BaseException) -> int:
+    """One line for a database that cannot be used, in the driver's words."""
+    reason = getattr(exc, "orig", None) or exc
+    print(
+        f"error: the database cannot be used: {str(reason).strip()}; check --database "
+        "(or ENGINE_BRIDGE_DATABASE)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _silence_stdout() -> None:
