@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from lxml import etree  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser import VALIDATOR, SpiffBpmnParser
@@ -37,7 +36,7 @@ from engine_bridge.loader.settings import (
     read_node_settings,
     read_process_settings_file,
 )
-from engine_bridge.loader.syntax import compose_yaml
+from engine_bridge.loader.syntax import key_lines
 from engine_bridge.loader.validate import check_call_activities, check_document, check_nodes
 from engine_bridge.loader.xml_safety import BPMN_NS, parse_bpmn
 
@@ -538,17 +537,11 @@ def _with_settings_lines(problems: list[Problem], settings_files: list[Path]) ->
 
 
 def _override_lines(path: Path) -> dict[str, int]:
-    """Task id → line of its entry under any process's ``nodes`` (best effort)."""
-    try:
-        root = compose_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
+    """Task id → line of its entry under any process's ``nodes``."""
     lines: dict[str, int] = {}
-    for _, process in root.value if isinstance(root, yaml.MappingNode) else ():
-        for key, nodes in process.value if isinstance(process, yaml.MappingNode) else ():
-            if key.value == "nodes" and isinstance(nodes, yaml.MappingNode):
-                for task_id, _ in nodes.value:
-                    lines.setdefault(str(task_id.value), task_id.start_mark.line + 1)
+    for keys, line in key_lines(path, 3).items():
+        if len(keys) == 3 and keys[1] == "nodes":
+            lines.setdefault(keys[2], line)
     return lines
 
 

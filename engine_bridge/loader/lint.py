@@ -30,8 +30,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine_bridge.loader.library import Analysis, analyse_paths
 from engine_bridge.loader.lint_flow import check_flow
 from engine_bridge.loader.lint_vars import ProcessVariables, collect_variables, element_variables
@@ -43,7 +41,7 @@ from engine_bridge.loader.settings import (
     read_process_settings_file,
     split_summary,
 )
-from engine_bridge.loader.syntax import compose_yaml
+from engine_bridge.loader.syntax import key_lines
 from engine_bridge.loader.xml_safety import BPMN_NS, SPIFF_NS
 
 __all__ = [
@@ -274,22 +272,6 @@ def settings_files(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def _settings_lines(path: Path) -> dict[tuple[str, str], int]:
-    """(process id, key) → line of the key in a YAML/JSON settings file (best effort)."""
-    try:
-        node = compose_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    lines: dict[tuple[str, str], int] = {}
-    if not isinstance(node, yaml.MappingNode):
-        return lines
-    for key, value in node.value:
-        if isinstance(value, yaml.MappingNode):
-            for inner_key, _ in value.value:
-                lines[(str(key.value), str(inner_key.value))] = inner_key.start_mark.line + 1
-    return lines
-
-
 def _raw_templates(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for key in _PROCESS_TEMPLATE_KEYS:
         value = raw.get(key)
@@ -307,7 +289,7 @@ def _settings_templates(
     problems: list[Problem] = []
     for path in files:
         entries, _ = read_process_settings_file(path)  # its problems come from loading
-        lines = _settings_lines(path)
+        lines = key_lines(path, 2)
         for process_id, raw in entries.items():
             if process_id not in analysis.processes:
                 continue

@@ -18,11 +18,12 @@ is an error at the document's first alias, counted on the node tree before anyth
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["compose_yaml", "load_yaml", "syntax_error"]
+__all__ = ["compose_yaml", "key_lines", "load_yaml", "syntax_error"]
 
 
 #: The most nodes a YAML document may hold once every alias is expanded: far more than any
@@ -89,6 +90,29 @@ def compose_yaml(text: str) -> yaml.Node | None:
     """The node tree of a YAML text (positions, no values built), aliases bounded as
     :func:`load_yaml` bounds them."""
     return yaml.compose(text, Loader=_BoundedLoader)
+
+
+def key_lines(path: Path, depth: int) -> dict[tuple[str, ...], int]:
+    """Key path (one to ``depth`` keys of nested mappings) → the line of its last key, in a
+    YAML (or JSON) file: where a problem found in the values it holds is shown. Best effort:
+    empty when the file cannot be read."""
+    try:
+        root = compose_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    lines: dict[tuple[str, ...], int] = {}
+    level: list[tuple[tuple[str, ...], Any]] = [((), root)]
+    for _ in range(depth):
+        deeper: list[tuple[tuple[str, ...], Any]] = []
+        for prefix, node in level:
+            if not isinstance(node, yaml.MappingNode):
+                continue
+            for key, value in node.value:
+                path_here = (*prefix, str(key.value))
+                lines.setdefault(path_here, key.start_mark.line + 1)
+                deeper.append((path_here, value))
+        level = deeper
+    return lines
 
 
 def syntax_error(exc: json.JSONDecodeError | yaml.YAMLError) -> tuple[int | None, str]:
