@@ -65,6 +65,16 @@ log = logging.getLogger(__name__)
 DEFAULT_DATABASE = "sqlite:///engine_bridge.db"
 #: The app id calls go out under when none is configured (tests, the fake centre, the CLI).
 DEFAULT_APP_ID = "engine-bridge"
+
+
+def default_app_id_warning(center: str) -> str:
+    """What to tell whoever sends to ``center`` with no app id configured."""
+    return (
+        f"no app_id given (app_id=, --app-id or ENGINE_BRIDGE_APP_ID): calls to {center} go out "
+        f"under appId {DEFAULT_APP_ID!r}, which the centre refuses unless it is registered so"
+    )
+
+
 #: How long an instance whose timer failed to fire waits before a tick looks at it again.
 TIMER_RETRY_DELAY = timedelta(minutes=1)
 _LOCAL_CENTER = "http://to-do-centre.invalid"
@@ -181,12 +191,7 @@ class Bridge:
         library = WorkflowLibrary.load(workflows, transforms=(translate_dialects,))
         app = app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or DEFAULT_APP_ID
         if isinstance(center, str) and app == DEFAULT_APP_ID:
-            log.warning(
-                "no app_id given (nor ENGINE_BRIDGE_APP_ID): calls to %s go out under appId "
-                "%r, which the centre refuses unless it is registered so",
-                center,
-                DEFAULT_APP_ID,
-            )
+            log.warning("%s", default_app_id_warning(center))
         if not timeout > 0:
             raise InputError(f"timeout must be a positive number of seconds, not {timeout!r}")
         sender = _make_sender(

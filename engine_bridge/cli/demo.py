@@ -12,7 +12,12 @@ from typing import Any
 from engine_bridge.clock import FakeClock
 from engine_bridge.errors import EngineBridgeError
 from engine_bridge.facts import CenterCall, Endpoint
-from engine_bridge.testing.scenario import ScenarioStep, load_scenario, run_scenario
+from engine_bridge.testing.scenario import (
+    SCENARIO_SUFFIXES,
+    ScenarioStep,
+    load_scenario,
+    run_scenario,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -27,9 +32,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--only", help="run only scenarios whose file name contains this text")
     p.set_defaults(func=_demo)
-
-
-SCENARIO_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def scenario_files(folder: Path) -> list[Path]:

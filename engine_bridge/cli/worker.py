@@ -133,7 +133,7 @@ def _worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    from engine_bridge.bridge import DEFAULT_APP_ID
+    from engine_bridge.bridge import DEFAULT_APP_ID, default_app_id_warning
     from engine_bridge.clock import SystemClock
     from engine_bridge.relay import Relay
     from engine_bridge.retry import RetryPolicy
@@ -143,11 +143,7 @@ def _worker(args: argparse.Namespace) -> int:
     clock = SystemClock()
     app_id = args.app_id or os.environ.get("ENGINE_BRIDGE_APP_ID") or DEFAULT_APP_ID
     if app_id == DEFAULT_APP_ID:
-        print(
-            f"warning: no --app-id (nor ENGINE_BRIDGE_APP_ID): calls go out under appId "
-            f"{DEFAULT_APP_ID!r}, which the centre refuses unless it is registered so",
-            file=sys.stderr,
-        )
+        print(f"warning: {default_app_id_warning(args.center)}", file=sys.stderr)
     client_id, client_secret = credentials(args)
     client = TTCClient(
         args.center,

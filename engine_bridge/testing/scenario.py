@@ -27,6 +27,8 @@ from engine_bridge.testing.golden import calls_as_json, step_differences
 
 __all__ = [
     "ENDED",
+    "SCENARIO_SUFFIXES",
+    "YAML_SUFFIXES",
     "Scenario",
     "ScenarioRun",
     "ScenarioStep",
@@ -124,6 +126,9 @@ class Step(_Strict):
 
 
 _STEP_KINDS = ("complete", "expect", "tick", "message", "cancel")
+#: Scenario files are YAML by these suffixes (in any case), JSON otherwise.
+YAML_SUFFIXES = frozenset({".yaml", ".yml"})
+SCENARIO_SUFFIXES = frozenset({".json", *YAML_SUFFIXES})
 
 
 class Scenario(_Strict):
@@ -142,7 +147,7 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p}: cannot read scenario: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: it is not UTF-8 text ({exc})") from exc
-    is_yaml = p.suffix.lower() in {".yaml", ".yml"}
+    is_yaml = p.suffix.lower() in YAML_SUFFIXES
     try:
         raw = _as_json(load_yaml(text)) if is_yaml else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
