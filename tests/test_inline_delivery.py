@@ -133,6 +133,10 @@ def test_a_slow_centre_is_waited_for_no_longer_than_the_bridges_timeout(tmp_path
     ):
         inst = bridge.start("or_sign", initiator="2023001", data={"title": "t"})
         (row,) = bridge.store.outbox(instance_id=inst.id)
-        assert row.status == "pending" and "timed out" in (row.last_error or "")
+        # The first attempt gave up after the bridge's timeout, not the client's default 10 s;
+        # the call then waits in the outbox (a busy machine's relay may already have resent it
+        # once its backoff ran out: the fault delays the first attempt only).
+        assert row.errors and "timed out" in row.errors[0]["error"]
+        assert row.errors[0]["attempt"] == 1 and row.status in ("pending", "delivered")
     with pytest.raises(InputError, match="timeout must be a positive"):
         Bridge.open(WORKFLOWS, database=f"sqlite:///{tmp_path / 'c.db'}", timeout=0)
